@@ -1,0 +1,51 @@
+"""Shared fixtures: small seeded networks of the kinds the papers use."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+def mlp(activation: type[nn.Module] = nn.Tanh, bias: bool = True, sizes=(8, 16, 12, 5),
+        seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b, bias=bias))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers).eval()
+
+
+def cnn(activation: type[nn.Module] = nn.ReLU, pool: type[nn.Module] = nn.MaxPool2d,
+        bias: bool = True, seed: int = 0, classes: int = 4) -> nn.Module:
+    """3x8x8 inputs -> conv, act, pool, conv, act, flatten, linear, act, linear."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1, bias=bias), activation(), pool(2),
+        nn.Conv2d(6, 8, 3, padding=1, bias=bias), activation(),
+        nn.Flatten(), nn.Linear(8 * 4 * 4, 16, bias=bias), activation(),
+        nn.Linear(16, classes, bias=bias),
+    ).eval()
+
+
+@pytest.fixture
+def tanh_mlp():
+    return mlp(nn.Tanh)
+
+
+@pytest.fixture
+def relu_cnn():
+    return cnn(nn.ReLU)
+
+
+@pytest.fixture
+def image_batch():
+    torch.manual_seed(1)
+    return torch.randn(3, 3, 8, 8)
+
+
+@pytest.fixture
+def vector_batch():
+    torch.manual_seed(1)
+    return torch.randn(4, 8)

@@ -1,0 +1,102 @@
+"""Input validation shared by every method: tensors, targets, devices.
+
+Each check raises with a message that names the offending argument and what would be accepted.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+Target = int | Sequence[int] | torch.Tensor | None
+
+
+def check_inputs(inputs: torch.Tensor) -> None:
+    """Require a floating-point, finite tensor with a batch dimension."""
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a torch.Tensor, got {type(inputs).__name__}")
+    if not inputs.is_floating_point():
+        raise TypeError(
+            f"inputs must be a floating-point tensor, got dtype {inputs.dtype}; "
+            "convert with inputs.float()"
+        )
+    if inputs.dim() < 2:
+        raise ValueError(
+            f"inputs must have a batch dimension first (shape (N, ...)), got shape "
+            f"{tuple(inputs.shape)}; use inputs.unsqueeze(0) for a single sample"
+        )
+    if not torch.isfinite(inputs).all():
+        raise ValueError("inputs contain NaN or infinite values")
+
+
+def model_device(model: nn.Module) -> torch.device | None:
+    """The device of the model's first parameter or buffer, or None for a stateless model."""
+    for tensor in _parameters_and_buffers(model):
+        return tensor.device
+    return None
+
+
+def check_same_device(model: nn.Module, inputs: torch.Tensor) -> None:
+    """Require every parameter and buffer of ``model`` to live on the device of ``inputs``."""
+    for name, tensor in _named_parameters_and_buffers(model):
+        if tensor.device != inputs.device:
+            raise ValueError(
+                f"model and inputs are on different devices: model tensor '{name}' is on "
+                f"{tensor.device}, inputs on {inputs.device}; move one with .to(device)"
+            )
+
+
+def resolve_target(target: Target, output: torch.Tensor) -> torch.Tensor:
+    """Turn ``target`` into a LongTensor of one class index per sample.
+
+    ``None`` means the model's predicted class; an int applies to every sample; a sequence or a
+    1-D integer tensor gives one class per sample.
+    """
+    if output.dim() != 2:
+        raise ValueError(
+            f"the model must return scores of shape (N, classes), got shape {tuple(output.shape)}"
+        )
+    n_samples, n_classes = output.shape
+    if target is None:
+        return output.argmax(dim=1)
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, a sequence of ints or a 1-D integer tensor, got bool")
+    if isinstance(target, int):
+        indices = torch.full((n_samples,), target, dtype=torch.long, device=output.device)
+    elif isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.dtype == torch.bool or target.dim() != 1:
+            raise TypeError(
+                "target tensor must be a 1-D integer tensor (one class per sample), got "
+                f"dtype {target.dtype} and shape {tuple(target.shape)}"
+            )
+        indices = target.to(device=output.device, dtype=torch.long)
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+            raise TypeError("target sequence must contain only ints")
+        indices = torch.tensor(list(target), dtype=torch.long, device=output.device)
+    else:
+        raise TypeError(
+            "target must be None, an int, a sequence of ints or a 1-D integer tensor, got "
+            f"{type(target).__name__}"
+        )
+    if indices.numel() != n_samples:
+        raise ValueError(
+            f"target has {indices.numel()} entries but inputs have {n_samples} samples"
+        )
+    if n_samples and (indices.min() < 0 or indices.max() >= n_classes):
+        raise ValueError(
+            f"target out of range: the model has {n_classes} classes (0..{n_classes - 1}), "
+            f"got {indices.tolist()}"
+        )
+    return indices
+
+
+def _named_parameters_and_buffers(model: nn.Module):
+    yield from model.named_parameters()
+    yield from model.named_buffers()
+
+
+def _parameters_and_buffers(model: nn.Module):
+    for _, tensor in _named_parameters_and_buffers(model):
+        yield tensor

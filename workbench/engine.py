@@ -1,0 +1,276 @@
+"""The modified-gradient engine: one backward pass with per-operation rules.
+
+During the forward pass a ``TorchFunctionMode`` sees every torch operation the model runs,
+whatever module or functional form it comes from, and routes each through its rule
+(``workbench.rules``). The backward pass is then an ordinary ``torch.autograd.grad``. Nothing is
+attached to the model: no hooks, no attributes; leaving the ``with`` block removes the mode even
+when the forward pass raises.
+"""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from workbench import ops
+from workbench.checks import Target, resolve_target
+from workbench.ops import OpKind
+from workbench.rules import AffineCall, Rules, apply_activation
+
+
+class UnsupportedOperationError(NotImplementedError):
+    """The model runs an operation that a rule-based method has no rule for."""
+
+
+def modified_gradient(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    target: Target,
+    rules: Rules | None = None,
+    *,
+    method: str = "gradient",
+    baseline: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Gradient of the target score with respect to ``inputs``, under ``rules``.
+
+    ``rules=None`` gives the plain gradient. With ``rules.paired`` the forward pass runs on the
+    inputs followed by ``baseline`` (same shape) and the gradient is taken at the inputs.
+    """
+    leaf = inputs.detach().clone().requires_grad_()
+    batch = leaf.clone()  # not a leaf, so an in-place first layer is allowed
+    if rules is not None and rules.paired:
+        if baseline is None:
+            raise ValueError(f"{method} needs a baseline")
+        batch = torch.cat([batch, baseline.detach().to(batch)])
+    mode = RuleMode(model, rules, method) if rules is not None else nullcontext()
+    with torch.enable_grad(), mode:
+        output = model(batch)
+    output = output[: len(inputs)]
+    indices = resolve_target(target, output)
+    score = output.gather(1, indices[:, None]).sum()
+    if not score.requires_grad:
+        raise ValueError("the model's output does not depend on its inputs (no gradient)")
+    (gradient,) = torch.autograd.grad(score, leaf)
+    return gradient
+
+
+def module_path(model: nn.Module) -> tuple[str, str]:
+    """Dotted name and type of the innermost module of ``model`` that is running now.
+
+    Found from the Python call stack, so no hooks are needed; ``("<model>", type)`` when the
+    operation is in the model's own ``forward``.
+    """
+    names = {id(module): name for name, module in model.named_modules()}
+    frame = inspect.currentframe()
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, nn.Module) and id(candidate) in names:
+            name = names[id(candidate)] or "<model>"
+            return name, type(candidate).__name__
+        frame = frame.f_back
+    return "<model>", type(model).__name__
+
+
+class RuleMode(TorchFunctionMode):
+    """Routes each torch operation of a forward pass through the rules of one method."""
+
+    def __init__(self, model: nn.Module, rules: Rules, method: str):
+        super().__init__()
+        self.model, self.rules, self.method = model, rules, method
+        self.layer_of = {
+            id(parameter): name
+            for name, module in model.named_modules()
+            for parameter in module.parameters(recurse=False)
+        }
+        # outputs of weighted layers, for merging a following batch norm: id -> (tensor, call)
+        self._affine_outputs: dict[int, tuple[torch.Tensor, AffineCall]] = {}
+
+    def __exit__(self, *exc):
+        self._affine_outputs.clear()
+        return super().__exit__(*exc)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        kind = ops.classify(func)
+        if kind is OpKind.NEUTRAL:
+            return func(*args, **kwargs)
+        layer = self._layer_of_parameters(args, kwargs)
+        args, kwargs = _detach_parameters(args), _detach_parameters(kwargs)
+        if not _any_requires_grad(args, kwargs):
+            return func(*args, **kwargs)
+        handler = self._handlers.get(kind)
+        if handler is not None:
+            return handler(self, func, args, kwargs, layer)
+        output = func(*args, **kwargs)
+        if kind is OpKind.UNKNOWN and _any_requires_grad(output, {}):
+            self._unsupported(func, "it is not an operation the engine knows to be linear")
+        return output
+
+    # -- handlers by kind ----------------------------------------------------------------------
+
+    def _activation(self, func, args, kwargs, layer):
+        rule = self.rules.activation
+        if rule is None or not rule.applies_to(ops.activation_family(func)):
+            return func(*args, **kwargs)
+        inplace = ops.is_inplace(func, args, kwargs)
+        rest = args[1:]
+
+        def call(pre):
+            return func(pre, *rest, **kwargs)
+
+        def function(pre):  # f, out of place
+            return func(pre.clone(), *rest, **kwargs) if inplace else func(pre, *rest, **kwargs)
+
+        return apply_activation(rule, args[0], function, call, inplace)
+
+    def _affine(self, func, args, kwargs, layer):
+        rule = self.rules.affine_for(layer)
+        if rule is None:
+            return func(*args, **kwargs)
+        bound = ops.bound_arguments(func, args, kwargs) or _positional(func, args, kwargs)
+        inputs, weight, bias = bound.pop("input"), bound.pop("weight"), bound.pop("bias", None)
+        if weight.requires_grad:
+            self._unsupported(func, "its weight depends on the input")
+        options = dict(bound)
+
+        def forward(x, w, b):
+            return func(x, w, b, **options)
+
+        call = AffineCall(inputs, weight, bias, forward, layer)
+        output = rule.apply(call)
+        self._affine_outputs[id(output)] = (output, call)
+        return output
+
+    def _batch_norm(self, func, args, kwargs, layer):
+        bound = ops.bound_arguments(func, args, kwargs)
+        if bound["training"]:
+            self._training_mode_error()
+        if not self.rules.has_affine_rules:
+            return func(*args, **kwargs)
+        inputs = bound["input"]
+        scale = torch.rsqrt(bound["running_var"] + bound["eps"])
+        if bound["weight"] is not None:
+            scale = scale * bound["weight"]
+        shift = -bound["running_mean"] * scale
+        if bound["bias"] is not None:
+            shift = shift + bound["bias"]
+        previous = self._affine_outputs.get(id(inputs))
+        if previous is not None and previous[0] is inputs:
+            # merge into the weighted layer that produced the input: W' = s W, b' = s b + t
+            call = previous[1]
+            weight = call.weight * scale.view(-1, *[1] * (call.weight.dim() - 1))
+            bias = shift if call.bias is None else call.bias * scale + shift
+            merged = AffineCall(call.inputs, weight, bias, call.forward, call.layer)
+            rule = self.rules.affine_for(call.layer)
+        else:  # a batch norm on its own is a diagonal affine layer
+            merged = AffineCall(inputs, scale, shift, _channel_affine, layer)
+            rule = self.rules.affine_for(layer)
+        if rule is None:
+            return func(*args, **kwargs)
+        output = rule.apply(merged)
+        self._affine_outputs[id(output)] = (output, merged)
+        return output
+
+    def _dropout(self, func, args, kwargs, layer):
+        if ops.bound_arguments(func, args, kwargs).get("training", False):
+            self._training_mode_error()
+        return func(*args, **kwargs)
+
+    def _product(self, func, args, kwargs, layer):
+        operands = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        dependent = [a.requires_grad for a in operands]
+        divisor_dependent = (
+            (func in ops.QUOTIENT_OPS and len(dependent) > 1 and dependent[1])
+            or (func in ops.RIGHT_QUOTIENT_OPS and dependent[0])
+        )
+        if sum(dependent) > 1 or divisor_dependent:
+            self._unsupported(func, "it multiplies or divides input-dependent tensors")
+        return func(*args, **kwargs)
+
+    def _matrix_product(self, func, args, kwargs, layer):
+        operands = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        if sum(a.requires_grad for a in operands) > 1:
+            self._unsupported(func, "it multiplies input-dependent tensors")
+        if self.rules.has_affine_rules:
+            self._unsupported(
+                func, "weighted-layer rules apply only to nn.Linear and nn.Conv layers "
+                "(F.linear, F.conv1d/2d/3d)")
+        return func(*args, **kwargs)
+
+    def _passthrough(self, func, args, kwargs, layer):
+        return func(*args, **kwargs)
+
+    _handlers: dict[OpKind, Callable] = {
+        OpKind.ACTIVATION: _activation,
+        OpKind.AFFINE: _affine,
+        OpKind.BATCH_NORM: _batch_norm,
+        OpKind.DROPOUT: _dropout,
+        OpKind.PRODUCT: _product,
+        OpKind.MATRIX_PRODUCT: _matrix_product,
+        OpKind.LINEAR: _passthrough,
+        OpKind.MAX: _passthrough,
+    }
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _layer_of_parameters(self, args, kwargs) -> str | None:
+        for value in (*args, *kwargs.values()):
+            if isinstance(value, nn.Parameter) and id(value) in self.layer_of:
+                return self.layer_of[id(value)]
+        return None
+
+    def _unsupported(self, func, reason: str):
+        path, kind = module_path(self.model)
+        raise UnsupportedOperationError(
+            f"{self.method} has no rule for the operation '{ops.op_name(func)}' in module "
+            f"'{path}' ({kind}): {reason}. Rule-based methods support Linear, Conv1d/2d/3d, "
+            "BatchNorm, elementwise activations (ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, ELU, "
+            "...), max and average pooling, reshapes and residual additions; gradient-based "
+            "methods (gradient, integrated_gradients, smoothgrad, occlusion) work on any model."
+        )
+
+    def _training_mode_error(self):
+        path, kind = module_path(self.model)
+        raise ValueError(
+            f"{self.method} needs the model in evaluation mode, but module '{path}' ({kind}) "
+            "runs in training mode (batch statistics or dropout); call model.eval() first"
+        )
+
+
+def _channel_affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
+    shape = (1, -1, *[1] * (x.dim() - 2))
+    output = x * weight.view(shape)
+    return output if bias is None else output + bias.view(shape)
+
+
+def _positional(func, args, kwargs) -> dict:
+    """Arguments of a builtin weighted-layer op, whose signature cannot be introspected."""
+    names = ("input", "weight", "bias", "stride", "padding", "dilation", "groups")
+    bound = dict(zip(names, args))
+    bound.update(kwargs)
+    return bound
+
+
+def _detach_parameters(value):
+    if isinstance(value, nn.Parameter):
+        return value.detach()
+    if isinstance(value, (list, tuple)) and any(isinstance(v, nn.Parameter) for v in value):
+        return type(value)(_detach_parameters(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _detach_parameters(v) for k, v in value.items()}
+    return value
+
+
+def _any_requires_grad(args, kwargs) -> bool:
+    def walk(value) -> bool:
+        if isinstance(value, torch.Tensor):
+            return value.requires_grad
+        if isinstance(value, (list, tuple)):
+            return any(walk(v) for v in value)
+        return False
+
+    return walk(args) or any(walk(v) for v in kwargs.values())

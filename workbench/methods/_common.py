@@ -1,0 +1,59 @@
+"""Small helpers shared by the method declarations."""
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from workbench.checks import Target, resolve_target
+
+
+def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
+                    name: str = "baseline") -> torch.Tensor:
+    """``baseline`` as a tensor of the inputs' shape, dtype and device.
+
+    Accepts a number, a tensor of one sample's shape, or anything broadcastable to the inputs.
+    """
+    if isinstance(baseline, numbers.Real):
+        return torch.full_like(inputs, float(baseline))
+    if not isinstance(baseline, torch.Tensor):
+        raise TypeError(f"{name} must be a number or a tensor, got {type(baseline).__name__}")
+    if baseline.device != inputs.device:
+        raise ValueError(f"{name} is on {baseline.device} but inputs are on {inputs.device}")
+    try:
+        expanded = torch.broadcast_to(baseline, inputs.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(baseline.shape)} does not broadcast to the inputs' shape "
+            f"{tuple(inputs.shape)}"
+        ) from None
+    if not torch.isfinite(expanded).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return expanded.to(inputs.dtype).clone()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
+    """Model outputs for ``inputs``, in chunks of ``batch_size`` samples."""
+    if batch_size is None or len(inputs) <= batch_size:
+        return model(inputs)
+    return torch.cat([model(chunk) for chunk in inputs.split(batch_size)])
+
+
+def target_scores(model: nn.Module, inputs: torch.Tensor, target: Target,
+                  batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resolved target indices and the target score of each input."""
+    output = predict(model, inputs, batch_size)
+    indices = resolve_target(target, output)
+    return indices, output.gather(1, indices[:, None])[:, 0]
+
+
+def generator(seed: int | None) -> torch.Generator:
+    """A CPU generator, seeded if ``seed`` is given (results then match on any device)."""
+    rng = torch.Generator()
+    if seed is None:
+        rng.seed()
+    else:
+        rng.manual_seed(seed)
+    return rng

@@ -1,0 +1,82 @@
+"""Grad-CAM (Selvaraju et al. 2017): a layer's activation maps weighted by their mean gradient."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.checks import resolve_target
+from workbench.registry import Method, Option, register
+
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def find_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+    """The layer given by module or dotted name; ``None`` means the last convolution."""
+    named = dict(model.named_modules())
+    if layer is None:
+        convolutions = [(n, m) for n, m in named.items() if isinstance(m, _CONVOLUTIONS)]
+        if not convolutions:
+            raise ValueError("the model has no convolution layer; pass option 'layer'")
+        return convolutions[-1]
+    if isinstance(layer, nn.Module):
+        for name, module in named.items():
+            if module is layer:
+                return name, module
+        raise ValueError(f"option 'layer': the module {type(layer).__name__} is not part of the model")
+    if layer not in named:
+        raise ValueError(
+            f"option 'layer': the model has no module named '{layer}'; modules: "
+            f"{', '.join(n for n in named if n)}"
+        )
+    return layer, named[layer]
+
+
+def grad_cam(model, inputs, target, layer):
+    """``relu(sum_k mean(dy/dA_k) A_k)`` at ``layer``, upsampled to the input size."""
+    name, module = find_layer(model, layer)
+    captured: list[torch.Tensor] = []
+
+    def keep_output(_module, _inputs, output):
+        if not isinstance(output, torch.Tensor):
+            raise ValueError(f"layer '{name}' ({type(module).__name__}) returns no single tensor")
+        output = output.clone()  # later in-place operations must not change what we keep
+        captured.append(output)
+        return output
+
+    handle = module.register_forward_hook(keep_output)
+    try:
+        with torch.enable_grad():
+            output = model(inputs.detach().clone().requires_grad_())
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise ValueError(
+            f"layer '{name}' ({type(module).__name__}) ran {len(captured)} times in one forward "
+            "pass; Grad-CAM needs a layer that runs exactly once"
+        )
+    activation = captured[0]
+    if activation.dim() < 3:
+        raise ValueError(
+            f"layer '{name}' ({type(module).__name__}) has output shape "
+            f"{tuple(activation.shape)}; Grad-CAM needs channel and spatial dimensions"
+        )
+    indices = resolve_target(target, output)
+    score = output.gather(1, indices[:, None]).sum()
+    (gradient,) = torch.autograd.grad(score, activation)
+    spatial = tuple(range(2, activation.dim()))
+    weights = gradient.mean(dim=spatial, keepdim=True)
+    cam = F.relu((weights * activation).sum(dim=1, keepdim=True))
+    size = inputs.shape[2:]
+    if tuple(cam.shape[2:]) != tuple(size):
+        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[len(size)]
+        cam = F.interpolate(cam, size=size, mode=mode, align_corners=False)
+    return cam.expand_as(inputs)
+
+
+register(Method(
+    "grad_cam", grad_cam,
+    "Activation maps of a convolution layer weighted by their mean gradient.",
+    options=(Option("layer", "layer", None, "module or dotted name (None: the last conv layer)"),),
+    reference="Selvaraju et al. 2017",
+))

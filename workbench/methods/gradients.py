@@ -1,0 +1,112 @@
+"""Methods built from plain gradients: saliency, Gradient x Input, Integrated Gradients,
+SmoothGrad."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from workbench.engine import modified_gradient
+from workbench.methods._common import expand_baseline, generator, target_scores
+from workbench.registry import Method, Option, register
+
+BASELINE = Option("baseline", "baseline", 0.0, "reference input: a number or a tensor")
+BATCH_SIZE = Option("batch_size", "int", 256, "samples per forward/backward pass (memory bound)",
+                    minimum=1)
+
+
+def gradient(model, inputs, target):
+    """Saliency: ``d f_t / d x`` (Simonyan et al. 2014)."""
+    return modified_gradient(model, inputs, target)
+
+
+def gradient_x_input(model, inputs, target):
+    """``x * d f_t / d x`` (Shrikumar et al. 2016)."""
+    return inputs * modified_gradient(model, inputs, target)
+
+
+def path_points(steps: int, quadrature: str) -> tuple[np.ndarray, np.ndarray]:
+    """Points ``alpha`` in [0, 1] and weights of a quadrature of ``int_0^1 g(alpha) d alpha``."""
+    if quadrature == "gausslegendre":
+        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        return (nodes + 1) / 2, weights / 2
+    if quadrature == "riemann_trapezoid":
+        if steps < 2:
+            raise ValueError("option 'steps' must be >= 2 for the trapezoid rule")
+        weights = np.full(steps, 1 / (steps - 1))
+        weights[[0, -1]] /= 2
+        return np.linspace(0, 1, steps), weights
+    offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[quadrature]
+    return (np.arange(steps) + offset) / steps, np.full(steps, 1 / steps)
+
+
+def integrated_gradients(model, inputs, target, baseline, steps, batch_size, quadrature):
+    """``(x - x0) * int_0^1 grad f_t(x0 + a (x - x0)) da`` (Sundararajan et al. 2017).
+
+    The path points of all samples are processed ``batch_size`` at a time.
+    """
+    baseline = expand_baseline(baseline, inputs)
+    indices, _ = target_scores(model, inputs, target)
+    alphas, weights = path_points(steps, quadrature)
+    n_samples = len(inputs)
+    # rows ordered (step, sample); chunk them to bound memory
+    alphas_per_row = torch.as_tensor(alphas, dtype=inputs.dtype, device=inputs.device)
+    alphas_per_row = alphas_per_row.repeat_interleave(n_samples)
+    weights_per_row = torch.as_tensor(weights, dtype=inputs.dtype, device=inputs.device)
+    weights_per_row = weights_per_row.repeat_interleave(n_samples)
+    sample_of_row = torch.arange(n_samples, device=inputs.device).repeat(steps)
+    total = torch.zeros_like(inputs)
+    shape = (-1, *[1] * (inputs.dim() - 1))
+    for rows in torch.arange(steps * n_samples, device=inputs.device).split(batch_size):
+        samples = sample_of_row[rows]
+        alpha = alphas_per_row[rows].view(shape)
+        points = baseline[samples] + alpha * (inputs[samples] - baseline[samples])
+        grads = modified_gradient(model, points, indices[samples])
+        total.index_add_(0, samples, grads * weights_per_row[rows].view(shape))
+    return (inputs - baseline) * total
+
+
+def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
+    """Mean gradient over ``x + N(0, sigma^2)``, ``sigma = noise * (max(x) - min(x))`` per sample
+    (Smilkov et al. 2017)."""
+    indices, _ = target_scores(model, inputs, target)
+    flat = inputs.flatten(1)
+    sigma = noise * (flat.max(dim=1).values - flat.min(dim=1).values)
+    rng = generator(seed)
+    total = torch.zeros_like(inputs)
+    shape = (-1, *[1] * (inputs.dim() - 1))
+    rows = torch.arange(len(inputs), device=inputs.device).repeat(n_samples)
+    for chunk in rows.split(batch_size):
+        draws = torch.randn((len(chunk), *inputs.shape[1:]), generator=rng, dtype=inputs.dtype)
+        points = inputs[chunk] + draws.to(inputs.device) * sigma[chunk].view(shape)
+        total.index_add_(0, chunk, modified_gradient(model, points, indices[chunk]))
+    return total / n_samples
+
+
+register(Method("gradient", gradient, "Gradient of the target score (saliency).",
+                reference="Simonyan et al. 2014"))
+register(Method("gradient_x_input", gradient_x_input, "Input times the gradient.",
+                reference="Shrikumar et al. 2016; Ancona et al. 2018"))
+register(Method(
+    "integrated_gradients", integrated_gradients,
+    "Input minus baseline times the gradient averaged along the straight path.",
+    options=(
+        BASELINE,
+        Option("steps", "int", 50, "points on the path", minimum=1, maximum=10_000),
+        BATCH_SIZE,
+        Option("quadrature", "choice", "gausslegendre", "rule for the path integral",
+               choices=("gausslegendre", "riemann_right", "riemann_left", "riemann_middle",
+                        "riemann_trapezoid")),
+    ),
+    reference="Sundararajan et al. 2017",
+))
+register(Method(
+    "smoothgrad", smoothgrad, "Gradient averaged over noisy copies of the input.",
+    options=(
+        Option("n_samples", "int", 50, "noisy copies per input", minimum=1),
+        Option("noise", "float", 0.15, "noise std as a fraction of each input's max-min range",
+               minimum=0.0),
+        Option("seed", "seed", None, "random seed (None: fresh noise)"),
+        BATCH_SIZE,
+    ),
+    reference="Smilkov et al. 2017",
+))

@@ -1,0 +1,94 @@
+"""Rule-based methods: each is a set of backward rules over the one engine.
+
+See ``workbench.rules`` for the rules and Ancona et al. 2018 (section 3) for why
+"input times modified gradient" covers all of them.
+"""
+from __future__ import annotations
+
+from workbench.engine import modified_gradient
+from workbench.methods._common import expand_baseline
+from workbench.methods.gradients import BASELINE
+from workbench.registry import Method, Option, register
+from workbench.rules import (
+    AlphaBetaRule, DeconvRule, EpsilonRule, GuidedRule, RatioRule, RescaleRule, Rules,
+)
+
+
+def lrp_epsilon_rules(epsilon: float = 1e-6) -> Rules:
+    return Rules(activation=RatioRule(), affine=EpsilonRule(epsilon))
+
+
+def lrp_alpha_beta_rules(alpha: float = 1.0, beta: float = 0.0) -> Rules:
+    return Rules(activation=RatioRule(), affine=AlphaBetaRule(alpha, beta))
+
+
+def deeplift_rescale_rules() -> Rules:
+    return Rules(activation=RescaleRule(), paired=True)
+
+
+def guided_backprop_rules() -> Rules:
+    return Rules(activation=GuidedRule())
+
+
+def deconvnet_rules() -> Rules:
+    return Rules(activation=DeconvRule())
+
+
+def _relevance(name: str, make_rules):
+    """LRP relevance: ``x * g`` with ``g`` the gradient under the method's rules."""
+
+    def run(model, inputs, target, **options):
+        rules = make_rules(**options)
+        return inputs * modified_gradient(model, inputs, target, rules, method=name)
+
+    return run
+
+
+def _modified_gradient(name: str, make_rules):
+    def run(model, inputs, target):
+        return modified_gradient(model, inputs, target, make_rules(), method=name)
+
+    return run
+
+
+def deeplift_rescale(model, inputs, target, baseline):
+    """``(x - x0) * g`` with the Rescale multipliers (Shrikumar et al. 2017; Ancona Prop. 2)."""
+    baseline = expand_baseline(baseline, inputs)
+    rules = deeplift_rescale_rules()
+    gradient = modified_gradient(model, inputs, target, rules, method="deeplift_rescale",
+                                 baseline=baseline)
+    return (inputs - baseline) * gradient
+
+
+register(Method(
+    "lrp_epsilon", _relevance("lrp_epsilon", lrp_epsilon_rules),
+    "Layer-wise relevance propagation with the epsilon rule at every weighted layer.",
+    options=(Option("epsilon", "float", 1e-6, "stabiliser added to each layer's output",
+                    minimum=0.0),),
+    reference="Bach et al. 2015", rules=lrp_epsilon_rules,
+))
+register(Method(
+    "lrp_alpha_beta", _relevance("lrp_alpha_beta", lrp_alpha_beta_rules),
+    "Layer-wise relevance propagation weighting positive (alpha) and negative (beta) parts.",
+    options=(
+        Option("alpha", "float", 1.0, "weight of positive contributions", minimum=0.0),
+        Option("beta", "float", 0.0, "weight of negative contributions (alpha - beta = 1)",
+               minimum=0.0),
+    ),
+    reference="Bach et al. 2015", rules=lrp_alpha_beta_rules,
+))
+register(Method(
+    "deeplift_rescale", deeplift_rescale,
+    "DeepLIFT with the Rescale rule at every elementwise nonlinearity.",
+    options=(BASELINE,), reference="Shrikumar et al. 2017", rules=deeplift_rescale_rules,
+))
+register(Method(
+    "guided_backprop", _modified_gradient("guided_backprop", guided_backprop_rules),
+    "Gradient with only positive signals passed back through ReLUs.",
+    reference="Springenberg et al. 2015", rules=guided_backprop_rules,
+))
+register(Method(
+    "deconvnet", _modified_gradient("deconvnet", deconvnet_rules),
+    "Backward pass with ReLU applied to the signal instead of the gradient mask.",
+    reference="Zeiler & Fergus 2014", rules=deconvnet_rules,
+))

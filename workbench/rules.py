@@ -1,0 +1,299 @@
+"""Backward rules: how a method replaces the derivative of an operation.
+
+Every rule-based method is "input times a modified gradient" (Ancona et al. 2018, section 3):
+the backward pass is the chain rule, except that
+
+- at an elementwise nonlinearity ``a = f(z)`` an :class:`ActivationRule` replaces ``f'(z)``;
+- at a weighted layer ``z = W x + b`` an :class:`AffineRule` replaces ``W^T``.
+
+The quantity flowing backward is a (modified) gradient ``g``; relevance at any tensor ``t`` is
+``t * g``. In that form averaging, residual additions and reshapes need no rule at all: their
+ordinary gradient already splits relevance in proportion to the inputs.
+
+A :class:`Rules` object declares which rules a method uses; the engine applies it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def stabilize(values: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``values + epsilon * sign(values)``, with sign(0) taken as +1 (safe division)."""
+    sign = torch.where(values >= 0, 1.0, -1.0).to(values.dtype)
+    return values + epsilon * sign
+
+
+def tiny(dtype: torch.dtype) -> float:
+    """Threshold below which a difference counts as zero for ``dtype``."""
+    return 10 * torch.finfo(dtype).eps
+
+
+def elementwise_derivative(function: Callable, pre: torch.Tensor, grad: torch.Tensor):
+    """``grad * f'(pre)`` for an elementwise ``function``, by autograd."""
+    with torch.enable_grad():
+        point = pre.detach().requires_grad_()
+        (derivative,) = torch.autograd.grad(function(point), point, grad)
+    return derivative
+
+
+# ----------------------------------------------------------------------------------------------
+# Elementwise nonlinearities
+
+
+class ActivationRule:
+    """Replaces ``f'(z)`` in the backward pass of ``a = f(z)``.
+
+    ``families`` limits the rule to some activation families (see ``workbench.ops``); elsewhere
+    the ordinary derivative is used.
+    """
+
+    name = "gradient"
+    families: frozenset[str] | None = None
+
+    def applies_to(self, family: str) -> bool:
+        return self.families is None or family in self.families
+
+    def backward(self, grad: torch.Tensor, pre: torch.Tensor, function: Callable) -> torch.Tensor:
+        """The gradient at ``z = pre`` given the gradient ``grad`` at ``f(z)``; ``function`` is
+        ``f`` (out of place)."""
+        raise NotImplementedError
+
+
+class GuidedRule(ActivationRule):
+    """Guided backprop (Springenberg et al. 2015): pass positive gradient where ``z > 0``."""
+
+    name = "guided"
+    families = frozenset({"relu"})
+
+    def backward(self, grad, pre, function):
+        return grad.clamp(min=0) * (pre > 0)
+
+
+class DeconvRule(ActivationRule):
+    """DeConvNet (Zeiler & Fergus 2014): pass positive gradient, whatever the input."""
+
+    name = "deconvnet"
+    families = frozenset({"relu"})
+
+    def backward(self, grad, pre, function):
+        return grad.clamp(min=0)
+
+
+class RatioRule(ActivationRule):
+    """LRP: relevance passes unchanged, i.e. ``f'(z)`` becomes ``f(z) / z`` (Ancona, Prop. 1)."""
+
+    name = "ratio"
+
+    def backward(self, grad, pre, function):
+        return grad * function(pre) / stabilize(pre, tiny(pre.dtype))
+
+
+class RescaleRule(ActivationRule):
+    """DeepLIFT Rescale: ``f'(z)`` becomes ``(f(z) - f(z0)) / (z - z0)`` (Ancona, Prop. 2).
+
+    The batch holds the inputs followed by their baselines (see ``Rules.paired``); where
+    ``|z - z0|`` is tiny the ordinary derivative ``f'(z)`` is used.
+    """
+
+    name = "rescale"
+
+    def backward(self, grad, pre, function):
+        output = function(pre)
+        half = pre.shape[0] // 2
+        delta_in = (pre[:half] - pre[half:]).repeat(2, *[1] * (pre.dim() - 1))
+        delta_out = (output[:half] - output[half:]).repeat(2, *[1] * (pre.dim() - 1))
+        small = delta_in.abs() <= tiny(pre.dtype)
+        multiplier = delta_out / torch.where(small, torch.ones_like(delta_in), delta_in)
+        if small.any():
+            derivative = elementwise_derivative(function, pre, torch.ones_like(pre))
+            multiplier = torch.where(small, derivative, multiplier)
+        return grad * multiplier
+
+
+class _ActivationFunction(torch.autograd.Function):
+    """Runs ``a = f(z)`` (in place if the model asked for it) with a rule's backward.
+
+    Only ``z`` is kept (a copy when ``f`` runs in place); the output, which later in-place
+    operations may change, is recomputed when a rule needs it.
+    """
+
+    @staticmethod
+    def forward(ctx, pre, rule, function, call, inplace):
+        ctx.save_for_backward(pre.clone() if inplace else pre)
+        ctx.rule, ctx.function = rule, function
+        output = call(pre)
+        if inplace:
+            ctx.mark_dirty(output)
+        return output
+
+    @staticmethod
+    def backward(ctx, grad):
+        (pre,) = ctx.saved_tensors
+        return ctx.rule.backward(grad, pre, ctx.function), None, None, None, None
+
+
+def apply_activation(rule: ActivationRule, pre: torch.Tensor, function: Callable,
+                     call: Callable, inplace: bool) -> torch.Tensor:
+    """``call(pre)`` with ``rule`` replacing the derivative; ``function`` is ``f`` out of place."""
+    return _ActivationFunction.apply(pre, rule, function, call, inplace)
+
+
+# ----------------------------------------------------------------------------------------------
+# Weighted layers
+
+
+@dataclass(frozen=True)
+class AffineCall:
+    """One weighted layer ``z = forward(x, weight, bias)``, linear in ``x`` and in ``weight``."""
+
+    inputs: torch.Tensor
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    forward: Forward
+    layer: str | None = None
+
+    def __call__(self) -> torch.Tensor:
+        return self.forward(self.inputs, self.weight, self.bias)
+
+
+class AffineRule:
+    """Replaces the backward ``W^T`` of a weighted layer."""
+
+    name = "gradient"
+
+    def apply(self, call: AffineCall) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class _ScaleGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, output, epsilon):
+        ctx.save_for_backward(output)
+        ctx.epsilon = epsilon
+        return output.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (output,) = ctx.saved_tensors
+        return grad * output / stabilize(output, ctx.epsilon), None
+
+
+class EpsilonRule(AffineRule):
+    """LRP-epsilon (Bach et al. 2015): ``R_i = sum_j x_i w_ij R_j / (z_j + eps sign(z_j))``.
+
+    With ``R = t * g`` this is the gradient with ``g_z`` scaled by ``z / (z + eps sign z)``.
+    """
+
+    name = "epsilon"
+
+    def __init__(self, epsilon: float = 1e-6):
+        self.epsilon = float(epsilon)
+
+    def apply(self, call: AffineCall) -> torch.Tensor:
+        return _ScaleGradient.apply(call(), self.epsilon)
+
+    def __repr__(self) -> str:
+        return f"EpsilonRule(epsilon={self.epsilon:g})"
+
+
+class _AlphaBetaFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inputs, weight, bias, rule, forward):
+        ctx.save_for_backward(inputs, weight, bias)
+        ctx.rule, ctx.layer_forward = rule, forward
+        return forward(inputs, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inputs, weight, bias = ctx.saved_tensors
+        rule, forward = ctx.rule, ctx.layer_forward
+        positive_weight, negative_weight = weight.clamp(min=0), weight.clamp(max=0)
+        positive_bias = None if bias is None else bias.clamp(min=0)
+        negative_bias = None if bias is None else bias.clamp(max=0)
+        with torch.enable_grad():
+            positive_inputs = inputs.detach().clamp(min=0).requires_grad_()
+            negative_inputs = inputs.detach().clamp(max=0).requires_grad_()
+            # activating (positive) and inhibiting (negative) contributions
+            activating = (forward(positive_inputs, positive_weight, positive_bias),
+                          forward(negative_inputs, negative_weight, None))
+            inhibiting = (forward(positive_inputs, negative_weight, negative_bias),
+                          forward(negative_inputs, positive_weight, None))
+        relevance = (sum(activating) + sum(inhibiting)).detach() * grad  # R_z = z * g_z
+        share_activating = relevance / stabilize(sum(activating), rule.stabilizer)
+        share_inhibiting = relevance / stabilize(sum(inhibiting), rule.stabilizer)
+        inputs_pair = (positive_inputs, negative_inputs)
+        act_pos, act_neg = torch.autograd.grad(activating, inputs_pair, (share_activating,) * 2)
+        inh_pos, inh_neg = torch.autograd.grad(inhibiting, inputs_pair, (share_inhibiting,) * 2)
+        for_positive = rule.alpha * act_pos - rule.beta * inh_pos
+        for_negative = rule.alpha * act_neg - rule.beta * inh_neg
+        zero = torch.zeros_like(for_positive)
+        grad_inputs = torch.where(inputs > 0, for_positive,
+                                  torch.where(inputs < 0, for_negative, zero))
+        return grad_inputs, None, None, None, None
+
+
+class AlphaBetaRule(AffineRule):
+    """LRP-alpha-beta (Bach et al. 2015), positive and negative parts as in Zennit.
+
+    ``R_i = sum_j (alpha z_ij^+ / z_j^+ - beta z_ij^- / z_j^-) R_j``, where ``z_ij = x_i w_ij``
+    and the bias joins the part of its sign. ``alpha - beta = 1`` conserves relevance;
+    ``alpha=1, beta=0`` is the z+ rule.
+    """
+
+    name = "alpha_beta"
+
+    def __init__(self, alpha: float = 1.0, beta: float = 0.0, stabilizer: float = 1e-6):
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"alpha and beta must be non-negative, got alpha={alpha}, beta={beta}")
+        if abs(alpha - beta - 1.0) > 1e-9:
+            raise ValueError(
+                f"alpha - beta must equal 1 so that relevance is conserved, got alpha={alpha}, "
+                f"beta={beta}"
+            )
+        self.alpha, self.beta, self.stabilizer = float(alpha), float(beta), float(stabilizer)
+
+    def apply(self, call: AffineCall) -> torch.Tensor:
+        return _AlphaBetaFunction.apply(call.inputs, call.weight, call.bias, self, call.forward)
+
+    def __repr__(self) -> str:
+        return f"AlphaBetaRule(alpha={self.alpha:g}, beta={self.beta:g})"
+
+
+# ----------------------------------------------------------------------------------------------
+# A method's rules
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The rules one method applies, for the engine in ``workbench.engine``.
+
+    Attributes
+    ----------
+    activation:
+        Rule for elementwise nonlinearities (``None``: ordinary derivative).
+    affine:
+        Rule for weighted layers (``None``: ordinary gradient).
+    layer_affine:
+        Per-layer overrides of ``affine``, by the module's dotted name.
+    paired:
+        The batch holds inputs then baselines (DeepLIFT), for rules comparing the two.
+    """
+
+    activation: ActivationRule | None = None
+    affine: AffineRule | None = None
+    layer_affine: Mapping[str, AffineRule] = field(default_factory=dict)
+    paired: bool = False
+
+    def affine_for(self, layer: str | None) -> AffineRule | None:
+        if layer is not None and layer in self.layer_affine:
+            return self.layer_affine[layer]
+        return self.affine
+
+    @property
+    def has_affine_rules(self) -> bool:
+        return self.affine is not None or bool(self.layer_affine)
