@@ -1,0 +1,222 @@
+"""The engine sees operations, not modules: functional forms, in-place and reused activations,
+residual additions and batch norm merging must all give the rule the same input."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import workbench as wb
+from workbench.engine import UnsupportedOperationError
+
+RULE_METHODS = ["lrp_epsilon", "lrp_alpha_beta", "deeplift_rescale", "guided_backprop",
+                "deconvnet"]
+
+
+class ModuleNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1 = nn.Conv2d(3, 6, 3, padding=1)
+        self.conv2 = nn.Conv2d(6, 6, 3, padding=1)
+        self.fc = nn.Linear(6 * 4 * 4, 4)
+        self.relu1, self.relu2 = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x):
+        x = F.max_pool2d(self.relu1(self.conv1(x)), 2)
+        x = self.relu2(self.conv2(x))
+        return self.fc(x.flatten(1))
+
+
+class FunctionalNet(ModuleNet):
+    """Same weights, the ReLUs spelled three other ways, one of them in place."""
+
+    def forward(self, x):
+        x = F.max_pool2d(torch.relu(self.conv1(x)), 2)
+        x = self.conv2(x).relu_()
+        return self.fc(x.flatten(1))
+
+
+class ReusedInplaceNet(ModuleNet):
+    """One in-place ReLU module used twice (a torchvision-ResNet habit)."""
+
+    def __init__(self):
+        super().__init__()
+        self.shared = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.shared(self.conv1(x)), 2)
+        x = self.shared(self.conv2(x))
+        return self.fc(x.view(len(x), -1))
+
+
+@pytest.mark.parametrize("method", RULE_METHODS)
+@pytest.mark.parametrize("variant", [FunctionalNet, ReusedInplaceNet])
+def test_functional_inplace_and_reused_relus_match_module_relus(method, variant):
+    reference_model = ModuleNet().double().eval()
+    model = variant().double().eval()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    expected = wb.attribute(reference_model, x, method, target=[0, 1, 2])
+    actual = wb.attribute(model, x, method, target=[0, 1, 2])
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-14)
+
+
+class ResidualNet(nn.Module):
+    """conv-bn-relu, a basic residual block with an in-place ReLU reused and ``out += identity``,
+    global average pooling, linear."""
+
+    def __init__(self, bias: bool = True):
+        super().__init__()
+        torch.manual_seed(3)
+        self.stem = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn0 = nn.BatchNorm2d(8)
+        self.conv1 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 5, bias=bias)
+        for bn in (self.bn0, self.bn1, self.bn2):
+            bn.weight.data.uniform_(0.5, 1.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            if bias:
+                bn.bias.data.normal_(0, 0.1)
+                bn.running_mean.normal_(0, 0.1)
+            else:
+                bn.bias.data.zero_()
+        self.eval()
+
+    def forward(self, x):
+        x = self.relu(self.bn0(self.stem(x)))
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        out = self.relu(out)
+        return self.fc(torch.flatten(self.pool(out), 1))
+
+
+def test_deeplift_summation_to_delta_on_a_residual_net():
+    model = ResidualNet().double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    baseline = torch.randn(1, 3, 8, 8, dtype=torch.float64)
+    attr = wb.attribute(model, x, "deeplift_rescale", target=[1, 4], baseline=baseline)
+    with torch.no_grad():
+        delta = model(x)[[0, 1], [1, 4]] - model(baseline.expand_as(x))[[0, 1], [1, 4]]
+    torch.testing.assert_close(attr.flatten(1).sum(1), delta, rtol=1e-10, atol=1e-12)
+
+
+def test_lrp_epsilon_conserves_relevance_on_a_bias_free_residual_net():
+    """Residual additions split relevance in proportion to their inputs (no rule needed)."""
+    model = ResidualNet(bias=False).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    attr = wb.attribute(model, x, "lrp_epsilon", target=[0, 3], epsilon=1e-12)
+    with torch.no_grad():
+        expected = model(x)[[0, 1], [0, 3]]
+    torch.testing.assert_close(attr.flatten(1).sum(1), expected, rtol=1e-8, atol=1e-12)
+
+
+def _fuse(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    fused = copy.deepcopy(conv)
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    fused.weight.data = conv.weight * scale.view(-1, 1, 1, 1)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    fused.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+    return fused
+
+
+@pytest.mark.parametrize("method,options", [("lrp_epsilon", {"epsilon": 0.5}),
+                                            ("lrp_alpha_beta", {"alpha": 2.0, "beta": 1.0})])
+def test_batch_norm_is_merged_into_the_preceding_layer(method, options):
+    torch.manual_seed(0)
+    conv, bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+    bn.weight.data.uniform_(-1.5, 1.5)
+    bn.bias.data.normal_()
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2)
+    head = nn.Sequential(nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 3))
+    model = nn.Sequential(conv, bn, *head).double().eval()
+    fused = nn.Sequential(_fuse(conv, bn), *copy.deepcopy(head)).double().eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    expected = wb.attribute(fused, x, method, target=[0, 2], **options)
+    actual = wb.attribute(model, x, method, target=[0, 2], **options)
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_torchvision_resnet_runs_under_every_rule_based_method():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.resnet18(num_classes=4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    for method in RULE_METHODS:
+        attr = wb.attribute(model, x, method, target=2)
+        assert attr.shape == x.shape and torch.isfinite(attr).all(), method
+    attr = wb.attribute(model.double(), x.double(), "deeplift_rescale", target=2)
+    with torch.no_grad():
+        delta = model(x.double())[0, 2] - model(torch.zeros_like(x).double())[0, 2]
+    # max pooling in the stem takes the ordinary gradient, so summation-to-delta is approximate
+    assert abs(attr.sum().item() - delta.item()) < 0.5 * abs(delta.item()) + 1e-6
+
+
+def test_unsupported_layer_is_named_with_its_path_and_type():
+    class Recurrent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.encoder = nn.Sequential(nn.Linear(4, 4))
+            self.rnn = nn.LSTM(4, 6, batch_first=True)
+            self.head = nn.Linear(6, 2)
+
+        def forward(self, x):
+            out, _ = self.rnn(self.encoder(x))
+            return self.head(out[:, -1])
+
+    model = Recurrent().eval()
+    x = torch.randn(2, 5, 4)
+    with pytest.raises(NotImplementedError, match=r"lstm.*'rnn' \(LSTM\)"):
+        wb.attribute(model, x, "lrp_epsilon", target=0)
+    assert wb.attribute(model, x, "gradient", target=0).shape == x.shape
+
+
+def test_product_of_input_dependent_tensors_is_refused_by_rules_only():
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.value, self.gate = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.value(x) * torch.sigmoid(self.gate(x))
+
+    model, x = Gated(), torch.randn(2, 4)
+    with pytest.raises(UnsupportedOperationError, match="'mul' in module '<model>' \\(Gated\\)"):
+        wb.attribute(model, x, "deeplift_rescale", target=1)
+    assert torch.isfinite(wb.attribute(model, x, "integrated_gradients", target=1)).all()
+
+
+def test_constant_scaling_and_normalisation_inside_the_model_are_linear():
+    class Normalised(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("mean", torch.tensor([0.5, 0.4, 0.3]).view(1, 3, 1, 1))
+            self.scale = nn.Parameter(torch.tensor(2.0))
+            self.net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(),
+                                     nn.Linear(2 * 6 * 6, 3))
+
+        def forward(self, x):
+            return self.net((x - self.mean) / 0.25 * self.scale)
+
+    model = Normalised().double().eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    lrp = wb.attribute(model, x, "lrp_epsilon", target=0)
+    deeplift = wb.attribute(model, x, "deeplift_rescale", target=0)
+    assert torch.isfinite(lrp).all() and torch.isfinite(deeplift).all()
+
+
+def test_training_mode_batch_norm_is_refused_by_rule_based_methods():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2))
+    model.train()
+    with pytest.raises(ValueError, match=r"'1' \(BatchNorm1d\).*model.eval\(\)"):
+        wb.attribute(model, torch.randn(3, 4), "lrp_epsilon", target=0)
+    assert model.training  # the user's mode is left alone
