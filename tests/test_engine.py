@@ -150,7 +150,7 @@ def test_batch_norm_is_merged_into_the_preceding_layer(method, options):
 def test_torchvision_resnet_runs_under_every_rule_based_method():
     torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.resnet18(num_classes=4).eval()
-    x = torch.randn(1, 3, 32, 32)
+    x = torch.randn(1, 3, 16, 16)
     for method in RULE_METHODS:
         attr = wb.attribute(model, x, method, target=2)
         assert attr.shape == x.shape and torch.isfinite(attr).all(), method

@@ -1,0 +1,55 @@
+"""Plotly figures of attributions. Figures only: no numerical logic lives here."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+
+
+def to_map(attribution: torch.Tensor) -> torch.Tensor:
+    """One 2-D heat map per sample: the channel sum of an (N, C, H, W) or (N, H, W) tensor."""
+    if attribution.dim() == 4:
+        return attribution.sum(dim=1)
+    if attribution.dim() == 3:
+        return attribution
+    raise ValueError(f"expected image attributions (N, C, H, W) or (N, H, W), got shape "
+                     f"{tuple(attribution.shape)}")
+
+
+def _image(image: torch.Tensor) -> torch.Tensor:
+    """(H, W) gray or (H, W, 3) colour in [0, 1] for display."""
+    image = image.detach().float().cpu()
+    image = (image - image.min()) / (image.max() - image.min() + 1e-12)
+    return image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+
+
+def heatmap_grid(images: torch.Tensor, attributions: Mapping[str, torch.Tensor],
+                 row_titles: Sequence[str] | None = None, title: str = "") -> go.Figure:
+    """Rows of samples; the input, then one symmetric red-blue heat map per method."""
+    names = list(attributions)
+    n_rows, n_cols = len(images), len(names) + 1
+    figure = make_subplots(rows=n_rows, cols=n_cols, column_titles=["input", *names],
+                           row_titles=list(row_titles) if row_titles else None,
+                           horizontal_spacing=0.01, vertical_spacing=0.02)
+    maps = {name: to_map(a.detach().float().cpu()) for name, a in attributions.items()}
+    for row in range(n_rows):
+        image = _image(images[row])
+        if image.dim() == 2:
+            figure.add_trace(go.Heatmap(z=image.flip(0).numpy(), colorscale="gray",
+                                        showscale=False), row=row + 1, col=1)
+        else:
+            figure.add_trace(go.Image(z=(image * 255).byte().numpy()), row=row + 1, col=1)
+        for col, name in enumerate(names, start=2):
+            heat = maps[name][row]
+            limit = float(heat.abs().max()) or 1.0
+            figure.add_trace(go.Heatmap(z=heat.flip(0).numpy(), colorscale="RdBu_r", zmin=-limit,
+                                        zmax=limit, showscale=False,
+                                        hovertemplate=f"{name}: %{{z:.3g}}<extra></extra>"),
+                             row=row + 1, col=col)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, scaleanchor="x")
+    figure.update_layout(title=title, height=150 * n_rows + 80, width=130 * n_cols + 80,
+                         margin=dict(l=20, r=20, t=80, b=20))
+    return figure
