@@ -220,3 +220,21 @@ def test_training_mode_batch_norm_is_refused_by_rule_based_methods():
     with pytest.raises(ValueError, match=r"'1' \(BatchNorm1d\).*model.eval\(\)"):
         wb.attribute(model, torch.randn(3, 4), "lrp_epsilon", target=0)
     assert model.training  # the user's mode is left alone
+
+
+def test_conv1d_nets_with_every_supported_activation():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv1d(2, 4, 3, padding=1, bias=False), nn.ELU(), nn.AvgPool1d(2),
+        nn.Conv1d(4, 4, 3, padding=1, bias=False), nn.Softplus(), nn.MaxPool1d(2),
+        nn.Conv1d(4, 4, 3, padding=1, bias=False), nn.LeakyReLU(0.1), nn.AdaptiveAvgPool1d(2),
+        nn.Flatten(), nn.Linear(8, 6, bias=False), nn.Sigmoid(), nn.Dropout(0.2),
+        nn.Linear(6, 3, bias=False),
+    ).double().eval()
+    x = torch.randn(2, 2, 16, dtype=torch.float64)
+    with torch.no_grad():
+        scores = model(x)[[0, 1], [0, 2]]
+    lrp = wb.attribute(model, x, "lrp_epsilon", target=[0, 2], epsilon=1e-12)
+    torch.testing.assert_close(lrp.flatten(1).sum(1), scores, rtol=1e-8, atol=1e-12)
+    for method in RULE_METHODS:
+        assert torch.isfinite(wb.attribute(model, x, method, target=[0, 2])).all(), method

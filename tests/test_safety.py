@@ -1,0 +1,98 @@
+"""Nothing of the user's model or inputs changes, and nothing is left behind, even on errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import workbench as wb
+from conftest import cnn
+
+OPTIONS = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n_samples": 3, "seed": 0},
+           "shapley_sampling": {"n_samples": 2, "seed": 0}, "occlusion": {"window": (3, 4, 4)}}
+
+
+def _hook_count(model: nn.Module) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+               + len(getattr(m, "_backward_pre_hooks", {})) for m in model.modules())
+
+
+def _snapshot(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_untouched(model, before, training):
+    assert _hook_count(model) == 0
+    assert model.training == training
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert all(p.grad is None for p in model.parameters())
+    assert torch._C._len_torch_function_stack() == 0  # no mode left active
+
+
+def _model_with_batch_norm():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Dropout(0.5), nn.Linear(4 * 4 * 4, 3),
+    )
+
+
+@pytest.mark.parametrize("method", wb.methods())
+@pytest.mark.parametrize("requires_grad", [False, True])
+def test_model_and_inputs_are_untouched(method, requires_grad):
+    model = _model_with_batch_norm().eval()
+    before = _snapshot(model)
+    x = torch.randn(2, 3, 8, 8)
+    x_before = x.clone()
+    x.requires_grad_(requires_grad)
+    attr = wb.attribute(model, x, method, target=[0, 2], **OPTIONS.get(method, {}))
+    assert attr.shape == x.shape and attr.dtype == x.dtype and not attr.requires_grad
+    assert torch.equal(x.detach(), x_before) and x.requires_grad == requires_grad and x.grad is None
+    _assert_untouched(model, before, training=False)
+
+
+@pytest.mark.parametrize("method", ["gradient", "integrated_gradients", "occlusion"])
+def test_training_mode_is_kept_for_gradient_methods(method):
+    model = cnn(nn.ReLU).train()
+    before = _snapshot(model)
+    wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=1, **OPTIONS.get(method, {}))
+    _assert_untouched(model, before, training=True)
+
+
+class FailsMidway(nn.Module):
+    """A model whose forward raises after a few layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=True))
+
+    def forward(self, x):
+        x = self.body(x)
+        raise RuntimeError("boom")
+
+
+@pytest.mark.parametrize("method", wb.methods())
+def test_a_failing_forward_leaves_nothing_behind(method):
+    model = FailsMidway().eval()
+    before = _snapshot(model)
+    with pytest.raises(RuntimeError, match="boom"):
+        wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=0, **OPTIONS.get(method, {}))
+    _assert_untouched(model, before, training=False)
+
+
+@pytest.mark.parametrize("method", wb.methods())
+def test_an_error_after_the_forward_leaves_nothing_behind(method):
+    model = _model_with_batch_norm().eval()
+    before = _snapshot(model)
+    with pytest.raises(ValueError, match="out of range"):
+        wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=7, **OPTIONS.get(method, {}))
+    _assert_untouched(model, before, training=False)
+
+
+def test_unsupported_operation_error_leaves_nothing_behind():
+    model = nn.Sequential(nn.Linear(4, 4), nn.Softmax(dim=1)).eval()
+    before = _snapshot(model)
+    with pytest.raises(NotImplementedError, match="softmax"):
+        wb.attribute(model, torch.randn(2, 4), "lrp_epsilon", target=0)
+    _assert_untouched(model, before, training=False)
