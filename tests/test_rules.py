@@ -128,3 +128,27 @@ def test_guided_and_deconvnet_rules_on_one_relu():
                                    expected_guided)
         torch.testing.assert_close(wb.attribute(model, x, "deconvnet", target=0),
                                    expected_deconv)
+
+
+def test_per_layer_rule_overrides_make_a_composite():
+    """z+ (alpha=1, beta=0) on the first layer and epsilon above: the equation reference with the
+    same per-layer rules must agree."""
+    from workbench.rules import AlphaBetaRule
+
+    model = mlp(nn.ReLU, seed=4).double()
+    x = torch.randn(3, 8, dtype=torch.float64).abs()
+    target = torch.tensor([0, 1, 2])
+    first = "0"
+    actual = wb.attribute(model, x, "lrp_epsilon", target=target, epsilon=0.01,
+                          layer_rules={first: AlphaBetaRule(1.0, 0.0)})
+    first_weight = model[0].weight
+
+    def composite(a, weight, bias, relevance):
+        is_first = weight.data_ptr() == first_weight.data_ptr()
+        rule = alpha_beta_rule(1.0, 0.0) if is_first else epsilon_rule(0.01)
+        return rule(a, weight, bias, relevance)
+
+    expected = reference_lrp(model, x, target, composite)
+    torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-12)
+    with pytest.raises(TypeError, match="'layer_rules' must map layer names"):
+        wb.attribute(model, x, "lrp_epsilon", target=0, layer_rules={first: "zplus"})

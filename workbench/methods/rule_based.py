@@ -5,21 +5,35 @@ See ``workbench.rules`` for the rules and Ancona et al. 2018 (section 3) for why
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from workbench.engine import modified_gradient
 from workbench.methods._common import expand_baseline
 from workbench.methods.gradients import BASELINE
 from workbench.registry import Method, Option, register
 from workbench.rules import (
-    AlphaBetaRule, DeconvRule, EpsilonRule, GuidedRule, RatioRule, RescaleRule, Rules,
+    AffineRule, AlphaBetaRule, DeconvRule, EpsilonRule, GuidedRule, RatioRule, RescaleRule, Rules,
 )
 
 
-def lrp_epsilon_rules(epsilon: float = 1e-6) -> Rules:
-    return Rules(activation=RatioRule(), affine=EpsilonRule(epsilon))
+def _checked_layer_rules(layer_rules: Mapping[str, AffineRule] | None) -> dict[str, AffineRule]:
+    if layer_rules is None:
+        return {}
+    if not isinstance(layer_rules, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, AffineRule) for k, v in layer_rules.items()):
+        raise TypeError("option 'layer_rules' must map layer names (str) to AffineRule objects, "
+                        "e.g. {'features.0': AlphaBetaRule(1, 0)}")
+    return dict(layer_rules)
 
 
-def lrp_alpha_beta_rules(alpha: float = 1.0, beta: float = 0.0) -> Rules:
-    return Rules(activation=RatioRule(), affine=AlphaBetaRule(alpha, beta))
+def lrp_epsilon_rules(epsilon: float = 1e-6, layer_rules=None) -> Rules:
+    return Rules(activation=RatioRule(), affine=EpsilonRule(epsilon),
+                 layer_affine=_checked_layer_rules(layer_rules))
+
+
+def lrp_alpha_beta_rules(alpha: float = 1.0, beta: float = 0.0, layer_rules=None) -> Rules:
+    return Rules(activation=RatioRule(), affine=AlphaBetaRule(alpha, beta),
+                 layer_affine=_checked_layer_rules(layer_rules))
 
 
 def deeplift_rescale_rules() -> Rules:
@@ -32,6 +46,10 @@ def guided_backprop_rules() -> Rules:
 
 def deconvnet_rules() -> Rules:
     return Rules(activation=DeconvRule())
+
+
+LAYER_RULES = Option("layer_rules", "object", None,
+                     "per-layer rule overrides: {layer name: AffineRule}, e.g. z+ in low layers")
 
 
 def _relevance(name: str, make_rules):
@@ -64,7 +82,7 @@ register(Method(
     "lrp_epsilon", _relevance("lrp_epsilon", lrp_epsilon_rules),
     "Layer-wise relevance propagation with the epsilon rule at every weighted layer.",
     options=(Option("epsilon", "float", 1e-6, "stabiliser added to each layer's output",
-                    minimum=0.0),),
+                    minimum=0.0), LAYER_RULES),
     reference="Bach et al. 2015", rules=lrp_epsilon_rules,
 ))
 register(Method(
@@ -74,6 +92,7 @@ register(Method(
         Option("alpha", "float", 1.0, "weight of positive contributions", minimum=0.0),
         Option("beta", "float", 0.0, "weight of negative contributions (alpha - beta = 1)",
                minimum=0.0),
+        LAYER_RULES,
     ),
     reference="Bach et al. 2015", rules=lrp_alpha_beta_rules,
 ))

@@ -1,0 +1,144 @@
+"""Batch runs of the paper notebooks through papermill.
+
+Each notebook runs with its own output folder (``OUT/<notebook stem>/``) passed as the
+``output_dir`` parameter; the executed notebook, its HTML export and whatever it writes
+(figures, ``results.json``) land there, and ``OUT/summary.json`` lists every run.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised; the message names the notebook and the failing cell."""
+
+
+@dataclass
+class RunRecord:
+    notebook: str
+    output_dir: str
+    parameters: dict[str, Any]
+    seconds: float = 0.0
+    ok: bool = False
+    error: str | None = None
+    failed_cell: int | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+def notebooks(names: list[str] | None = None) -> list[Path]:
+    """The notebooks to run: ``names`` (paths, or stems/file names in ``notebooks/``) or all."""
+    if not names:
+        return sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    found = []
+    for name in names:
+        path = Path(name)
+        candidates = [path, NOTEBOOK_DIR / path.name, NOTEBOOK_DIR / f"{path.name}.ipynb"]
+        match = next((c for c in candidates if c.is_file()), None)
+        if match is None:
+            known = ", ".join(p.stem for p in sorted(NOTEBOOK_DIR.glob("*.ipynb")))
+            raise FileNotFoundError(f"no notebook '{name}'; known notebooks: {known}")
+        found.append(match)
+    return found
+
+
+def parameters_of(notebook: Path) -> dict[str, dict[str, Any]]:
+    """The notebook's declared parameters (papermill's inspection: type, default, help)."""
+    import papermill
+
+    return papermill.inspect_notebook(str(notebook))
+
+
+def parse_value(declared: dict[str, dict[str, Any]], name: str, text: str) -> Any:
+    """A command-line value converted to the declared type of parameter ``name``."""
+    kind = (declared[name].get("inferred_type_name") or "").replace("None", "").strip()
+    if kind == "str":
+        return text
+    if kind == "bool":
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"parameter '{name}' is a bool, got {text!r}")
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    if kind == "float" and isinstance(value, int):
+        value = float(value)
+    return value
+
+
+def run_notebook(notebook: Path, out: Path, parameters: dict[str, Any] | None = None,
+                 smoke: bool = False, kernel_name: str = "python3") -> RunRecord:
+    """Execute one notebook with papermill; export HTML; read its ``results.json``."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    output_dir = out / notebook.stem
+    output_dir.mkdir(parents=True, exist_ok=True)
+    values = {"output_dir": str(output_dir.resolve()), **(parameters or {})}
+    if smoke:
+        values["smoke"] = True
+    record = RunRecord(notebook.name, str(output_dir), values)
+    executed = output_dir / notebook.name
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(notebook), str(executed), parameters=values,
+                                   kernel_name=kernel_name, progress_bar=False,
+                                   cwd=str(notebook.parent))
+        record.ok = True
+    except PapermillExecutionError as error:
+        record.failed_cell = error.exec_count
+        record.error = f"{error.ename}: {error.evalue}"
+    finally:
+        record.seconds = time.perf_counter() - start
+    if executed.is_file():
+        _export_html(executed)
+    results = output_dir / "results.json"
+    if results.is_file():
+        record.results = json.loads(results.read_text())
+    return record
+
+
+def _export_html(executed: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    executed.with_suffix(".html").write_text(body)
+
+
+def reproduce(names: list[str] | None = None, out: str | Path = "output",
+              parameters: dict[str, str] | None = None, smoke: bool = False) -> list[RunRecord]:
+    """Run notebooks, write ``out/summary.json``; raise ``NotebookFailed`` naming failures."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = notebooks(names)
+    if not paths:
+        raise FileNotFoundError(f"no notebooks found in {NOTEBOOK_DIR}")
+    declared = {path: parameters_of(path) for path in paths}
+    for name in parameters or {}:
+        if not any(name in d for d in declared.values()):
+            raise ValueError(f"no notebook among {[p.stem for p in paths]} has a parameter "
+                             f"'{name}'")
+    records = []
+    for path in tqdm(paths, desc="notebooks", unit="notebook"):
+        typed = {k: parse_value(declared[path], k, v) for k, v in (parameters or {}).items()
+                 if k in declared[path]}
+        records.append(run_notebook(path, out, typed, smoke=smoke))
+    (out / "summary.json").write_text(json.dumps([asdict(r) for r in records], indent=2,
+                                                 default=str))
+    failed = [r for r in records if not r.ok]
+    if failed:
+        lines = [f"{r.notebook} failed in cell [{r.failed_cell}]: {r.error}" for r in failed]
+        raise NotebookFailed("; ".join(lines))
+    return records

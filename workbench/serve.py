@@ -1,0 +1,48 @@
+"""Serving the notebooks as apps with Voilà, safely by default.
+
+Bound to 127.0.0.1 unless told otherwise; any other address requires a token (generated and
+printed unless given). Idle kernels are culled. Voilà's defaults that hide source code and
+tracebacks from the browser are kept.
+"""
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+from workbench.runner import NOTEBOOK_DIR, notebooks
+
+LOCAL_ADDRESSES = {"127.0.0.1", "localhost", "::1"}
+
+
+def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int = 8866,
+                  token: str | None = None, cull_idle_timeout: int = 600,
+                  cull_interval: int = 60, open_browser: bool = False) -> tuple[list[str], str | None]:
+    """The ``voila`` command line, and the token in force (None on a local address)."""
+    if not 0 < port < 65536:
+        raise ValueError(f"port must be in 1..65535, got {port}")
+    if cull_idle_timeout < 0 or cull_interval <= 0:
+        raise ValueError("cull_idle_timeout must be >= 0 and cull_interval > 0 (seconds)")
+    target = str(notebooks([notebook])[0]) if notebook else str(NOTEBOOK_DIR)
+    if ip not in LOCAL_ADDRESSES and not token:
+        token = secrets.token_urlsafe(24)
+    command = [
+        sys.executable, "-m", "voila", target, f"--Voila.ip={ip}", f"--port={port}",
+        f"--MappingKernelManager.cull_idle_timeout={cull_idle_timeout}",
+        f"--MappingKernelManager.cull_interval={cull_interval}",
+        "--MappingKernelManager.cull_connected=False",
+        f"--Voila.open_browser={open_browser}",
+    ]
+    if token:
+        command.append(f"--Voila.token={token}")
+    return command, token
+
+
+def serve(notebook: str | None = None, **options) -> int:
+    """Run Voilà in the foreground (until interrupted); returns its exit status."""
+    import subprocess
+
+    command, token = voila_command(notebook, **options)
+    if token:
+        print(f"Token (required on {options.get('ip')}): {token}", flush=True)
+    return subprocess.call(command, cwd=Path(NOTEBOOK_DIR))
