@@ -97,7 +97,7 @@ def run_notebook(notebook: Path, out: Path, parameters: dict[str, Any] | None = 
                                    cwd=str(notebook.parent))
         record.ok = True
     except PapermillExecutionError as error:
-        record.failed_cell = error.exec_count
+        record.failed_cell = _source_cell_number(executed, error.exec_count)
         record.error = f"{error.ename}: {error.evalue}"
     finally:
         record.seconds = time.perf_counter() - start
@@ -107,6 +107,22 @@ def run_notebook(notebook: Path, out: Path, parameters: dict[str, Any] | None = 
     if results.is_file():
         record.results = json.loads(results.read_text())
     return record
+
+
+def _source_cell_number(executed: Path, exec_count: int | None) -> int | None:
+    """1-based position, in the original notebook, of the cell that ran as ``exec_count``
+    (papermill adds cells of injected parameters and error banners to the executed copy)."""
+    import nbformat
+
+    added = {"injected-parameters", "papermill-error-cell-tag"}
+    position = 0
+    for cell in nbformat.read(executed, as_version=4).cells:
+        if added & set(cell.metadata.get("tags", [])):
+            continue
+        position += 1
+        if cell.cell_type == "code" and cell.get("execution_count") == exec_count:
+            return position
+    return None
 
 
 def _export_html(executed: Path) -> None:
@@ -139,6 +155,6 @@ def reproduce(names: list[str] | None = None, out: str | Path = "output",
                                                  default=str))
     failed = [r for r in records if not r.ok]
     if failed:
-        lines = [f"{r.notebook} failed in cell [{r.failed_cell}]: {r.error}" for r in failed]
+        lines = [f"{r.notebook} failed in cell {r.failed_cell}: {r.error}" for r in failed]
         raise NotebookFailed("; ".join(lines))
     return records

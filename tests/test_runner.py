@@ -1,0 +1,104 @@
+"""The papermill batch runner and the Voila command line, on small notebooks made here."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from workbench import runner
+from workbench.serve import voila_command
+
+
+def _notebook(path, body: str, parameters: str):
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [cell, nbformat.v4.new_code_cell(body)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, path)
+    return path
+
+
+PARAMETERS = '''scale: float = 1.0  # a factor
+label: str = "x"  # a name
+smoke: bool = False  # fast run
+output_dir: str = ""  # where results go
+'''
+WRITES_RESULTS = '''import json, pathlib
+pathlib.Path(output_dir).mkdir(parents=True, exist_ok=True)
+pathlib.Path(output_dir, "results.json").write_text(
+    json.dumps({"value": scale * 2, "label": label, "smoke": smoke}))
+'''
+
+
+@pytest.fixture
+def good(tmp_path):
+    return _notebook(tmp_path / "01_good.ipynb", WRITES_RESULTS, PARAMETERS)
+
+
+@pytest.fixture
+def bad(tmp_path):
+    return _notebook(tmp_path / "02_bad.ipynb", "raise ValueError('broken on purpose')", PARAMETERS)
+
+
+@pytest.mark.slow
+def test_reproduce_runs_with_typed_parameters_and_exports(tmp_path, good):
+    out = tmp_path / "out"
+    records = runner.reproduce([str(good)], out, {"scale": "3", "label": "abc"}, smoke=True)
+    assert records[0].ok and records[0].results == {"value": 6.0, "label": "abc", "smoke": True}
+    assert (out / "01_good" / "01_good.ipynb").is_file()
+    assert (out / "01_good" / "01_good.html").read_text().startswith("<!DOCTYPE html>")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary[0]["parameters"]["scale"] == 3.0
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path, good, bad):
+    with pytest.raises(runner.NotebookFailed,
+                       match=r"02_bad.ipynb failed in cell 2: ValueError: broken on purpose"):
+        runner.reproduce([str(good), str(bad)], tmp_path / "out")
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert [r["ok"] for r in summary] == [True, False]  # the good run is kept
+
+
+@pytest.mark.slow
+def test_command_line_exits_non_zero_naming_the_failure(tmp_path, bad):
+    result = subprocess.run([sys.executable, "-m", "workbench", "reproduce", str(bad), "--out",
+                             str(tmp_path / "out")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "02_bad.ipynb failed in cell 2" in result.stderr
+
+
+def test_unknown_parameter_and_notebook_are_refused(tmp_path, good):
+    with pytest.raises(ValueError, match="has a parameter 'nope'"):
+        runner.reproduce([str(good)], tmp_path / "out", {"nope": "1"})
+    with pytest.raises(FileNotFoundError, match="no notebook 'missing'"):
+        runner.reproduce(["missing"], tmp_path / "out")
+
+
+def test_parameter_values_take_the_declared_type(good):
+    declared = runner.parameters_of(good)
+    assert runner.parse_value(declared, "scale", "2") == 2.0
+    assert isinstance(runner.parse_value(declared, "scale", "2"), float)
+    assert runner.parse_value(declared, "label", "12") == "12"
+    assert runner.parse_value(declared, "smoke", "true") is True
+    with pytest.raises(ValueError, match="'smoke' is a bool"):
+        runner.parse_value(declared, "smoke", "maybe")
+
+
+def test_voila_binds_loopback_without_token_and_requires_one_elsewhere():
+    command, token = voila_command()
+    assert "--Voila.ip=127.0.0.1" in command and token is None
+    assert not any(c.startswith("--Voila.token") for c in command)
+    assert "--MappingKernelManager.cull_idle_timeout=600" in command
+    assert not any("show_tracebacks=True" in c or "strip_sources=False" in c for c in command)
+    command, token = voila_command(ip="0.0.0.0")
+    assert token and len(token) >= 24 and f"--Voila.token={token}" in command
+    command, token = voila_command(ip="0.0.0.0", token="given-secret")
+    assert token == "given-secret" and "--Voila.token=given-secret" in command
+    with pytest.raises(ValueError, match="port"):
+        voila_command(port=0)
