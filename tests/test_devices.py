@@ -1,0 +1,35 @@
+"""Every method on every available device gives the CPU's answer (CUDA tests run where a GPU
+is present and are skipped elsewhere)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import workbench as wb
+from conftest import cnn
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+OPTIONS = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"n_samples": 4, "seed": 3},
+           "shapley_sampling": {"n_samples": 2, "seed": 3}, "occlusion": {"window": (3, 2, 2)}}
+
+
+def test_default_device_prefers_cuda_when_present():
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert wb.default_device().type == expected
+    assert wb.default_device("cpu") == torch.device("cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            wb.default_device("cuda")
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("method", wb.methods())
+def test_result_lives_on_the_inputs_device_and_matches_the_cpu(method, device):
+    model = cnn(nn.ReLU).double()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    expected = wb.attribute(model, x, method, target=[1, 2], **OPTIONS.get(method, {}))
+    actual = wb.attribute(model.to(device), x.to(device), method, target=[1, 2],
+                          **OPTIONS.get(method, {}))
+    assert actual.device.type == device and actual.dtype == x.dtype
+    torch.testing.assert_close(actual.cpu(), expected, rtol=1e-9, atol=1e-11)
