@@ -1,0 +1,407 @@
+"""Networks of the kinds the papers explain: builders, training, a cache of trained nets, and the
+torchvision ImageNet classifiers loaded from local weights only.
+
+>>> model, info = zoo("digits_cnn_relu")   # trains once (seconds), then loads from the cache
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import tempfile
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from workbench import data as datasets
+from workbench.device import default_device
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def _activation(activation: str) -> type[nn.Module]:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
+    return ACTIVATIONS[activation]
+
+
+def _positive(**values: int) -> None:
+    for argument, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{argument} must be a positive integer, got {value!r}")
+
+
+def _seeded(build: Callable[[], nn.Module], seed: int | None) -> nn.Module:
+    """``build()`` with the global RNG seeded by ``seed`` (and restored after), if given."""
+    if seed is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()
+
+
+def mlp(in_features: int, classes: int, hidden: Sequence[int] = (128, 64),
+        activation: str = "relu", seed: int | None = None) -> nn.Sequential:
+    """Flatten, then ``linear1, relu1/tanh1, ..., output``; images are flattened first."""
+    _positive(in_features=in_features, classes=classes)
+    act = _activation(activation)
+
+    def build() -> nn.Sequential:
+        layers: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+        width = in_features
+        for i, units in enumerate(hidden, start=1):
+            _positive(**{f"hidden[{i - 1}]": units})
+            layers[f"linear{i}"] = nn.Linear(width, units)
+            layers[f"{activation}{i}"] = act()
+            width = units
+        layers["output"] = nn.Linear(width, classes)
+        return nn.Sequential(layers)
+
+    return _seeded(build, seed)
+
+
+def _conv_block(index: int, in_channels: int, out_channels: int, act: type[nn.Module],
+                activation: str, convolutions: int = 1) -> list[tuple[str, nn.Module]]:
+    layers: list[tuple[str, nn.Module]] = []
+    for j in range(1, convolutions + 1):
+        suffix = f"{index}" if convolutions == 1 else f"{index}_{j}"
+        layers.append((f"conv{suffix}", nn.Conv2d(in_channels, out_channels, 3, padding=1)))
+        layers.append((f"{activation}{suffix}", act()))
+        in_channels = out_channels
+    layers.append((f"pool{index}", nn.MaxPool2d(2)))
+    return layers
+
+
+def _classifier(in_features: int, hidden: int, classes: int, act: type[nn.Module],
+                activation: str) -> nn.Sequential:
+    return nn.Sequential(OrderedDict([
+        ("linear1", nn.Linear(in_features, hidden)), (f"{activation}1", act()),
+        ("linear2", nn.Linear(hidden, classes)),
+    ]))
+
+
+def _features_classifier(features: list[tuple[str, nn.Module]], classifier: nn.Sequential,
+                         ) -> nn.Sequential:
+    return nn.Sequential(OrderedDict(
+        features=nn.Sequential(OrderedDict(features)), flatten=nn.Flatten(),
+        classifier=classifier,
+    ))
+
+
+def cnn(in_channels: int, classes: int, size: int, activation: str = "relu",
+        channels: Sequence[int] = (32, 64), hidden: int = 128,
+        seed: int | None = None) -> nn.Sequential:
+    """``features`` (per entry of ``channels``: 3x3 conv, activation, 2x2 max pool), ``flatten``,
+    ``classifier`` (linear, activation, linear), for square inputs of side ``size``."""
+    _positive(in_channels=in_channels, classes=classes, size=size, hidden=hidden)
+    act = _activation(activation)
+    if size < 2 ** len(channels):
+        raise ValueError(f"size must be >= {2 ** len(channels)} for {len(channels)} pooling "
+                         f"blocks, got {size}")
+
+    def build() -> nn.Sequential:
+        features, width, side = [], in_channels, size
+        for i, out in enumerate(channels, start=1):
+            features += _conv_block(i, width, out, act, activation)
+            width, side = out, side // 2
+        return _features_classifier(
+            features, _classifier(width * side * side, hidden, classes, act, activation))
+
+    return _seeded(build, seed)
+
+
+def vgg_style(in_channels: int, classes: int, size: int, widths: Sequence[int] = (16, 32, 64),
+              activation: str = "relu", hidden: int = 128,
+              seed: int | None = None) -> nn.Sequential:
+    """VGG in small (Simonyan & Zisserman 2015): per entry of ``widths`` a block of two 3x3
+    convolutions with activations and a 2x2 max pool, then a two-layer ``classifier``."""
+    _positive(in_channels=in_channels, classes=classes, size=size, hidden=hidden)
+    act = _activation(activation)
+    if size < 2 ** len(widths):
+        raise ValueError(f"size must be >= {2 ** len(widths)} for {len(widths)} pooling "
+                         f"blocks, got {size}")
+
+    def build() -> nn.Sequential:
+        features, width, side = [], in_channels, size
+        for i, out in enumerate(widths, start=1):
+            features += _conv_block(i, width, out, act, activation, convolutions=2)
+            width, side = out, side // 2
+        return _features_classifier(
+            features, _classifier(width * side * side, hidden, classes, act, activation))
+
+    return _seeded(build, seed)
+
+
+# --- training ------------------------------------------------------------------------------
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 512) -> float:
+    """Fraction of ``x`` whose arg-max output equals ``y`` (computed on the model's device)."""
+    if len(x) == 0:
+        raise ValueError("x is empty; accuracy needs at least one sample")
+    device = next(model.parameters()).device
+    correct = 0
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        correct += (model(xb.to(device)).argmax(1).cpu() == yb).sum().item()
+    return correct / len(x)
+
+
+def train(model: nn.Module, data: datasets.ImageData, epochs: int = 20, lr: float = 1e-3,
+          batch_size: int = 64, seed: int = 0, device: str | torch.device | None = None,
+          progress: bool = True, threads: int | None = 1) -> float:
+    """Train ``model`` with Adam on the cross-entropy; returns the test accuracy.
+
+    Deterministic under ``seed`` on the CPU (``torch.manual_seed`` and a seeded shuffle). The
+    model is left on ``device`` (default: ``default_device()``) in eval mode. On the CPU training
+    runs in ``threads`` threads (None: torch's setting): the small nets here gain little from
+    more, lose much when cores are shared, and one thread makes results independent of the
+    machine's core count.
+    """
+    _positive(epochs=epochs, batch_size=batch_size)
+    if threads is not None:
+        _positive(threads=threads)
+    if len(data.x_test) == 0:
+        raise ValueError(f"data '{data.name}' has an empty test part; use test_fraction > 0")
+    device = default_device() if device is None else torch.device(device)
+    previous_threads = torch.get_num_threads()
+    if threads is not None and device.type == "cpu":
+        torch.set_num_threads(threads)
+    try:
+        return _train(model, data, epochs, lr, batch_size, seed, device, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(model: nn.Module, data: datasets.ImageData, epochs: int, lr: float, batch_size: int,
+           seed: int, device: torch.device, progress: bool) -> float:
+    torch.manual_seed(seed)
+    model.to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    loss_function = nn.CrossEntropyLoss()
+    train_loader, _ = data.loaders(batch_size=batch_size, seed=seed)
+    bar = tqdm(range(epochs), desc=f"training on {data.name}", disable=not progress, leave=False)
+    for _ in bar:
+        total, count = 0.0, 0
+        for xb, yb in train_loader:
+            xb, yb = xb.to(device), yb.to(device)
+            optimizer.zero_grad()
+            loss = loss_function(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+            total, count = total + loss.item() * len(xb), count + len(xb)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    model.eval()
+    return accuracy(model, data.x_test, data.y_test)
+
+
+# --- cache of trained models ---------------------------------------------------------------
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp, "cnn": cnn, "vgg_style": vgg_style,
+}
+DATASETS: dict[str, Callable[..., datasets.ImageData]] = {
+    "digits": datasets.digits, "shapes": datasets.shapes, "mnist": datasets.mnist,
+    "cifar10": datasets.cifar10, "image_folder": datasets.image_folder,
+}
+#: builder arguments filled in from the data: name -> function of (C, H, W) and the classes
+_DERIVED = {
+    "in_features": lambda shape, classes: shape[0] * shape[1] * shape[2],
+    "in_channels": lambda shape, classes: shape[0],
+    "size": lambda shape, classes: shape[1],
+    "classes": lambda shape, classes: len(classes),
+}
+_TRAINING = ("epochs", "lr", "batch_size")
+_CACHE_FORMAT = 1
+
+
+def cache_dir() -> Path:
+    """``$WORKBENCH_CACHE`` if set, else ``data/cache`` at the repository root."""
+    folder = os.environ.get("WORKBENCH_CACHE")
+    if folder:
+        return Path(folder).expanduser()
+    return Path(__file__).resolve().parents[1] / "data" / "cache"
+
+
+def _resolved(function: Callable, given: dict[str, Any], skip: Sequence[str]) -> dict[str, Any]:
+    """``given`` completed with the defaults of ``function``'s parameters not in ``skip``."""
+    resolved = {}
+    for name, parameter in inspect.signature(function).parameters.items():
+        if name in skip:
+            continue
+        if name in given:
+            resolved[name] = given[name]
+        elif parameter.default is inspect.Parameter.empty:
+            raise TypeError(f"{function.__name__} needs argument '{name}'")
+        else:
+            resolved[name] = parameter.default
+    return json.loads(json.dumps(resolved, default=str))  # tuples -> lists, paths -> str
+
+
+def settings(architecture: str, dataset: str, seed: int = 0,
+             **hyperparameters: Any) -> dict[str, Any]:
+    """The complete settings of ``trained(...)``, defaults filled in; their hash is the cache key.
+
+    ``hyperparameters`` go to the data set function (e.g. ``size``, ``root``), to ``train``
+    (``epochs``, ``lr``, ``batch_size``) or to the builder (e.g. ``activation``, ``hidden``);
+    the builder's input and output sizes come from the data. The data set keeps its own seed.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {list(ARCHITECTURES)}, got {architecture!r}")
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {list(DATASETS)}, got {dataset!r}")
+    load, build = DATASETS[dataset], ARCHITECTURES[architecture]
+    data_names = set(inspect.signature(load).parameters) - {"seed"}
+    build_names = set(inspect.signature(build).parameters) - set(_DERIVED) - {"seed"}
+    unknown = set(hyperparameters) - data_names - build_names - set(_TRAINING)
+    if unknown:
+        raise TypeError(
+            f"unknown hyper-parameters {sorted(unknown)}; accepted: data {sorted(data_names)}, "
+            f"model {sorted(build_names)}, training {list(_TRAINING)}"
+        )
+    def pick(names: set[str] | Sequence[str]) -> dict[str, Any]:
+        return {k: v for k, v in hyperparameters.items() if k in names}
+
+    return {
+        "format": _CACHE_FORMAT, "architecture": architecture, "dataset": dataset, "seed": seed,
+        "data": _resolved(load, pick(data_names), ["seed"]),
+        "model": _resolved(build, pick(build_names), [*_DERIVED, "seed"]),
+        "training": _resolved(train, pick(_TRAINING), ["model", "data", "seed", "device",
+                                                        "progress", "threads"]),
+    }
+
+
+def cache_key(settings: dict[str, Any]) -> str:
+    """SHA-256 of the settings as canonical JSON."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _save_atomically(content: dict[str, Any], path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace`` it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(content, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; a cache file is for everyone
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def trained(architecture: str, dataset: str, seed: int = 0,
+            device: str | torch.device | None = None, progress: bool = True,
+            **hyperparameters: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """A model of ``architecture`` trained on ``dataset``, from the cache or trained and cached.
+
+    ``seed`` sets the initialisation and the shuffling; see ``settings`` for ``hyperparameters``.
+    Returns the model in eval mode and an info dict: ``accuracy`` (test), ``training_seconds``,
+    ``settings``, ``arguments`` (of the builder), ``classes``, ``input_shape``, ``path`` and
+    ``from_cache``.
+    """
+    config = settings(architecture, dataset, seed, **hyperparameters)
+    build = ARCHITECTURES[architecture]
+    path = cache_dir() / f"{dataset}-{architecture}-{cache_key(config)[:20]}.pt"
+    device = default_device() if device is None else torch.device(device)
+    if path.is_file():
+        try:
+            content = torch.load(path, map_location="cpu", weights_only=True)
+            info = content["info"]
+            with torch.device("meta"):  # no initialisation: every tensor comes from the file
+                model = build(**info["arguments"])
+            model.load_state_dict(content["state_dict"], assign=True)
+        except Exception as error:
+            raise RuntimeError(f"cache file {path} could not be loaded ({error}); delete it to "
+                               "train again") from error
+        return model.to(device).eval(), {**info, "path": str(path), "from_cache": True}
+    data = DATASETS[dataset](**config["data"])
+    derived = {name: f(data.input_shape, data.classes) for name, f in _DERIVED.items()
+               if name in inspect.signature(build).parameters}
+    arguments = {**config["model"], **derived}
+    model = build(**arguments, seed=seed)
+    start = time.perf_counter()
+    test_accuracy = train(model, data, seed=seed, device=device, progress=progress,
+                          **config["training"])
+    info = {
+        "accuracy": test_accuracy, "training_seconds": time.perf_counter() - start,
+        "settings": config, "arguments": arguments, "classes": list(data.classes),
+        "input_shape": list(data.input_shape), "torch_version": str(torch.__version__),
+    }
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _save_atomically({"state_dict": state, "info": info}, path)
+    return model, {**info, "path": str(path), "from_cache": False}
+
+
+#: default models: name -> arguments of ``trained``
+ZOO: dict[str, dict[str, Any]] = {
+    "digits_cnn_relu": dict(architecture="cnn", dataset="digits", activation="relu", epochs=20),
+    "digits_cnn_tanh": dict(architecture="cnn", dataset="digits", activation="tanh", epochs=20),
+    "digits_mlp_relu": dict(architecture="mlp", dataset="digits", activation="relu", epochs=40),
+    "digits_mlp_tanh": dict(architecture="mlp", dataset="digits", activation="tanh", epochs=40),
+    "digits32_vgg": dict(architecture="vgg_style", dataset="digits", size=32, epochs=15),
+    "shapes_cnn": dict(architecture="cnn", dataset="shapes", epochs=15),
+    "shapes_vgg": dict(architecture="vgg_style", dataset="shapes", epochs=15),
+}
+
+
+def zoo(name: str, seed: int = 0, device: str | torch.device | None = None,
+        progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """The zoo model ``name`` (a key of ``ZOO``) from ``trained``: cached after the first call."""
+    if name not in ZOO:
+        raise ValueError(f"name must be one of {list(ZOO)}, got {name!r}")
+    return trained(**ZOO[name], seed=seed, device=device, progress=progress)
+
+
+# --- torchvision ImageNet classifiers from local weights -----------------------------------
+
+def _local_weights(weights_path: str | Path | None, url: str) -> Path:
+    """``weights_path``, else ``torch.hub.get_dir()/checkpoints/<file name of url>``; must exist."""
+    if weights_path is not None:
+        path = Path(weights_path).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights_path {path} does not exist (nothing is downloaded)")
+        return path
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no local weights: expected {path} (torch's hub cache) or a file given as "
+            f"weights_path; nothing is downloaded, copy the file from {url} there yourself"
+        )
+    return path
+
+
+def _torchvision(factory: Callable[..., nn.Module], weights_path: str | Path | None,
+                 url: str) -> nn.Module:
+    path = _local_weights(weights_path, url)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict):
+        raise TypeError(f"weights_path {path} must hold a state_dict, got {type(state).__name__}")
+    with torch.device("meta"):  # no random initialisation: every tensor comes from the file
+        model = factory(weights=None)
+    model.load_state_dict(state, strict=True, assign=True)
+    return model.eval()
+
+
+def vgg16(weights_path: str | Path | None = None) -> nn.Module:
+    """torchvision's VGG-16 with ImageNet weights from ``weights_path`` or the hub cache."""
+    from torchvision import models as torchvision_models
+
+    return _torchvision(torchvision_models.vgg16, weights_path,
+                        torchvision_models.VGG16_Weights.IMAGENET1K_V1.url)
+
+
+def alexnet(weights_path: str | Path | None = None) -> nn.Module:
+    """torchvision's AlexNet with ImageNet weights from ``weights_path`` or the hub cache."""
+    from torchvision import models as torchvision_models
+
+    return _torchvision(torchvision_models.alexnet, weights_path,
+                        torchvision_models.AlexNet_Weights.IMAGENET1K_V1.url)
