@@ -2,3 +2,8 @@
 
 Widgets only compose: they call ``workbench`` and render with ipywidgets and plotly.
 """
+from widgets.explorer import Explorer
+from widgets.layer_inspector import LayerInspector
+from widgets.method_picker import MethodPicker
+
+__all__ = ["Explorer", "LayerInspector", "MethodPicker"]

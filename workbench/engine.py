@@ -140,7 +140,7 @@ class RuleMode(TorchFunctionMode):
         def forward(x, w, b):
             return func(x, w, b, **options)
 
-        call = AffineCall(inputs, weight, bias, forward, layer)
+        call = AffineCall(inputs, weight, bias, forward, layer, ops.AFFINE_OPS[func], options)
         output = rule.apply(call)
         self._affine_outputs[id(output)] = (output, call)
         return output
@@ -164,10 +164,11 @@ class RuleMode(TorchFunctionMode):
             call = previous[1]
             weight = call.weight * scale.view(-1, *[1] * (call.weight.dim() - 1))
             bias = shift if call.bias is None else call.bias * scale + shift
-            merged = AffineCall(call.inputs, weight, bias, call.forward, call.layer)
+            merged = AffineCall(call.inputs, weight, bias, call.forward, call.layer, call.kind,
+                                call.options)
             rule = self.rules.affine_for(call.layer)
         else:  # a batch norm on its own is a diagonal affine layer
-            merged = AffineCall(inputs, scale, shift, _channel_affine, layer)
+            merged = AffineCall(inputs, scale, shift, _channel_affine, layer, "channel")
             rule = self.rules.affine_for(layer)
         if rule is None:
             return func(*args, **kwargs)

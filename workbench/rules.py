@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -149,13 +150,19 @@ def apply_activation(rule: ActivationRule, pre: torch.Tensor, function: Callable
 
 @dataclass(frozen=True)
 class AffineCall:
-    """One weighted layer ``z = forward(x, weight, bias)``, linear in ``x`` and in ``weight``."""
+    """One weighted layer ``z = forward(x, weight, bias)``, linear in ``x`` and in ``weight``.
+
+    ``kind`` names the operation (``linear``, ``conv1d``, ``conv2d``, ``conv3d``, or ``channel``
+    for a batch norm on its own) and ``options`` its keyword arguments (stride, padding, ...).
+    """
 
     inputs: torch.Tensor
     weight: torch.Tensor
     bias: torch.Tensor | None
     forward: Forward
     layer: str | None = None
+    kind: str = "linear"
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __call__(self) -> torch.Tensor:
         return self.forward(self.inputs, self.weight, self.bias)
