@@ -49,3 +49,17 @@ def image_batch():
 def vector_batch():
     torch.manual_seed(1)
     return torch.randn(4, 8)
+
+
+FAST_OPTIONS = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n_samples": 3, "seed": 0},
+                "shapley_sampling": {"n_samples": 2, "seed": 0}}
+
+
+def method_options(method: str, model: nn.Module, inputs: torch.Tensor, **extra) -> dict:
+    """Fast options for ``method``; pattern methods get patterns fitted on ``inputs``."""
+    import workbench as wb
+
+    options = {**FAST_OPTIONS.get(method, {}), **extra.get(method, {})}
+    if method in ("pattern_net", "pattern_attribution"):
+        options["patterns"] = wb.fit_patterns(model, inputs, estimator="a+-", progress=False)
+    return options

@@ -7,11 +7,10 @@ import torch
 from torch import nn
 
 import workbench as wb
-from conftest import cnn
+from conftest import cnn, method_options
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-OPTIONS = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"n_samples": 4, "seed": 3},
-           "shapley_sampling": {"n_samples": 2, "seed": 3}, "occlusion": {"window": (3, 2, 2)}}
+EXTRA = {"occlusion": {"window": (3, 2, 2)}}
 
 
 def test_default_device_prefers_cuda_when_present():
@@ -28,8 +27,10 @@ def test_default_device_prefers_cuda_when_present():
 def test_result_lives_on_the_inputs_device_and_matches_the_cpu(method, device):
     model = cnn(nn.ReLU).double()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    expected = wb.attribute(model, x, method, target=[1, 2], **OPTIONS.get(method, {}))
-    actual = wb.attribute(model.to(device), x.to(device), method, target=[1, 2],
-                          **OPTIONS.get(method, {}))
+    options = method_options(method, model, x, **EXTRA)
+    expected = wb.attribute(model, x, method, target=[1, 2], **options)
+    if "patterns" in options:
+        options["patterns"] = options["patterns"].to(device)
+    actual = wb.attribute(model.to(device), x.to(device), method, target=[1, 2], **options)
     assert actual.device.type == device and actual.dtype == x.dtype
     torch.testing.assert_close(actual.cpu(), expected, rtol=1e-9, atol=1e-11)

@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 import workbench as wb
-from conftest import cnn
+from conftest import cnn, method_options
 
-OPTIONS = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n_samples": 3, "seed": 0},
-           "shapley_sampling": {"n_samples": 2, "seed": 0}, "occlusion": {"window": (3, 4, 4)}}
+EXTRA = {"occlusion": {"window": (3, 4, 4)}}
 
 
 def _hook_count(model: nn.Module) -> int:
@@ -46,7 +45,9 @@ def test_model_and_inputs_are_untouched(method, requires_grad):
     x = torch.randn(2, 3, 8, 8)
     x_before = x.clone()
     x.requires_grad_(requires_grad)
-    attr = wb.attribute(model, x, method, target=[0, 2], **OPTIONS.get(method, {}))
+    options = method_options(method, model, torch.randn(4, 3, 8, 8), **EXTRA)
+    before = _snapshot(model)
+    attr = wb.attribute(model, x, method, target=[0, 2], **options)
     assert attr.shape == x.shape and attr.dtype == x.dtype and not attr.requires_grad
     assert torch.equal(x.detach(), x_before) and x.requires_grad == requires_grad and x.grad is None
     _assert_untouched(model, before, training=False)
@@ -56,7 +57,8 @@ def test_model_and_inputs_are_untouched(method, requires_grad):
 def test_training_mode_is_kept_for_gradient_methods(method):
     model = cnn(nn.ReLU).train()
     before = _snapshot(model)
-    wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=1, **OPTIONS.get(method, {}))
+    wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=1,
+                 **method_options(method, model, torch.randn(2, 3, 8, 8), **EXTRA))
     _assert_untouched(model, before, training=True)
 
 
@@ -76,8 +78,13 @@ class FailsMidway(nn.Module):
 def test_a_failing_forward_leaves_nothing_behind(method):
     model = FailsMidway().eval()
     before = _snapshot(model)
+    options = method_options(method, _model_with_batch_norm().eval(), torch.randn(2, 3, 8, 8),
+                             **EXTRA)
+    options.pop("patterns", None)
+    if method.startswith("pattern"):  # patterns of another model are refused before the forward
+        options["patterns"] = wb.Patterns("a", {})
     with pytest.raises(RuntimeError, match="boom"):
-        wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=0, **OPTIONS.get(method, {}))
+        wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=0, **options)
     _assert_untouched(model, before, training=False)
 
 
@@ -85,8 +92,10 @@ def test_a_failing_forward_leaves_nothing_behind(method):
 def test_an_error_after_the_forward_leaves_nothing_behind(method):
     model = _model_with_batch_norm().eval()
     before = _snapshot(model)
+    options = method_options(method, model, torch.randn(4, 3, 8, 8), **EXTRA)
+    before = _snapshot(model)
     with pytest.raises(ValueError, match="out of range"):
-        wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=7, **OPTIONS.get(method, {}))
+        wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=7, **options)
     _assert_untouched(model, before, training=False)
 
 

@@ -4,9 +4,12 @@
 >>> wb.methods()                                   # doctest: +SKIP
 >>> wb.attribute(model, x, "lrp_epsilon", target=3) # doctest: +SKIP
 """
+from workbench import toy
 from workbench.attribution import attribute
+from workbench.patterns import Patterns, fit_patterns, signal_quality
 from workbench.device import default_device
 from workbench.registry import Method, Option, get_method as method_info, methods
 
-__all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device"]
+__all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
+           "fit_patterns", "signal_quality", "Patterns", "toy"]
 __version__ = "0.1.0"

@@ -1,2 +1,2 @@
 """Attribution methods. Importing this package registers every method."""
-from workbench.methods import cam, gradients, perturbation, rule_based  # noqa: F401
+from workbench.methods import cam, gradients, pattern, perturbation, rule_based  # noqa: F401

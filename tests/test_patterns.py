@@ -1,0 +1,195 @@
+"""PatternNet / PatternAttribution on the linear toy, where the right answer is known
+(Kindermans et al. 2018), and the pattern statistics against independent computations."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import workbench as wb
+from workbench.toy import fit_linear_model, make_linear_toy
+
+
+def _cosine(a, b):
+    return F.cosine_similarity(a.flatten(), b.flatten(), dim=0).item()
+
+
+@pytest.fixture(scope="module")
+def toy():
+    return make_linear_toy(4000, 10, noise=0.05, seed=0)
+
+
+@pytest.fixture(scope="module")
+def held_out(toy):
+    """New samples with the same signal and distractor directions."""
+    return make_linear_toy(4000, 10, signal=toy.signal_direction,
+                           distractor=toy.distractor_direction, noise=0.05, seed=1)
+
+
+def test_gradient_deconvnet_and_guided_backprop_return_the_filter_not_the_signal(toy):
+    model = fit_linear_model(toy)
+    w = model.weight.detach()[0]
+    assert abs(_cosine(w, toy.distractor_direction)) < 0.05  # the filter cancels the distractor
+    assert _cosine(w, toy.signal_direction) < 0.99
+    x = toy.x[:50]
+    for method in ("gradient", "deconvnet", "guided_backprop"):
+        attribution = wb.attribute(model, x, method, target=0)
+        assert all(_cosine(row, w) > 0.999999 for row in attribution), method
+
+
+def test_pattern_net_recovers_the_signal(toy, held_out):
+    model = fit_linear_model(toy)
+    patterns = wb.fit_patterns(model, toy.x, estimator="a", progress=False)
+    x = held_out.x[:200]
+    signal = wb.attribute(model, x, "pattern_net", target=0, patterns=patterns)
+    assert _cosine(signal, held_out.signal[:200]) >= 0.99
+    assert _cosine(patterns.layers[""].positive[0], toy.signal_direction) >= 0.99
+
+
+def test_pattern_attribution_on_a_linear_model_is_weight_times_pattern_times_output(toy):
+    model = fit_linear_model(toy)
+    patterns = wb.fit_patterns(model, toy.x, estimator="a", progress=False)
+    x = toy.x[:7]
+    relevance = wb.attribute(model, x, "pattern_attribution", target=0, patterns=patterns)
+    expected = model(x).detach() * model.weight.detach() * patterns.layers[""].positive
+    torch.testing.assert_close(relevance, expected)
+
+
+def test_signal_quality_ranks_the_estimators(toy, held_out):
+    model = fit_linear_model(toy)
+    rho = {estimator: wb.signal_quality(
+        model, held_out.x, wb.fit_patterns(model, toy.x, estimator=estimator, progress=False),
+        progress=False)[""] for estimator in ("x", "w", "a", "random")}
+    assert rho["a"] > 0.97
+    assert rho["w"] < rho["a"] - 0.2 and rho["random"] < rho["a"] - 0.2
+    assert torch.isnan(torch.tensor(rho["x"]))  # S_x leaves no distractor: undefined
+
+
+def test_the_papers_two_dimensional_example():
+    """a_s = (1, 0), a_d = (1, 1): the filter is w = (1, -1), the pattern a = a_s."""
+    toy = make_linear_toy(5000, 2, signal=(1.0, 0.0), distractor=(1.0, 1.0), seed=3)
+    model = fit_linear_model(toy)
+    torch.testing.assert_close(model.weight.detach()[0], torch.tensor([1.0, -1.0]).double(),
+                               atol=1e-8, rtol=0)
+    patterns = wb.fit_patterns(model, toy.x, estimator="a", progress=False)
+    torch.testing.assert_close(patterns.layers[""].positive[0], torch.tensor([1.0, 0.0]).double(),
+                               atol=0.05, rtol=0)
+    gradient = wb.attribute(model, toy.x[:3], "gradient", target=0)
+    torch.testing.assert_close(gradient, torch.tensor([[1.0, -1.0]]).double().expand(3, 2))
+
+
+def test_regime_patterns_score_at_least_as_high_on_a_relu_layer():
+    """A 2-layer ReLU net on toy data: S_a+- fits the ReLU layer at least as well as S_a."""
+    toy = make_linear_toy(6000, 8, noise=0.1, seed=4)
+    held_out = make_linear_toy(6000, 8, signal=toy.signal_direction,
+                               distractor=toy.distractor_direction, noise=0.1, seed=5)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(toy.x)[:, 0], toy.y)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert loss.item() < 0.1
+    rho = {estimator: wb.signal_quality(
+        model, held_out.x, wb.fit_patterns(model, toy.x, estimator=estimator, progress=False),
+        progress=False)["0"] for estimator in ("a", "a+-")}
+    assert rho["a+-"] >= rho["a"] - 1e-6
+
+
+def test_streaming_fit_equals_one_batch_and_any_batching():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 6 * 6, 4)).double().eval()
+    x = torch.randn(90, 2, 6, 6, dtype=torch.float64)
+    whole = wb.fit_patterns(model, x, batch_size=1000, progress=False)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, torch.zeros(90)),
+                                         batch_size=7)
+    streamed = wb.fit_patterns(model, loader, progress=False)
+    for name in whole.layers:
+        torch.testing.assert_close(streamed.layers[name].positive, whole.layers[name].positive,
+                                   rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(streamed.layers[name].negative, whole.layers[name].negative,
+                                   rtol=1e-10, atol=1e-12)
+
+
+def test_conv_patterns_use_every_position_like_a_linear_layer_on_patches():
+    """A conv whose kernel covers the whole input has one position: it is a Linear layer."""
+    torch.manual_seed(1)
+    conv = nn.Conv2d(2, 3, 4).double()
+    linear = nn.Linear(2 * 4 * 4, 3).double()
+    with torch.no_grad():
+        linear.weight.copy_(conv.weight.reshape(3, -1))
+        linear.bias.copy_(conv.bias)
+    x = torch.randn(300, 2, 4, 4, dtype=torch.float64)
+    for estimator in ("a", "a+-"):
+        conv_patterns = wb.fit_patterns(nn.Sequential(conv, nn.Flatten()), x, estimator,
+                                        progress=False).layers["0"]
+        linear_patterns = wb.fit_patterns(nn.Sequential(nn.Flatten(), linear), x, estimator,
+                                          progress=False).layers["1"]
+        torch.testing.assert_close(conv_patterns.positive.reshape(3, -1),
+                                   linear_patterns.positive)
+        torch.testing.assert_close(conv_patterns.negative.reshape(3, -1),
+                                   linear_patterns.negative)
+
+
+def test_conv_patterns_match_a_regression_on_unfolded_patches():
+    torch.manual_seed(2)
+    conv = nn.Conv2d(2, 3, 3, padding=1, stride=2).double()
+    x = torch.randn(40, 2, 7, 7, dtype=torch.float64)
+    patterns = wb.fit_patterns(nn.Sequential(conv, nn.Flatten()), x, "a", progress=False)
+    patches = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2).reshape(-1, 18)
+    y = patches @ conv.weight.detach().reshape(3, -1).T
+    covariance = ((patches - patches.mean(0)).T @ (y - y.mean(0))) / len(y)
+    expected = (covariance / (conv.weight.detach().reshape(3, -1).T * covariance).sum(0)).T
+    torch.testing.assert_close(patterns.layers["0"].positive.reshape(3, -1), expected)
+
+
+def test_batch_norm_is_merged_before_fitting():
+    torch.manual_seed(3)
+    conv, bn = nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3)
+    bn.weight.data.uniform_(0.5, 2)
+    bn.running_var.uniform_(0.5, 2)
+    bn.running_mean.normal_()
+    model = nn.Sequential(conv, bn, nn.ReLU(), nn.Flatten()).double().eval()
+    fused = copy.deepcopy(conv).double()
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
+    fused.weight.data = fused.weight.data * scale.view(-1, 1, 1, 1)
+    fused.bias.data = (fused.bias.data - bn.running_mean.double()) * scale + bn.bias.data.double()
+    x = torch.randn(50, 2, 5, 5, dtype=torch.float64)
+    merged = wb.fit_patterns(model, x, "a+-", progress=False).layers["0"]
+    reference = wb.fit_patterns(nn.Sequential(fused, nn.ReLU(), nn.Flatten()), x, "a+-",
+                                progress=False).layers["0"]
+    torch.testing.assert_close(merged.positive, reference.positive)
+    torch.testing.assert_close(merged.negative, reference.negative)
+
+
+def test_save_and_load_check_the_model(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    patterns = wb.fit_patterns(model, torch.randn(64, 4), progress=False)
+    patterns.save(tmp_path / "patterns.pt")
+    loaded = wb.Patterns.load(tmp_path / "patterns.pt", model)
+    assert loaded.estimator == "a+-" and set(loaded.layers) == {"0", "2"}
+    torch.testing.assert_close(loaded.layers["2"].positive, patterns.layers["2"].positive)
+    other = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
+    with pytest.raises(ValueError, match="layer '2' has shape"):
+        wb.Patterns.load(tmp_path / "patterns.pt", other)
+    with pytest.raises(ValueError, match=r"layers \['2'\] that the model does not have"):
+        wb.Patterns.load(tmp_path / "patterns.pt", nn.Sequential(nn.Flatten()))
+
+
+def test_pattern_methods_need_patterns():
+    model = nn.Sequential(nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="needs option patterns=wb.fit_patterns"):
+        wb.attribute(model, torch.randn(2, 4), "pattern_net", target=0)
+    with pytest.raises(ValueError, match="estimator 'x'"):
+        wb.attribute(model, torch.randn(2, 4), "pattern_attribution", target=0,
+                     patterns=wb.fit_patterns(model, torch.randn(8, 4), "x", progress=False))
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        wb.fit_patterns(model, torch.randn(8, 4), "s_a")

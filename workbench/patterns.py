@@ -1,0 +1,422 @@
+"""PatternNet and PatternAttribution: signal estimators learned from data (Kindermans et al. 2018,
+arXiv 1705.05598; ../shared/PAPERS.md section 1).
+
+For every weighted layer (Linear, Conv; BatchNorm merged in) and each output neuron with filter
+``w`` and output ``y = w^T x``, an estimator gives the signal ``S(x)`` and the distractor
+``x - S(x)``:
+
+- ``"x"``: ``S_x(x) = x`` (what LRP and Gradient x Input assume; no pattern, no distractor);
+- ``"w"``: ``S_w(x) = w y / (w^T w)`` (what DeConvNet and Guided BackProp assume);
+- ``"a"``: ``S_a(x) = a y``, ``a = cov[x, y] / (w^T cov[x, y])``;
+- ``"a+-"``: ``S_a+-(x) = a_+ y`` where the neuron is active (``w^T x + b > 0``), else ``a_- y``,
+  ``a_+ = (E_+[x y] - E_+[x] E[y]) / (w^T E_+[x y] - w^T E_+[x] E[y])`` with ``E_+`` over the
+  active samples (and ``a_-`` likewise over the others), so that the two parts add up to
+  ``cov[x, y]`` (section 4.2 of the paper);
+- ``"random"``: ``S(x) = r y / (w^T r)`` for a random direction ``r`` (a baseline for ``rho``).
+
+Statistics are gathered in one streaming pass in float64 (conv layers over every position of the
+unfolded input), so memory does not grow with the data.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from workbench.engine import RuleMode
+from workbench.rules import AffineCall, AffineRule, Rules
+
+ESTIMATORS = ("x", "w", "a", "a+-", "random")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading the weighted layers of a forward pass
+
+
+def as_rows(call: AffineCall) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's input as rows of features (conv: one row per output position) and its
+    weight as a matrix ``(out, features)``, so that ``y = rows @ matrix.T``."""
+    x, weight = call.inputs.detach(), call.weight.detach()
+    if call.kind == "linear":
+        return x.reshape(-1, x.shape[-1]), weight
+    if call.kind in ("conv1d", "conv2d"):
+        if call.options.get("groups", 1) != 1 or isinstance(call.options.get("padding"), str):
+            raise NotImplementedError(
+                f"layer '{call.layer}': patterns need an ungrouped convolution with numeric "
+                "padding")
+        if call.kind == "conv1d":
+            x, weight = x.unsqueeze(2), weight.unsqueeze(2)
+        kernel = weight.shape[2:]
+
+        def pair(name, default):
+            value = call.options.get(name, default)
+            value = value if isinstance(value, (tuple, list)) else (value,)
+            return tuple(value) * (2 // len(value)) if len(value) < 2 else tuple(value)
+
+        stride, padding, dilation = pair("stride", 1), pair("padding", 0), pair("dilation", 1)
+        if call.kind == "conv1d":
+            stride, padding, dilation = ((1, stride[0]), (0, padding[0]), (1, dilation[0]))
+        patches = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
+        rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
+        return rows, weight.reshape(weight.shape[0], -1)
+    raise NotImplementedError(f"layer '{call.layer}': no patterns for '{call.kind}' layers")
+
+
+class _Recorder(AffineRule):
+    """An affine 'rule' that only records each weighted layer's call (the last one per layer:
+    a following batch norm replaces the plain layer by the merged one)."""
+
+    name = "record"
+
+    def __init__(self):
+        self.calls: dict[str, AffineCall] = {}
+
+    def apply(self, call: AffineCall) -> torch.Tensor:
+        if call.kind != "channel" and call.layer is not None:
+            self.calls[call.layer] = call
+        return call()
+
+
+def weighted_layer_calls(model: nn.Module, inputs: torch.Tensor) -> dict[str, AffineCall]:
+    """The weighted layers (BatchNorm merged) that a forward pass on ``inputs`` runs."""
+    recorder = _Recorder()
+    # the engine routes only input-dependent operations, so the input must require grad
+    with torch.enable_grad(), RuleMode(model, Rules(affine=recorder), "fit_patterns"):
+        model(inputs.detach().requires_grad_())
+    return recorder.calls
+
+
+def batches(data, batch_size: int) -> Iterable[torch.Tensor]:
+    """Input tensors from a tensor or an iterable of tensors / (inputs, labels) tuples."""
+    if isinstance(data, torch.Tensor):
+        yield from data.split(batch_size)
+        return
+    for batch in data:
+        yield batch[0] if isinstance(batch, (tuple, list)) else batch
+
+
+# ----------------------------------------------------------------------------------------------
+# Moments
+
+
+@dataclass
+class Moments:
+    """Float64 sums over samples for one layer: ``x`` the input rows, ``y = W x`` the outputs
+    without bias, the regime ``m = 1[W x + b > 0]``."""
+
+    count: int = 0
+    sum_x: torch.Tensor | None = None          # (d,)
+    sum_xx: torch.Tensor | None = None         # (d, d), only when asked for
+    sum_y: torch.Tensor | None = None          # (out,)
+    sum_yy: torch.Tensor | None = None         # (out,)
+    sum_xy: torch.Tensor | None = None         # (d, out)
+    count_pos: torch.Tensor | None = None      # (out,)
+    sum_x_pos: torch.Tensor | None = None      # (d, out)
+    sum_y_pos: torch.Tensor | None = None      # (out,)
+    sum_yy_pos: torch.Tensor | None = None     # (out,)
+    sum_xy_pos: torch.Tensor | None = None     # (d, out)
+    with_second_moment: bool = False
+
+    def update(self, rows: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor | None):
+        x = rows.double()
+        y = x @ matrix.double().T
+        active = (y + (bias.double() if bias is not None else 0)) > 0
+        positive = active.double()
+        y_pos = y * positive
+        terms = {
+            "sum_x": x.sum(0), "sum_y": y.sum(0), "sum_yy": (y * y).sum(0), "sum_xy": x.T @ y,
+            "count_pos": positive.sum(0), "sum_x_pos": x.T @ positive, "sum_y_pos": y_pos.sum(0),
+            "sum_yy_pos": (y_pos * y).sum(0), "sum_xy_pos": x.T @ y_pos,
+        }
+        if self.with_second_moment:
+            terms["sum_xx"] = x.T @ x
+        for name, value in terms.items():
+            current = getattr(self, name)
+            setattr(self, name, value if current is None else current + value)
+        self.count += len(x)
+
+
+def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment: bool = False,
+                   progress: bool = True, description: str = "moments",
+                   folds: int = 1) -> list[dict[str, Moments]]:
+    """One streaming pass over ``data``: the moments of every weighted layer, for each of
+    ``folds`` disjoint subsets of the samples (sample ``i`` of each batch goes to fold
+    ``i % folds``)."""
+    moments: list[dict[str, Moments]] = [{} for _ in range(folds)]
+    for inputs in tqdm(batches(data, batch_size), desc=description, disable=not progress,
+                       leave=False):
+        for fold in range(folds):
+            part = inputs[fold::folds]
+            if not len(part):
+                continue
+            for layer, call in weighted_layer_calls(model, part).items():
+                rows, matrix = as_rows(call)
+                moments[fold].setdefault(layer, Moments(with_second_moment=second_moment))
+                moments[fold][layer].update(rows, matrix, call.bias)
+    if not all(moments):
+        raise ValueError(f"too little data: need at least {folds} samples running through the "
+                         "model's Linear or Conv layers")
+    return moments
+
+
+# ----------------------------------------------------------------------------------------------
+# Patterns
+
+
+def _regression_pattern(n, sum_x, sum_xy, mean_y, matrix):
+    """``a = (E[x y] - E[x] E[y]) / (w^T (E[x y] - E[x] E[y]))`` per neuron (rows of the result),
+    the expectations of ``x`` and ``x y`` taken over ``n`` samples (all, or one regime) and
+    ``E[y]`` over all samples; zero where undefined (e.g. a regime with no sample)."""
+    n = n.clamp(min=1) if isinstance(n, torch.Tensor) else max(n, 1)
+    covariance = sum_xy / n - (sum_x / n) * mean_y                  # (d, out)
+    variance = (matrix.double().T * covariance).sum(0)              # w^T cov[x, y], (out,)
+    defined = variance.abs() > 1e-12 * covariance.abs().sum(0).clamp(min=1e-300)
+    pattern = covariance / torch.where(defined, variance, torch.ones_like(variance))
+    return torch.where(defined, pattern, torch.zeros_like(pattern)).T   # (out, d)
+
+
+@dataclass
+class LayerPattern:
+    """Patterns of one layer, shaped like its weight: ``positive`` (``a`` or ``a_+``) and
+    ``negative`` (``a_-``; the same as ``positive`` for linear estimators)."""
+
+    positive: torch.Tensor
+    negative: torch.Tensor
+
+
+@dataclass
+class Patterns:
+    """Learned patterns of a model, by layer name, for one estimator."""
+
+    estimator: str
+    layers: dict[str, LayerPattern] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> None:
+        content = {"estimator": self.estimator,
+                   "layers": {k: (v.positive, v.negative) for k, v in self.layers.items()}}
+        torch.save(content, Path(path))
+
+    @classmethod
+    def load(cls, path: str | Path, model: nn.Module | None = None) -> Patterns:
+        """Load patterns; with ``model``, check its layer names and weight shapes match."""
+        content = torch.load(Path(path), map_location="cpu", weights_only=True)
+        patterns = cls(content["estimator"], {k: LayerPattern(*v)
+                                              for k, v in content["layers"].items()})
+        if model is not None:
+            patterns.check(model)
+        return patterns
+
+    def check(self, model: nn.Module) -> None:
+        """``ValueError`` naming the layers that ``model`` lacks or whose shape differs."""
+        modules = dict(model.named_modules())
+        missing = [name for name in self.layers if name not in modules]
+        if missing:
+            raise ValueError(f"the patterns are for layers {missing} that the model does not "
+                             f"have; model layers: {[n for n in modules if n]}")
+        for name, pattern in self.layers.items():
+            weight = getattr(modules[name], "weight", None)
+            if weight is None or tuple(weight.shape) != tuple(pattern.positive.shape):
+                raise ValueError(f"pattern of layer '{name}' has shape "
+                                 f"{tuple(pattern.positive.shape)} but the layer's weight is "
+                                 f"{None if weight is None else tuple(weight.shape)}")
+
+    def to(self, device) -> Patterns:
+        return Patterns(self.estimator, {k: LayerPattern(v.positive.to(device), v.negative.to(device))
+                                         for k, v in self.layers.items()})
+
+
+def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int = 256,
+                 seed: int = 0, progress: bool = True) -> Patterns:
+    """Learn the patterns of every Linear/Conv layer of ``model`` from ``data``.
+
+    ``data`` is a tensor of inputs or an iterable of input tensors or (inputs, labels) batches.
+    One pass, float64 sums, memory independent of the data size.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    weights = {name: module.weight for name, module in model.named_modules()
+               if isinstance(getattr(module, "weight", None), torch.Tensor)}
+    if estimator == "x":
+        return Patterns("x")
+    (moments,) = gather_moments(model, data, batch_size, progress=progress,
+                                description=f"fitting patterns ({estimator})")
+    calls_matrix = _layer_matrices(model, data, batch_size)
+    # a stream of its own, so that seed 0 here is unrelated to seed 0 of the data generators
+    rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
+    layers = {}
+    for name, m in moments.items():
+        matrix = calls_matrix[name].double().cpu()
+        mean_y = m.sum_y / m.count
+        if estimator == "w":
+            positive = negative = matrix / (matrix * matrix).sum(1, keepdim=True)
+        elif estimator == "random":
+            direction = torch.randn(matrix.shape, generator=rng, dtype=torch.float64)
+            positive = negative = direction / (direction * matrix).sum(1, keepdim=True)
+        elif estimator == "a":
+            positive = negative = _regression_pattern(m.count, m.sum_x[:, None], m.sum_xy,
+                                                      mean_y, matrix)
+        else:  # the covariance splits into the two regimes' parts: cov = c_+ + c_-
+            positive = _regression_pattern(m.count_pos, m.sum_x_pos, m.sum_xy_pos, mean_y,
+                                           matrix)
+            negative = _regression_pattern(m.count - m.count_pos, m.sum_x[:, None] - m.sum_x_pos,
+                                           m.sum_xy - m.sum_xy_pos, mean_y, matrix)
+        shape = weights[name].shape
+        dtype, device = weights[name].dtype, weights[name].device
+        layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
+                                    negative.reshape(shape).to(dtype=dtype, device=device))
+    return Patterns(estimator, layers)
+
+
+def _layer_matrices(model: nn.Module, data, batch_size: int) -> dict[str, torch.Tensor]:
+    """The (merged) weight matrix of each weighted layer, read from one small forward pass."""
+    first = next(iter(batches(data, batch_size)))[:1]
+    return {name: as_rows(call)[1] for name, call in weighted_layer_calls(model, first).items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Quality of an estimator
+
+
+def _distractor_statistics(m: Moments, j: int, a_pos: torch.Tensor, a_neg: torch.Tensor):
+    """``Cov(d)``, ``Cov(d, y)`` and ``var(y)`` of neuron ``j`` for the distractor
+    ``d = x - S(x)``, ``S(x) = a_+ y`` on active samples and ``a_- y`` elsewhere (a linear
+    estimator has ``a_+ = a_-``); every term comes from the moments."""
+    n = m.count
+    mean_y, mean_yy = m.sum_y[j] / n, m.sum_yy[j] / n
+    mean_y_pos, mean_yy_pos = m.sum_y_pos[j] / n, m.sum_yy_pos[j] / n
+    xy, xy_pos = m.sum_xy[:, j] / n, m.sum_xy_pos[:, j] / n
+    xy_neg = xy - xy_pos
+    mean_d = m.sum_x / n - mean_y_pos * a_pos - (mean_y - mean_y_pos) * a_neg
+    second_d = (m.sum_xx / n - torch.outer(xy_pos, a_pos) - torch.outer(a_pos, xy_pos)
+                - torch.outer(xy_neg, a_neg) - torch.outer(a_neg, xy_neg)
+                + mean_yy_pos * torch.outer(a_pos, a_pos)
+                + (mean_yy - mean_yy_pos) * torch.outer(a_neg, a_neg))
+    covariance_d = second_d - torch.outer(mean_d, mean_d)
+    covariance_dy = xy - mean_yy_pos * a_pos - (mean_yy - mean_yy_pos) * a_neg - mean_d * mean_y
+    return covariance_d, covariance_dy, mean_yy - mean_y ** 2
+
+
+def _distractor_correlation(fit: Moments, evaluate: Moments, neurons: torch.Tensor,
+                            positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """``corr(y, v^T d)`` per neuron on ``evaluate``, with ``v`` the least-squares regression of
+    ``y`` on the distractor ``d`` fitted on ``fit`` (cross-fitting keeps the in-sample
+    overfitting of ``v`` out of the correlation)."""
+    results = []
+    for j, a_pos, a_neg in zip(neurons.tolist(), positive, negative):
+        covariance_d, covariance_dy, variance_y = _distractor_statistics(fit, j, a_pos, a_neg)
+        held_d, held_dy, held_variance_y = _distractor_statistics(evaluate, j, a_pos, a_neg)
+        scale = covariance_d.diagonal().sum().clamp(min=1e-300) / len(covariance_dy)
+        if variance_y <= 1e-12 * scale or held_variance_y <= 0:
+            results.append(torch.tensor(float("nan"), dtype=torch.float64))
+            continue
+        eye = torch.eye(len(covariance_dy), dtype=torch.float64)
+        v = torch.linalg.solve(covariance_d + 1e-8 * scale * eye, covariance_dy)
+        spread = (v @ held_d @ v).clamp(min=1e-300) * held_variance_y
+        results.append(((v @ held_dy) / spread.sqrt()).clamp(0, 1))
+    return torch.stack(results)
+
+
+def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int = 256,
+                   max_neurons: int = 64, seed: int = 0, progress: bool = True,
+                   per_neuron: bool = False) -> dict[str, float] | dict[str, torch.Tensor]:
+    """``rho(S) = 1 - max_v corr(w^T x, v^T (x - S(x)))`` per layer (mean over neurons).
+
+    Kindermans et al. 2018, section 4: a perfect estimator leaves no information about the
+    output in the distractor (``rho = 1``). Use ``data`` held out from the fitting data. ``v``
+    is the least-squares fit on half of it and the correlation is measured on the other half,
+    both ways, averaged (so a layer with many inputs is not flattered by overfitting ``v``).
+    ``S_x`` leaves no distractor, so its ``rho`` is undefined: NaN. At most ``max_neurons``
+    neurons per layer (chosen with ``seed``) are evaluated.
+    """
+    if patterns.estimator == "x":
+        # S_x(x) = x: the distractor is zero, its correlation with the output undefined
+        names = [n for n, mod in model.named_modules() if isinstance(mod, _WEIGHTED)]
+        return {name: float("nan") for name in names}
+    patterns.check(model)
+    folds = gather_moments(model, data, batch_size, second_moment=True, progress=progress,
+                           description="signal quality", folds=2)
+    folds = [{name: _to_cpu(m) for name, m in fold.items()} for fold in folds]
+    rng = torch.Generator().manual_seed(seed)
+    quality = {}
+    for name in folds[0]:
+        count = len(folds[0][name].sum_y)
+        pattern = patterns.layers[name]
+        positive = pattern.positive.detach().double().cpu().reshape(count, -1)
+        negative = pattern.negative.detach().double().cpu().reshape(count, -1)
+        neurons = torch.randperm(count, generator=rng)[:max_neurons].sort().values
+        correlation = [_distractor_correlation(folds[i][name], folds[1 - i][name], neurons,
+                                               positive[neurons], negative[neurons])
+                       for i in (0, 1)]
+        rho = 1 - (correlation[0] + correlation[1]) / 2
+        quality[name] = rho if per_neuron else float(torch.nanmean(rho))
+    return quality
+
+
+_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+def _to_cpu(m: Moments) -> Moments:
+    return Moments(**{k: (v.cpu() if isinstance(v, torch.Tensor) else v)
+                      for k, v in m.__dict__.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# PatternNet and PatternAttribution as rules of the engine
+
+
+class _PatternBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, inputs, weight, bias, backward_weight, forward):
+        ctx.save_for_backward(inputs, backward_weight)
+        ctx.layer_forward = forward
+        return forward(inputs, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        inputs, backward_weight = ctx.saved_tensors
+        with torch.enable_grad():
+            point = inputs.detach().requires_grad_()
+            output = ctx.layer_forward(point, backward_weight, None)
+        (grad_inputs,) = torch.autograd.grad(output, point, grad)
+        return grad_inputs, None, None, None, None
+
+
+class PatternRule(AffineRule):
+    """The backward pass of a weighted layer with the pattern in place of the weight.
+
+    ``mode="net"``: PatternNet, back-projects the signal with ``a_+``;
+    ``mode="attribution"``: PatternAttribution, backpropagates with ``w * a_+``.
+    """
+
+    def __init__(self, pattern: torch.Tensor, mode: str):
+        if mode not in ("net", "attribution"):
+            raise ValueError(f"mode must be 'net' or 'attribution', got {mode!r}")
+        self.pattern, self.mode = pattern, mode
+        self.name = f"pattern_{mode}"
+
+    def apply(self, call: AffineCall) -> torch.Tensor:
+        pattern = self.pattern.to(call.weight)
+        if pattern.shape != call.weight.shape:
+            raise ValueError(f"pattern of layer '{call.layer}' has shape {tuple(pattern.shape)}, "
+                             f"the layer's weight {tuple(call.weight.shape)}")
+        backward_weight = pattern if self.mode == "net" else call.weight * pattern
+        return _PatternBackward.apply(call.inputs, call.weight, call.bias, backward_weight,
+                                      call.forward)
+
+    def __repr__(self) -> str:
+        return f"PatternRule(mode={self.mode!r})"
+
+
+def pattern_rules(patterns: Patterns | None, mode: str, method: str) -> Rules:
+    if not isinstance(patterns, Patterns):
+        raise ValueError(f"{method} needs option patterns=wb.fit_patterns(model, data)")
+    if patterns.estimator == "x":
+        raise ValueError(f"{method}: the estimator 'x' (S_x) has no pattern; it is what LRP and "
+                         "Gradient x Input assume. Fit 'a' or 'a+-'.")
+    return Rules(layer_affine={name: PatternRule(p.positive, mode)
+                               for name, p in patterns.layers.items()})
