@@ -53,3 +53,54 @@ def heatmap_grid(images: torch.Tensor, attributions: Mapping[str, torch.Tensor],
     figure.update_layout(title=title, height=150 * n_rows + 80, width=130 * n_cols + 80,
                          margin=dict(l=20, r=20, t=80, b=20))
     return figure
+
+
+def toy_directions(result) -> go.Figure:
+    """The 2-D toy: samples, the signal and distractor directions, the filter (= gradient)
+    and the learned patterns, as arrows from the origin."""
+    toy = result.toy
+    if toy.x.shape[1] != 2:
+        raise ValueError("the direction plot needs a 2-D toy (dim=2)")
+    figure = go.Figure()
+    shown = toy.x[:400].numpy()
+    figure.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="markers", name="samples x",
+                                marker=dict(size=4, color=toy.y[:400].numpy(),
+                                            colorscale="Viridis", opacity=0.5)))
+    arrows = {"signal a_s": (toy.signal_direction, "#2ca02c"),
+              "distractor a_d": (toy.distractor_direction, "#d62728"),
+              "filter w = gradient": (result.filter, "#1f77b4"),
+              "pattern S_a": (result.patterns["a"], "#ff7f0e"),
+              "pattern S_a+- (a+)": (result.patterns["a+-"], "#9467bd")}
+    for label, (vector, colour) in arrows.items():
+        v = vector.detach().double()
+        figure.add_trace(go.Scatter(x=[0, float(v[0])], y=[0, float(v[1])], mode="lines+markers",
+                                    name=label, line=dict(color=colour, width=4),
+                                    marker=dict(symbol="arrow", angleref="previous", size=14)))
+    figure.update_yaxes(scaleanchor="x")
+    figure.update_layout(title="Linear toy: the filter cancels the distractor; the pattern is "
+                         "the signal", width=650, height=550)
+    return figure
+
+
+def signal_quality_per_layer(quality: dict[str, dict[str, float]], labels=None) -> go.Figure:
+    """``rho`` against the layer, one line per estimator (the paper's Figure 3)."""
+    figure = go.Figure()
+    for estimator, per_layer in quality.items():
+        name = (labels or {}).get(estimator, estimator)
+        figure.add_trace(go.Scatter(x=list(per_layer), y=list(per_layer.values()),
+                                    mode="lines+markers", name=name))
+    figure.update_layout(title="Signal quality rho(S) per layer (1 = no signal left in the "
+                         "distractor)", xaxis_title="layer", yaxis_title="rho",
+                         yaxis_range=[-0.05, 1.05], width=800, height=450)
+    return figure
+
+
+def curves(x, series: dict[str, Sequence[float]], title: str, x_title: str,
+           y_title: str) -> go.Figure:
+    """One line per named series over the same x values."""
+    figure = go.Figure()
+    for name, values in series.items():
+        figure.add_trace(go.Scatter(x=list(x), y=list(values), mode="lines+markers", name=name))
+    figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, width=800,
+                         height=450)
+    return figure
