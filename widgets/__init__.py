@@ -5,5 +5,6 @@ Widgets only compose: they call ``workbench`` and render with ipywidgets and plo
 from widgets.explorer import Explorer
 from widgets.layer_inspector import LayerInspector
 from widgets.method_picker import MethodPicker
+from widgets.toy_generator import ToyGenerator
 
-__all__ = ["Explorer", "LayerInspector", "MethodPicker"]
+__all__ = ["Explorer", "LayerInspector", "MethodPicker", "ToyGenerator"]

@@ -361,6 +361,16 @@ def zoo(name: str, seed: int = 0, device: str | torch.device | None = None,
     return trained(**ZOO[name], seed=seed, device=device, progress=progress)
 
 
+def zoo_data(name: str) -> datasets.ImageData:
+    """The data set the zoo model ``name`` is trained and tested on."""
+    if name not in ZOO:
+        raise ValueError(f"name must be one of {list(ZOO)}, got {name!r}")
+    entry = dict(ZOO[name])
+    config = settings(entry.pop("architecture"), entry["dataset"],
+                      **{k: v for k, v in entry.items() if k != "dataset"})
+    return DATASETS[entry["dataset"]](**config["data"])
+
+
 # --- torchvision ImageNet classifiers from local weights -----------------------------------
 
 def _local_weights(weights_path: str | Path | None, url: str) -> Path:

@@ -1,0 +1,456 @@
+"""Widget logic without a kernel: the method picker, the layer inspector and the Explorer.
+
+Browser-side values are simulated by setting the widgets' values, as a comm message would.
+The Explorer runs on small untrained nets (no training); the timing check on the real zoo model
+is marked slow and runs only when that model is already in the cache.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+from ipywidgets import Checkbox, Dropdown, FloatText, IntText, Label, Text
+
+import workbench as wb
+from widgets import Explorer, LayerInspector, MethodPicker
+from workbench import models
+from workbench.layers import layer_output, layer_rules
+from workbench.rules import AlphaBetaRule
+
+#: the control each option kind gets (without a model)
+CONTROL = {"float": FloatText, "int": IntText, "bool": Checkbox, "seed": Text,
+           "baseline": FloatText, "shape": Text, "choice": Dropdown, "layer": Text,
+           "mask": Label, "object": Label}
+DIGITS_INFO = {"settings": {"dataset": "digits", "data": {"size": 8, "test_fraction": 0.25}},
+               "classes": [str(c) for c in range(10)], "input_shape": [1, 8, 8], "accuracy": 0.0}
+
+
+def tiny_model(name: str = "digits_cnn_relu") -> torch.nn.Module:
+    """An untrained zoo-like net on 8x8 digits: a CNN, or an MLP when ``mlp`` is in the name."""
+    activation = "tanh" if "tanh" in name else "relu"
+    if "mlp" in name:
+        return models.mlp(64, 10, hidden=(16,), activation=activation, seed=0).eval()
+    return models.cnn(1, 10, 8, activation=activation, channels=(4,), hidden=16, seed=0).eval()
+
+
+def tiny_zoo(name: str, **_ignored) -> tuple[torch.nn.Module, dict]:
+    return tiny_model(name), dict(DIGITS_INFO)
+
+
+@pytest.fixture
+def digits_inputs() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(2, 1, 8, 8)
+
+
+@pytest.fixture
+def explorer() -> Explorer:
+    return Explorer(model_names=("digits_cnn_relu", "digits_mlp_relu"), load_model=tiny_zoo)
+
+
+# --- MethodPicker ---------------------------------------------------------------------------
+
+
+def _shown(control, option):
+    """The control's value as the Python value of the option."""
+    if isinstance(control, Text):
+        return None if control.value == "" else control.value
+    return control.value
+
+
+def test_picker_generates_controls_for_every_method_from_declared_options():
+    picker = MethodPicker()
+    assert picker.methods == wb.methods()
+    assert "wb-method-picker" in picker._dom_classes
+    assert "wb-method-dropdown" in picker.dropdown._dom_classes
+    for method in wb.methods():
+        picker.method = method
+        declared = wb.method_info(method).options
+        assert list(picker.controls) == [option.name for option in declared]
+        for option in declared:
+            control = picker.controls[option.name]
+            assert type(control) is CONTROL[option.kind], (method, option.name)
+            if isinstance(control, Label):
+                assert "default" in control.value
+            elif option.default is None or isinstance(control, (Dropdown, Checkbox)):
+                assert _shown(control, option) == option.default
+            else:
+                assert control.value == option.default
+        assert picker.options == {}
+        assert picker.error_message == ""
+
+
+def test_layer_option_is_a_dropdown_of_the_model_modules():
+    model = tiny_model()
+    picker = MethodPicker(method="grad_cam", model=model)
+    dropdown = picker.controls["layer"]
+    assert isinstance(dropdown, Dropdown)
+    names = [value for _label, value in dropdown.options]
+    assert names[1:] == [name for name, _ in model.named_modules() if name]
+    dropdown.value = "features.conv1"
+    assert picker.options == {"layer": "features.conv1"}
+    dropdown.value = ""
+    assert picker.options == {}
+
+
+def test_setting_controls_changes_options_and_calls_back():
+    picker = MethodPicker()
+    seen = []
+    picker.on_change(lambda method, options: seen.append((method, options)))
+    picker.method = "integrated_gradients"
+    picker.controls["steps"].value = 8
+    picker.controls["quadrature"].value = "riemann_left"
+    picker.controls["baseline"].value = 0.5
+    assert picker.options == {"steps": 8, "quadrature": "riemann_left", "baseline": 0.5}
+    picker.method = "smoothgrad"
+    picker.controls["seed"].value = "7"
+    picker.controls["noise"].value = 0.3
+    assert picker.options == {"seed": 7, "noise": 0.3}
+    picker.method = "occlusion"
+    picker.controls["window"].value = "1, 2, 2"
+    assert picker.options == {"window": (1, 2, 2)}
+    picker.controls["window"].value = ""
+    assert picker.options == {}
+    assert seen[0] == ("integrated_gradients", {})
+    assert seen[3] == ("integrated_gradients",
+                       {"steps": 8, "quadrature": "riemann_left", "baseline": 0.5})
+    assert ("occlusion", {"window": (1, 2, 2)}) in seen
+    # the options are accepted by the engine as they are
+    model, x = tiny_model(), torch.rand(1, 1, 8, 8)
+    picker.method = "integrated_gradients"
+    picker.options = {"steps": 4}
+    assert wb.attribute(model, x, picker.method, **picker.options).shape == x.shape
+
+
+@pytest.mark.parametrize("method, name, bad, good", [
+    ("lrp_epsilon", "epsilon", -1.0, 0.5),
+    ("integrated_gradients", "steps", 0, 3),
+    ("occlusion", "window", "a,b", "1, 2, 2"),
+    ("occlusion", "stride", "0, 1, 1", "1, 1, 1"),
+    ("smoothgrad", "seed", "seven", "7"),
+    ("smoothgrad", "noise", math.nan, 0.2),
+    ("lrp_alpha_beta", "alpha", 2.0, 1.0),  # alpha - beta must be 1
+])
+def test_invalid_values_show_a_message_and_keep_the_last_valid_options(method, name, bad, good):
+    picker = MethodPicker(method=method)
+    seen = []
+    picker.on_change(lambda *change: seen.append(change))
+    control = picker.controls[name]
+    control.value = good
+    valid = picker.options
+    calls = len(seen)
+    control.value = bad  # as a browser could send it: no exception
+    assert name in picker.error_message or "alpha - beta" in picker.error_message
+    assert picker.error.value  # visible
+    assert "wb-invalid" in control._dom_classes
+    assert picker.options == valid
+    assert len(seen) == calls
+    control.value = good
+    assert picker.error_message == ""
+    assert "wb-invalid" not in control._dom_classes
+    assert picker.options == valid
+
+
+def test_alpha_beta_pair_becomes_valid_when_both_are_set():
+    picker = MethodPicker(method="lrp_alpha_beta")
+    picker.controls["alpha"].value = 2.0
+    assert "alpha - beta must equal 1" in picker.error_message
+    assert picker.options == {}
+    picker.controls["beta"].value = 1.0
+    assert picker.error_message == ""
+    assert picker.options == {"alpha": 2.0, "beta": 1.0}
+
+
+def test_picker_is_settable_from_code():
+    picker = MethodPicker()
+    picker.method = "lrp_epsilon"
+    assert picker.dropdown.value == "lrp_epsilon"
+    assert list(picker.controls) == ["epsilon", "layer_rules"]
+    picker.options = {"epsilon": 0.01}
+    assert picker.controls["epsilon"].value == 0.01
+    assert picker.options == {"epsilon": 0.01}
+    with pytest.raises(ValueError, match="epsilon"):
+        picker.options = {"epsilon": -1.0}
+    with pytest.raises(TypeError, match="unknown option"):
+        picker.options = {"steps": 3}
+    with pytest.raises(ValueError, match="not among the methods"):
+        picker.method = "no_such_method"
+    assert picker.options == {"epsilon": 0.01}
+    picker.set("occlusion", {"window": (1, 2, 2)})
+    assert picker.controls["window"].value == "1, 2, 2"
+    picker.dropdown.value = "gradient"  # from the browser: options back to defaults
+    assert picker.method == "gradient" and picker.options == {}
+
+
+def test_errors_in_callbacks_show_in_the_picker():
+    picker = MethodPicker(method="lrp_epsilon")
+
+    def broken(_method, _options):
+        raise RuntimeError("callback exploded")
+
+    picker.on_change(broken)
+    picker.controls["epsilon"].value = 0.1  # no exception
+    assert "callback exploded" in picker.error_message
+    assert picker.options == {"epsilon": 0.1}
+
+
+# --- LayerInspector -------------------------------------------------------------------------
+
+
+def test_inspector_lists_layers_and_the_rule_of_each_method(digits_inputs):
+    model = tiny_model()
+    inspector = LayerInspector(model, digits_inputs)
+    leaves = [name for name, module in model.named_modules()
+              if name and not list(module.children())]
+    assert inspector.layers == leaves
+    assert [label for label, _ in inspector.layer_dropdown.options][0] == "features.conv1 (Conv2d)"
+    expected = {method: {row.name: row.rule for row in layer_rules(model, method)}
+                for method in ("lrp_epsilon", "lrp_alpha_beta", "deeplift_rescale",
+                               "guided_backprop", "deconvnet")}
+    for layer in leaves:
+        inspector.layer = layer
+        assert inspector.rules == {method: rules[layer] for method, rules in expected.items()}
+    inspector.layer = "features.relu1"
+    assert inspector.rules["guided_backprop"] == "guided"
+    assert inspector.rules["deeplift_rescale"] == "rescale"
+    assert "guided" in inspector._table.value
+    inspector.layer = "features.conv1"
+    assert inspector.rules["lrp_epsilon"].startswith("EpsilonRule")
+    assert inspector.rules["guided_backprop"] == "gradient"
+
+
+def test_inspector_shows_activations_and_weights(digits_inputs):
+    model = tiny_model()
+    inspector = LayerInspector(model, digits_inputs, layer="features.conv1")
+    heat, bar, weights = inspector.figure.data
+    output = layer_output(model, digits_inputs[:1], "features.conv1")[0]
+    np.testing.assert_allclose(np.asarray(heat.z), output[0].numpy())
+    inspector.channel_slider.value = 3
+    np.testing.assert_allclose(np.asarray(heat.z), output[3].numpy())
+    counts = np.asarray(weights.y)
+    assert counts.sum() == model.features.conv1.weight.numel()
+    inspector.layer = "classifier.linear1"
+    assert bar.visible and not heat.visible
+    np.testing.assert_allclose(
+        np.asarray(bar.y), layer_output(model, digits_inputs[:1], "classifier.linear1")[0])
+    inspector.layer = "features.relu1"
+    assert "no weights" in inspector.figure.layout.annotations[1].text
+    inspector.inputs = None
+    assert inspector.activation is None
+    assert "no input" in inspector.figure.layout.annotations[0].text
+
+
+def test_editing_a_rule_changes_layer_rules_and_the_attribution(digits_inputs):
+    model = tiny_model()
+    inspector = LayerInspector(model, digits_inputs, layer="features.conv1")
+    seen = []
+    inspector.on_change(seen.append)
+    assert inspector.layer_rules == {}
+    inspector.rule_dropdown.value = "z+ (alpha1-beta0)"  # as from the browser
+    rules = inspector.layer_rules
+    assert list(rules) == ["features.conv1"] and isinstance(rules["features.conv1"],
+                                                            AlphaBetaRule)
+    assert seen == [rules]
+    assert inspector.rules["lrp_epsilon"] == "AlphaBetaRule(alpha=1, beta=0)"
+    assert "(override)" in inspector._table.value
+    plain = wb.attribute(model, digits_inputs, "lrp_epsilon")
+    edited = wb.attribute(model, digits_inputs, "lrp_epsilon", layer_rules=rules)
+    reference = wb.attribute(model, digits_inputs, "lrp_epsilon",
+                             layer_rules={"features.conv1": AlphaBetaRule(1.0, 0.0)})
+    assert not torch.allclose(plain, edited)
+    torch.testing.assert_close(edited, reference)
+    inspector.rule_dropdown.value = "epsilon"
+    inspector.rule_epsilon.value = 2.0
+    assert repr(inspector.layer_rules["features.conv1"]) == "EpsilonRule(epsilon=2)"
+    inspector.rule_dropdown.value = "method default"
+    assert inspector.layer_rules == {}
+
+
+def test_invalid_rule_epsilon_is_rejected_with_a_message(digits_inputs):
+    inspector = LayerInspector(tiny_model(), digits_inputs, layer="classifier.linear1")
+    inspector.rule_dropdown.value = "epsilon"
+    valid = inspector.layer_rules
+    inspector.rule_epsilon.value = -1.0
+    assert "epsilon" in inspector.error.message and ">= 0" in inspector.error.message
+    assert inspector.layer_rules.keys() == valid.keys()
+    assert repr(inspector.layer_rules["classifier.linear1"]) == repr(valid["classifier.linear1"])
+    inspector.rule_epsilon.value = 0.5
+    assert inspector.error.message == ""
+
+
+def test_rule_editor_only_at_weighted_layers(digits_inputs):
+    inspector = LayerInspector(tiny_model(), digits_inputs, layer="features.relu1")
+    assert inspector._editor.layout.display == "none"
+    with pytest.raises(ValueError, match="Linear or Conv"):
+        inspector.set_rule("features.relu1", "epsilon")
+    inspector.layer = "features.conv1"
+    assert inspector._editor.layout.display != "none"
+
+
+# --- Explorer -------------------------------------------------------------------------------
+
+
+def test_explorer_shows_maps_of_the_default_methods(explorer):
+    assert explorer.status.startswith("ready")
+    assert explorer.error_message == ""
+    assert list(explorer.maps) == ["gradient", "integrated_gradients", "lrp_epsilon",
+                                   "guided_backprop"]
+    assert all(heat.shape == (8, 8) for heat in explorer.maps.values())
+    figure = explorer.figure
+    assert len(figure.data) == 5
+    np.testing.assert_allclose(np.asarray(figure.data[3].z), explorer.maps["lrp_epsilon"])
+    for widget, css in [(explorer, "wb-explorer"), (explorer.picker, "wb-method-picker"),
+                        (explorer.picker.dropdown, "wb-method-dropdown"),
+                        (explorer.heatmaps, "wb-heatmaps"), (explorer._status, "wb-status"),
+                        (explorer.error, "wb-error"), (explorer.index_slider, "wb-index-slider"),
+                        (explorer.model_dropdown, "wb-model-dropdown")]:
+        assert css in widget._dom_classes
+    assert "ready" in explorer._status.value
+    assert explorer.index_slider.max == len(explorer.data.x_test) - 1
+
+
+def test_explorer_updates_when_the_input_or_the_method_changes(explorer):
+    before = explorer.maps
+    explorer.index_slider.value = 5  # as from the browser
+    after = explorer.maps
+    assert explorer.status.startswith("ready")
+    assert all(not np.allclose(before[k], after[k]) for k in before)
+    explorer.select(0)
+    explorer.picker.dropdown.value = "gradient_x_input"
+    assert explorer.columns[0] == ("gradient_x_input", {})
+    assert list(explorer.maps)[0] == "gradient_x_input"
+    assert not np.allclose(explorer.maps["gradient_x_input"], after["gradient"])
+    explorer.select(2)
+    assert explorer.picker.method == "lrp_epsilon"
+    explorer.picker.controls["epsilon"].value = 10.0
+    assert "lrp_epsilon(epsilon=10)" in explorer.maps
+    explorer.target = 3
+    assert explorer.status.startswith("ready")
+    explorer.picker.controls["epsilon"].value = -1.0  # invalid: the picker says so
+    assert "epsilon" in explorer.picker.error_message
+    assert "lrp_epsilon(epsilon=10)" in explorer.maps
+
+
+def test_explorer_adds_and_removes_columns(explorer):
+    explorer.select(1)
+    explorer.picker.controls["steps"].value = 4
+    explorer.add_button.click()
+    assert explorer.labels == ["gradient", "integrated_gradients(steps=4)", "lrp_epsilon",
+                               "guided_backprop", "integrated_gradients(steps=4) #2"]
+    assert explorer.selected == 4 and len(explorer.figure.data) == 6
+    explorer.picker.method = "deconvnet"
+    assert explorer.labels[-1] == "deconvnet" and "deconvnet" in explorer.maps
+    explorer.remove_button.click()
+    assert len(explorer.columns) == 4 and len(explorer.figure.data) == 5
+    assert explorer.status.startswith("ready")
+
+
+def test_an_error_in_an_update_is_shown_and_the_app_stays_usable(explorer, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("attribution exploded")
+
+    monkeypatch.setattr(wb, "attribute", broken)
+    explorer.index_slider.value = 2  # no exception
+    assert "attribution exploded" in explorer.error_message
+    assert "attribution exploded" in explorer.error.value
+    assert not explorer.status.startswith("ready")
+    assert explorer.maps == {}
+    monkeypatch.undo()
+    explorer.index_slider.value = 3
+    assert explorer.status.startswith("ready")
+    assert explorer.error_message == ""
+    assert len(explorer.maps) == 4
+
+
+def test_a_failing_method_does_not_stop_the_others(explorer):
+    explorer.model_dropdown.value = "digits_mlp_relu"  # grad_cam needs a conv layer
+    explorer.add_method("grad_cam")
+    assert "grad_cam" in explorer.error_message and "convolution" in explorer.error_message
+    assert explorer.status.startswith("failed")
+    assert len(explorer.maps) == 4 and "grad_cam" not in explorer.maps
+
+
+def test_a_model_that_cannot_be_loaded_leaves_the_previous_one(digits_inputs):
+    def loader(name):
+        if name == "broken":
+            raise RuntimeError("cache file could not be loaded")
+        return tiny_zoo(name)
+
+    explorer = Explorer(model_names=("digits_cnn_relu", "broken"), load_model=loader)
+    model = explorer.model
+    explorer.model_dropdown.value = "broken"
+    assert "could not be loaded" in explorer.error_message
+    assert explorer.model is model and explorer.model_name == "digits_cnn_relu"
+    assert explorer.model_dropdown.value == "digits_cnn_relu"
+    explorer.index_slider.value = 1
+    assert explorer.status.startswith("ready")
+
+
+def test_explorer_loads_through_the_zoo_by_default(monkeypatch):
+    loaded = []
+
+    def zoo(name, **kwargs):
+        loaded.append(name)
+        return tiny_zoo(name)
+
+    monkeypatch.setattr(models, "zoo", zoo)
+    explorer = Explorer(model_names=("digits_cnn_tanh",), methods=("gradient",))
+    assert loaded == ["digits_cnn_tanh"] and explorer.status.startswith("ready")
+
+
+def test_the_test_set_follows_the_model():
+    def loader(name):
+        if name.startswith("shapes"):  # no settings in the info: the name's prefix decides
+            return models.cnn(1, 4, 32, channels=(4,), hidden=8, seed=0).eval(), {}
+        return tiny_zoo(name)
+
+    explorer = Explorer(model_names=("digits_cnn_relu", "shapes_cnn"), methods=("gradient",),
+                        load_model=loader)
+    explorer.index = 300
+    explorer.model_dropdown.value = "shapes_cnn"
+    assert explorer.status.startswith("ready"), explorer.error_message
+    assert explorer.data.name == "shapes" and explorer.inputs.shape == (1, 1, 32, 32)
+    assert explorer.maps["gradient"].shape == (32, 32)
+    assert explorer.index_slider.max == len(explorer.data.x_test) - 1
+    assert [label for label, _ in explorer.target_dropdown.options][1:] == [
+        f"class {c}" for c in explorer.data.classes]
+    assert explorer.inspector.model is explorer.model
+
+
+def test_rule_overrides_in_the_inspector_change_the_lrp_maps(explorer):
+    before = explorer.maps
+    explorer.inspector.layer = "features.conv1"
+    explorer.inspector.rule_dropdown.value = "z+ (alpha1-beta0)"
+    after = explorer.maps
+    assert not np.allclose(before["lrp_epsilon"], after["lrp_epsilon"])
+    np.testing.assert_allclose(before["gradient"], after["gradient"])
+    expected = wb.attribute(explorer.model, explorer.inputs, "lrp_epsilon",
+                            layer_rules=explorer.inspector.layer_rules)
+    np.testing.assert_allclose(after["lrp_epsilon"], expected[0, 0].numpy(), rtol=1e-5)
+
+
+def _cached(name: str) -> bool:
+    arguments = dict(models.ZOO[name])
+    architecture, dataset = arguments.pop("architecture"), arguments.pop("dataset")
+    key = models.cache_key(models.settings(architecture, dataset, **arguments))
+    return (models.cache_dir() / f"{dataset}-{architecture}-{key[:20]}.pt").is_file()
+
+
+@pytest.mark.slow
+def test_updates_of_the_default_model_are_fast():
+    if not _cached("digits_cnn_relu"):
+        pytest.skip("digits_cnn_relu is not in the cache (training it takes about a minute)")
+    explorer = Explorer(model_names=("digits_cnn_relu",))
+    if explorer.model is None:
+        pytest.skip(f"the cached digits_cnn_relu could not be loaded: {explorer.error_message}")
+    explorer.picker.method = "lrp_alpha_beta"  # warm every method up once
+    durations = []
+    for index in range(1, 8):
+        start = time.perf_counter()
+        explorer.index_slider.value = index
+        durations.append(time.perf_counter() - start)
+        assert explorer.status.startswith("ready")
+    assert sorted(durations)[len(durations) // 2] < 0.3

@@ -1,0 +1,532 @@
+"""The Explorer: a zoo model, a test image, and heat maps of several methods side by side.
+
+>>> app = Explorer()          # doctest: +SKIP
+>>> app                       # doctest: +SKIP  (display in Jupyter or serve with Voilà)
+
+Every change (model, test image, target, a method or its options, an LRP rule override in the
+layer inspector) recomputes what changed and redraws one plotly ``FigureWidget``. Errors show
+in the app's error area (class ``wb-error``); the status line (``wb-status``) says "ready" after
+each successful update.
+"""
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from torch import nn
+
+import workbench as wb
+from widgets._common import ErrorArea, describe, log, sync_figure, torch_threads
+from widgets.layer_inspector import LayerInspector
+from widgets.method_picker import MethodPicker, validate_options
+from workbench import models
+from workbench.checks import resolve_target
+from workbench.data import ImageData
+from workbench.plots import to_map
+
+DEFAULT_MODELS = ("digits_cnn_relu", "digits_cnn_tanh", "digits_mlp_relu", "digits_mlp_tanh",
+                  "shapes_cnn")
+DEFAULT_METHODS = ("gradient", "integrated_gradients", "lrp_epsilon", "guided_backprop")
+
+#: loads a model by name: ``name -> (model, info)`` as ``workbench.models.zoo`` does
+ModelLoader = Callable[[str], tuple[nn.Module, dict[str, Any]]]
+#: a column: a method name, or a method name and its options
+MethodSpec = str | tuple[str, Mapping[str, Any]]
+
+_CACHE_SIZE = 512
+_STYLE = {"description_width": "initial"}
+_PREDICTED = -1  # the target dropdown's value for "the predicted class"
+
+
+def _load_zoo(name: str) -> tuple[nn.Module, dict[str, Any]]:
+    return models.zoo(name, device="cpu", progress=True)
+
+
+def _data_for(name: str, info: Mapping[str, Any]) -> ImageData:
+    """The data set a model was trained on: from its settings, else from its name's prefix."""
+    settings = info.get("settings") or {}
+    dataset = settings.get("dataset") or name.split("_")[0].rstrip("0123456789")
+    if dataset not in models.DATASETS:
+        raise ValueError(f"model '{name}': no data set '{dataset}'; known: "
+                         f"{list(models.DATASETS)}")
+    return models.DATASETS[dataset](**settings.get("data", {}))
+
+
+def _format(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _label(method: str, options: Mapping[str, Any]) -> str:
+    """``method`` or ``method(name=value, ...)`` for non-default options."""
+    if not options:
+        return method
+    return f"{method}({', '.join(f'{k}={_format(v)}' for k, v in options.items())})"
+
+
+def _takes_layer_rules(method: str) -> bool:
+    return any(option.name == "layer_rules" for option in wb.method_info(method).options)
+
+
+def _subplots(n_methods: int) -> go.Figure:
+    """One row: the input in gray, then one red-blue heat map (centred on 0) per method."""
+    columns = n_methods + 1
+    figure = make_subplots(rows=1, cols=columns, horizontal_spacing=0.02,
+                           subplot_titles=[" "] * columns)
+    figure.add_trace(go.Heatmap(z=None, colorscale="gray", showscale=False,
+                                hovertemplate="input: %{z:.3g}<extra></extra>"), row=1, col=1)
+    for col in range(2, columns + 1):
+        figure.add_trace(go.Heatmap(z=None, colorscale="RdBu_r", zmid=0, showscale=False),
+                         row=1, col=col)
+    figure.update_xaxes(visible=False, constrain="domain")
+    figure.update_yaxes(visible=False, autorange="reversed", constrain="domain")
+    for col in range(1, columns + 1):
+        figure.update_yaxes(scaleanchor="x" if col == 1 else f"x{col}", row=1, col=col)
+    figure.update_annotations(font=dict(size=11))
+    figure.update_layout(width=170 * columns + 40, height=250,
+                         margin=dict(l=10, r=10, t=40, b=10))
+    return figure
+
+
+class Explorer(widgets.VBox):
+    """Heat maps of several attribution methods for one test image of a zoo model.
+
+    Parameters
+    ----------
+    model_names:
+        Names offered in the model dropdown (keys of ``workbench.models.ZOO`` for the default
+        loader); the first is loaded at once.
+    methods:
+        The columns shown first: method names, or ``(name, options)`` pairs.
+    index:
+        The test image shown first.
+    load_model:
+        ``name -> (model, info)``; default ``workbench.models.zoo`` (trains once, then cached).
+        The test set comes from ``info["settings"]`` (data set and its arguments), else from
+        the name's prefix (``digits_*``, ``shapes_*``).
+    threads:
+        Torch threads while computing (``None``: leave torch's setting). One is fastest for the
+        small zoo nets, above all when the cores are shared.
+
+    Key widgets (public, with CSS classes for browser tests): ``model_dropdown``
+    (``wb-model-dropdown``), ``index_slider`` (``wb-index-slider``), ``target_dropdown``
+    (``wb-target-dropdown``), ``column_dropdown`` (``wb-column-dropdown``: the column the
+    picker edits), ``add_button`` / ``remove_button`` (``wb-add-method`` / ``wb-remove-method``),
+    ``picker`` (a :class:`MethodPicker`, ``wb-method-picker``), ``heatmaps`` (``wb-heatmaps``,
+    holding ``figure``), ``error`` (``wb-error``), the status line (``wb-status``), and
+    ``inspector`` (a :class:`LayerInspector` in the ``wb-layers`` accordion).
+    """
+
+    def __init__(self, model_names: Sequence[str] = DEFAULT_MODELS,
+                 methods: Sequence[MethodSpec] = DEFAULT_METHODS, index: int = 0,
+                 load_model: ModelLoader | None = None, threads: int | None = 1) -> None:
+        model_names = list(model_names)
+        if not model_names:
+            raise ValueError("model_names must name at least one model, e.g. ['digits_cnn_relu']")
+        self._columns: list[tuple[str, dict[str, Any]]] = [self._column(m) for m in methods]
+        if not self._columns:
+            raise ValueError("methods must name at least one method, e.g. ['gradient']")
+        self._load_model = load_model or _load_zoo
+        self._threads = threads
+        self._model: nn.Module | None = None
+        self._loaded_name: str | None = None
+        self._data: ImageData | None = None
+        self._data_cache: dict[str, ImageData] = {}
+        self._cache: dict[tuple, np.ndarray] = {}
+        self._maps: dict[str, np.ndarray] = {}
+        self._status_text = ""
+        self._quiet = False
+        self._loading = False
+        self.inspector: LayerInspector | None = None
+
+        self.model_dropdown = widgets.Dropdown(options=model_names, value=model_names[0],
+                                               description="model", style=_STYLE)
+        self.model_dropdown.add_class("wb-model-dropdown")
+        self.index_slider = widgets.IntSlider(value=0, min=0, max=0, description="test image",
+                                              continuous_update=False, style=_STYLE)
+        self.index_slider.add_class("wb-index-slider")
+        self.target_dropdown = widgets.Dropdown(options=[("predicted class", _PREDICTED)],
+                                                value=_PREDICTED, description="target",
+                                                style=_STYLE)
+        self.target_dropdown.add_class("wb-target-dropdown")
+        self._sample = widgets.HTML()
+        self._sample.add_class("wb-sample-info")
+        self.column_dropdown = widgets.Dropdown(description="edit column", style=_STYLE)
+        self.column_dropdown.add_class("wb-column-dropdown")
+        self.add_button = widgets.Button(description="add column", icon="plus",
+                                         tooltip="add a column with the method and options "
+                                                 "below")
+        self.add_button.add_class("wb-add-method")
+        self.remove_button = widgets.Button(description="remove column", icon="minus",
+                                            tooltip="remove the column being edited")
+        self.remove_button.add_class("wb-remove-method")
+        method, options = self._columns[0]
+        self.picker = MethodPicker(method=method, options=options)
+        self.heatmaps = widgets.Box()
+        self.heatmaps.add_class("wb-heatmaps")
+        self._status = widgets.HTML()
+        self._status.add_class("wb-status")
+        self.error = ErrorArea("wb-error")
+        self._log = widgets.Output()
+        self._log.add_class("wb-log")
+        self._layers = widgets.Accordion(children=[widgets.HTML("no model loaded")],
+                                         titles=("layer inspector",), selected_index=None)
+        self._layers.add_class("wb-layers")
+        super().__init__(children=[
+            widgets.HBox([self.model_dropdown, self.index_slider, self.target_dropdown,
+                          self._sample]),
+            widgets.HBox([self.column_dropdown, self.add_button, self.remove_button]),
+            self.picker, self.heatmaps, self._status, self.error, self._log, self._layers,
+        ])
+        self.add_class("wb-explorer")
+        self._refresh_columns(0)
+
+        guard = self._guard
+        self.model_dropdown.observe(guard(self._on_model), names="value")
+        self.index_slider.observe(guard(self._on_input), names="value")
+        self.target_dropdown.observe(guard(self._on_input), names="value")
+        self.column_dropdown.observe(guard(self._on_column), names="value")
+        self.add_button.on_click(
+            guard(lambda _button: self.add_method(self.picker.method, self.picker.options)))
+        self.remove_button.on_click(guard(lambda _button: self.remove_method(self.selected)))
+        self.picker.on_change(guard(self._on_picker))
+        guard(self._load)(model_names[0], index)
+
+    # --- public API --------------------------------------------------------------------------
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The loaded model (None if none could be loaded)."""
+        return self._model
+
+    @property
+    def model_name(self) -> str | None:
+        """The loaded model's name; setting it loads that model."""
+        return self._loaded_name
+
+    @model_name.setter
+    def model_name(self, name: str) -> None:
+        if name not in self.model_dropdown.options:
+            raise ValueError(f"model_name must be one of {list(self.model_dropdown.options)}, "
+                             f"got {name!r}")
+        self.model_dropdown.value = name
+
+    @property
+    def figure(self) -> go.FigureWidget | None:
+        """The figure of the heat maps: the input, then one column per method."""
+        return self.heatmaps.children[0] if self.heatmaps.children else None
+
+    @property
+    def data(self) -> ImageData | None:
+        """The data set of the loaded model; images come from its test part."""
+        return self._data
+
+    @property
+    def index(self) -> int:
+        """Index of the test image shown; setting it updates the maps."""
+        return self.index_slider.value
+
+    @index.setter
+    def index(self, value: int) -> None:
+        if not isinstance(value, int) or not 0 <= value <= self.index_slider.max:
+            raise ValueError(f"index must be an integer in [0, {self.index_slider.max}], "
+                             f"got {value!r}")
+        self.index_slider.value = value
+
+    @property
+    def target(self) -> int | None:
+        """The explained class (None: the predicted class); settable."""
+        value = self.target_dropdown.value
+        return None if value == _PREDICTED else value
+
+    @target.setter
+    def target(self, value: int | None) -> None:
+        choices = [v for _label, v in self.target_dropdown.options if v != _PREDICTED]
+        if value is not None and value not in choices:
+            raise ValueError(f"target must be None or a class index in {choices}, got {value!r}")
+        self.target_dropdown.value = _PREDICTED if value is None else value
+
+    @property
+    def inputs(self) -> torch.Tensor | None:
+        """The test image shown, shape (1, C, H, W)."""
+        if self._data is None:
+            return None
+        return self._data.x_test[self.index:self.index + 1]
+
+    @property
+    def columns(self) -> list[tuple[str, dict[str, Any]]]:
+        """The methods shown, with their (non-default) options."""
+        return [(method, dict(options)) for method, options in self._columns]
+
+    @property
+    def labels(self) -> list[str]:
+        """The title of each column (unique)."""
+        labels: list[str] = []
+        for method, options in self._columns:
+            label = _label(method, options)
+            if label in labels:
+                label = f"{label} #{sum(x.split(' #')[0] == label for x in labels) + 1}"
+            labels.append(label)
+        return labels
+
+    @property
+    def selected(self) -> int:
+        """Position of the column the method picker edits."""
+        return self.column_dropdown.value
+
+    @property
+    def maps(self) -> dict[str, np.ndarray]:
+        """The (H, W) heat map of each column computed by the last update, by label."""
+        return {label: heat.copy() for label, heat in self._maps.items()}
+
+    @property
+    def status(self) -> str:
+        """The status line as text ("ready: ..." after a successful update)."""
+        return self._status_text
+
+    @property
+    def error_message(self) -> str:
+        """The error shown ("" when none)."""
+        return self.error.message
+
+    def add_method(self, method: str, options: Mapping[str, Any] | None = None) -> None:
+        """Add a column for ``method`` with ``options``, select it and update."""
+        previous = self.selected
+        self._columns.append(self._column((method, dict(options or {}))))
+        try:
+            self._refresh_columns(len(self._columns) - 1)
+        except (TypeError, ValueError):  # options the picker cannot show (e.g. a tensor)
+            del self._columns[-1]
+            self._refresh_columns(previous)
+            raise
+        self.update()
+
+    def remove_method(self, position: int) -> None:
+        """Remove the column at ``position`` (the last column stays) and update."""
+        if len(self._columns) == 1:
+            raise ValueError("the last column cannot be removed; change its method instead")
+        if not 0 <= position < len(self._columns):
+            raise ValueError(f"position must be in [0, {len(self._columns) - 1}], got {position}")
+        del self._columns[position]
+        self._refresh_columns(min(position, len(self._columns) - 1))
+        self.update()
+
+    def select(self, position: int) -> None:
+        """Let the method picker edit the column at ``position``."""
+        self.column_dropdown.value = position
+
+    def update(self) -> None:
+        """Compute the maps of every column for the current image and redraw them."""
+        if self._model is None or self._data is None:
+            self._set_status("no model loaded")
+            return
+        start = time.perf_counter()
+        inputs, labels = self.inputs, self.labels
+        maps, failures = {}, []
+        with torch_threads(self._threads):
+            with torch.no_grad():
+                predicted = int(resolve_target(None, self._model(inputs))[0])
+            for label, (method, options) in zip(labels, self._columns):
+                try:
+                    maps[label] = self._heat_map(method, options, inputs)
+                except Exception as error:  # noqa: BLE001 - shown, the other columns still run
+                    log.exception("attribution failed for column %s", label)
+                    failures.append(f"{label}: {describe(error)}")
+        self._maps = maps
+        self._draw(labels, predicted)
+        seconds = time.perf_counter() - start
+        if failures:
+            self.error.show("\n".join(failures))
+            self._set_status(f"failed: {len(failures)} of {len(labels)} methods "
+                             "(see the error below)")
+        else:
+            self.error.clear()
+            self._set_status(f"ready: {len(labels)} methods in {seconds:.2f} s")
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _guard(self, function: Callable[..., Any]) -> Callable[..., Any]:
+        """``function`` with errors shown in the error area and the status (never raised)."""
+
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return function(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - a widget callback must not die
+                log.exception("error in the Explorer")
+                self.error.show(error)
+                self._set_status("error (see below)")
+                return None
+
+        return guarded
+
+    @staticmethod
+    def _column(spec: MethodSpec) -> tuple[str, dict[str, Any]]:
+        """A validated column; only options that differ from the defaults are kept."""
+        method, options = (spec, {}) if isinstance(spec, str) else (spec[0], dict(spec[1]))
+        return method, validate_options(method, options)
+
+    def _set_status(self, text: str) -> None:
+        self._status_text = text
+        self._status.value = html.escape(text)
+
+    def _load(self, name: str, index: int | None = None) -> None:
+        """Load model ``name`` and its test set; on failure the previous model stays."""
+        self._set_status(f"loading {name} (the first use of a zoo model trains it: a minute)")
+        self._loading = True
+        try:
+            with self._log:
+                model, info = self._load_model(name)
+            data = self._dataset(name, info)
+            self._model, self._loaded_name, self._data = model, name, data
+            self._cache.clear()
+            self._quiet = True
+            try:
+                self.index_slider.max = len(data.x_test) - 1
+                if index is not None:
+                    self.index_slider.value = min(max(index, 0), self.index_slider.max)
+                target = self.target_dropdown.value
+                classes = [(f"class {c}", i) for i, c in enumerate(data.classes)]
+                self.target_dropdown.options = [("predicted class", _PREDICTED), *classes]
+                known = [v for _label, v in self.target_dropdown.options]
+                self.target_dropdown.value = target if target in known else _PREDICTED
+            finally:
+                self._quiet = False
+            self._log.clear_output()
+            self.picker.model = model
+            self._inspect(model)
+        except Exception:
+            self._revert_model_dropdown()
+            raise
+        finally:
+            self._loading = False
+        self.update()
+
+    def _revert_model_dropdown(self) -> None:
+        if self._loaded_name is not None and self.model_dropdown.value != self._loaded_name:
+            self._quiet = True
+            try:
+                self.model_dropdown.value = self._loaded_name
+            finally:
+                self._quiet = False
+
+    def _dataset(self, name: str, info: Mapping[str, Any]) -> ImageData:
+        settings = info.get("settings") or {}
+        key = json.dumps([name.split("_")[0], settings.get("dataset"), settings.get("data")],
+                         sort_keys=True, default=str)
+        if key not in self._data_cache:
+            self._data_cache[key] = _data_for(name, info)
+        return self._data_cache[key]
+
+    def _inspect(self, model: nn.Module) -> None:
+        """Show ``model`` in the layer inspector; a model it cannot show still loads."""
+        try:
+            if self.inspector is None:
+                self.inspector = LayerInspector(model, self.inputs)
+                self.inspector.on_change(self._guard(self._on_rules))
+                self._layers.children = [self.inspector]
+            else:
+                self.inspector.set_model(model, self.inputs)
+        except (TypeError, ValueError) as error:
+            log.exception("the layer inspector cannot show the model")
+            if self.inspector is not None:
+                self.inspector.close()
+            self.inspector = None  # no stale rule overrides for the new model
+            self._layers.children = [widgets.HTML(html.escape(f"no layers: {describe(error)}"))]
+
+    def _heat_map(self, method: str, options: Mapping[str, Any],
+                  inputs: torch.Tensor) -> np.ndarray:
+        options = dict(options)
+        if self.inspector is not None and self.inspector.layer_rules and _takes_layer_rules(
+                method):
+            options["layer_rules"] = self.inspector.layer_rules
+        key = (id(self._model), self.index, self.target, method,
+               repr(sorted(options.items())))
+        if key not in self._cache:
+            if len(self._cache) >= _CACHE_SIZE:
+                self._cache.clear()
+            attribution = wb.attribute(self._model, inputs, method, target=self.target, **options)
+            self._cache[key] = to_map(attribution.detach().float().cpu())[0].numpy()
+        return self._cache[key]
+
+    def _draw(self, labels: list[str], predicted: int) -> None:
+        """Redraw the heat maps; the subplots are rebuilt when the number of columns changed.
+
+        The figure widget itself is kept: each new ``FigureWidget`` ships plotly.js (megabytes)
+        to the browser.
+        """
+        figure = self.figure
+        if figure is None:
+            figure = go.FigureWidget()
+            figure.add_class("wb-heatmap-figure")
+            self.heatmaps.children = (figure,)
+        if len(figure.data) != len(labels) + 1:
+            template = _subplots(len(labels))
+            with figure.batch_update():
+                figure.data = ()
+                figure.layout = template.layout
+            figure.add_traces(template.data)
+        classes = self._data.classes
+        truth = classes[int(self._data.y_test[self.index])]
+        target = "predicted" if self.target is None else f"class {classes[self.target]}"
+        self._sample.value = html.escape(
+            f"label {truth}, predicted {classes[predicted]}; explaining {target}")
+        image = to_map(self.inputs.detach().float().cpu())[0].numpy()
+        with figure.batch_update():
+            figure.data[0].z = image
+            figure.layout.annotations[0].text = f"input (label {html.escape(truth)})"
+            for trace, title, label in zip(figure.data[1:], figure.layout.annotations[1:],
+                                           labels):
+                trace.z = self._maps.get(label)
+                trace.hovertemplate = f"{html.escape(label)}: %{{z:.3g}}<extra></extra>"
+                title.text = html.escape(label if label in self._maps else f"{label} (failed)")
+        sync_figure(figure)
+
+    def _refresh_columns(self, selected: int) -> None:
+        """Relabel the column dropdown and show column ``selected`` in the picker."""
+        self._quiet = True
+        try:
+            self.column_dropdown.options = [(f"{i + 1}: {label}", i)
+                                             for i, label in enumerate(self.labels)]
+            self.column_dropdown.value = selected
+        finally:
+            self._quiet = False
+        method, options = self._columns[selected]
+        self.picker.set(method, options, notify=False)
+        self.remove_button.disabled = len(self._columns) == 1
+
+    # --- callbacks ---------------------------------------------------------------------------
+
+    def _on_model(self, change: dict[str, Any]) -> None:
+        if not self._quiet:
+            self._load(change["new"])
+
+    def _on_input(self, _change: dict[str, Any]) -> None:
+        if self._quiet or self._data is None:
+            return
+        if self.inspector is not None:
+            self.inspector.inputs = self.inputs
+        self.update()
+
+    def _on_column(self, change: dict[str, Any]) -> None:
+        if not self._quiet and change["new"] is not None:
+            method, options = self._columns[change["new"]]
+            self.picker.set(method, options, notify=False)
+
+    def _on_picker(self, method: str, options: dict[str, Any]) -> None:
+        position = self.selected
+        if self._columns[position] == (method, options):
+            return
+        self._columns[position] = (method, dict(options))
+        self._refresh_columns(position)
+        self.update()
+
+    def _on_rules(self, _layer_rules: dict[str, Any]) -> None:
+        if not self._loading:
+            self.update()
