@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= output
 
-.PHONY: install reproduce test test-fast benchmark clean
+.PHONY: install reproduce test chromium benchmark clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,13 @@ install: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m workbench reproduce --out $(OUT)
 
-test: $(STAMP)
-	$(PY) -m pytest -n 2 --durations=15
+# Debian's Chromium drives the browser tests (Playwright never downloads a browser here).
+chromium:
+	command -v chromium >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: $(STAMP) chromium
+	$(PY) -m pytest -n 2 --nbval-lax --durations=15 tests notebooks
 
 benchmark: $(STAMP)
 	$(PY) -m benchmarks.run
