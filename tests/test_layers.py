@@ -15,7 +15,10 @@ def test_layer_rules_follow_the_method_declaration():
     table = {row.name: row for row in layer_rules(model, "lrp_epsilon", epsilon=0.25)}
     assert table["0"].kind == "Conv2d" and table["0"].rule == "EpsilonRule(epsilon=0.25)"
     assert table["0"].parameters == 3 * 6 * 9 + 6
-    assert table["1"].rule == "ratio" and table["2"].rule.startswith("gradient")
+    # relevance passes unchanged: f(z)/z, which for a ReLU is its ordinary derivative
+    assert table["1"].rule == "gradient" and table["2"].rule.startswith("gradient")
+    tanh_table = {row.name: row.rule for row in layer_rules(cnn(nn.Tanh), "lrp_epsilon")}
+    assert tanh_table["1"] == "ratio"
     guided = {row.name: row.rule for row in layer_rules(model, "guided_backprop")}
     assert guided["0"] == "gradient" and guided["1"] == "guided"
     custom = {row.name: row.rule for row in

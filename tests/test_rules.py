@@ -152,3 +152,14 @@ def test_per_layer_rule_overrides_make_a_composite():
     torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-12)
     with pytest.raises(TypeError, match="'layer_rules' must map layer names"):
         wb.attribute(model, x, "lrp_epsilon", target=0, layer_rules={first: "zplus"})
+
+
+def test_epsilon_zero_is_lrp_zero_and_finite():
+    """LRP-0 (epsilon = 0) on a bias-free ReLU net is Gradient x Input, with no NaN where a
+    layer's output is exactly zero."""
+    model = mlp(nn.ReLU, bias=False).double()
+    x = torch.randn(4, 8, dtype=torch.float64)
+    x[0] = 0.0  # every layer's output is exactly 0 for this sample
+    lrp = wb.attribute(model, x, "lrp_epsilon", target=1, epsilon=0.0)
+    assert torch.isfinite(lrp).all()
+    torch.testing.assert_close(lrp, wb.attribute(model, x, "gradient_x_input", target=1))

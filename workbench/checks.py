@@ -47,8 +47,41 @@ def check_same_device(model: nn.Module, inputs: torch.Tensor) -> None:
             )
 
 
+def expand_target(target: Target, n_samples: int, device: torch.device | str = "cpu"
+                  ) -> torch.Tensor | None:
+    """``target`` as a LongTensor of one class per sample (``None`` stays ``None``).
+
+    Checks the type and the length; the range needs the model's output (``resolve_target``).
+    """
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise TypeError("target must be an int, a sequence of ints or a 1-D integer tensor, got bool")
+    if isinstance(target, int):
+        return torch.full((n_samples,), target, dtype=torch.long, device=device)
+    if isinstance(target, torch.Tensor):
+        if target.is_floating_point() or target.dtype == torch.bool or target.dim() != 1:
+            raise TypeError(
+                "target tensor must be a 1-D integer tensor (one class per sample), got "
+                f"dtype {target.dtype} and shape {tuple(target.shape)}"
+            )
+        indices = target.to(device=device, dtype=torch.long)
+    elif isinstance(target, Sequence) and not isinstance(target, str):
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+            raise TypeError("target sequence must contain only ints")
+        indices = torch.tensor(list(target), dtype=torch.long, device=device)
+    else:
+        raise TypeError(
+            "target must be None, an int, a sequence of ints or a 1-D integer tensor, got "
+            f"{type(target).__name__}"
+        )
+    if indices.numel() != n_samples:
+        raise ValueError(f"target has {indices.numel()} entries but inputs have {n_samples} samples")
+    return indices
+
+
 def resolve_target(target: Target, output: torch.Tensor) -> torch.Tensor:
-    """Turn ``target`` into a LongTensor of one class index per sample.
+    """Turn ``target`` into a LongTensor of one class index per sample of ``output``.
 
     ``None`` means the model's predicted class; an int applies to every sample; a sequence or a
     1-D integer tensor gives one class per sample.
@@ -58,32 +91,9 @@ def resolve_target(target: Target, output: torch.Tensor) -> torch.Tensor:
             f"the model must return scores of shape (N, classes), got shape {tuple(output.shape)}"
         )
     n_samples, n_classes = output.shape
-    if target is None:
+    indices = expand_target(target, n_samples, output.device)
+    if indices is None:
         return output.argmax(dim=1)
-    if isinstance(target, bool):
-        raise TypeError("target must be an int, a sequence of ints or a 1-D integer tensor, got bool")
-    if isinstance(target, int):
-        indices = torch.full((n_samples,), target, dtype=torch.long, device=output.device)
-    elif isinstance(target, torch.Tensor):
-        if target.is_floating_point() or target.dtype == torch.bool or target.dim() != 1:
-            raise TypeError(
-                "target tensor must be a 1-D integer tensor (one class per sample), got "
-                f"dtype {target.dtype} and shape {tuple(target.shape)}"
-            )
-        indices = target.to(device=output.device, dtype=torch.long)
-    elif isinstance(target, Sequence) and not isinstance(target, str):
-        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
-            raise TypeError("target sequence must contain only ints")
-        indices = torch.tensor(list(target), dtype=torch.long, device=output.device)
-    else:
-        raise TypeError(
-            "target must be None, an int, a sequence of ints or a 1-D integer tensor, got "
-            f"{type(target).__name__}"
-        )
-    if indices.numel() != n_samples:
-        raise ValueError(
-            f"target has {indices.numel()} entries but inputs have {n_samples} samples"
-        )
     if n_samples and (indices.min() < 0 or indices.max() >= n_classes):
         raise ValueError(
             f"target out of range: the model has {n_classes} classes (0..{n_classes - 1}), "

@@ -40,15 +40,19 @@ def modified_gradient(
     ``rules=None`` gives the plain gradient. With ``rules.paired`` the forward pass runs on the
     inputs followed by ``baseline`` (same shape) and the gradient is taken at the inputs.
     """
-    leaf = inputs.detach().clone().requires_grad_()
-    batch = leaf.clone()  # not a leaf, so an in-place first layer is allowed
+    leaf = inputs.detach().clone().requires_grad_()  # the user's tensor is never touched
     if rules is not None and rules.paired:
         if baseline is None:
             raise ValueError(f"{method} needs a baseline")
-        batch = torch.cat([batch, baseline.detach().to(batch)])
-    mode = RuleMode(model, rules, method) if rules is not None else nullcontext()
-    with torch.enable_grad(), mode:
-        output = model(batch)
+        batch = torch.cat([leaf, baseline.detach().to(leaf)])
+        output = _forward(model, batch, rules, method)
+    else:
+        try:
+            output = _forward(model, leaf, rules, method)
+        except RuntimeError as error:  # the model changes its input in place: give it a copy
+            if "leaf Variable that requires grad" not in str(error):
+                raise
+            output = _forward(model, leaf.clone(), rules, method)
     output = output[: len(inputs)]
     indices = resolve_target(target, output)
     score = output.gather(1, indices[:, None]).sum()
@@ -56,6 +60,12 @@ def modified_gradient(
         raise ValueError("the model's output does not depend on its inputs (no gradient)")
     (gradient,) = torch.autograd.grad(score, leaf)
     return gradient
+
+
+def _forward(model: nn.Module, batch: torch.Tensor, rules: Rules | None, method: str):
+    mode = RuleMode(model, rules, method) if rules is not None else nullcontext()
+    with torch.enable_grad(), mode:
+        return model(batch)
 
 
 def module_path(model: nn.Module) -> tuple[str, str]:

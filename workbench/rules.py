@@ -55,6 +55,8 @@ class ActivationRule:
 
     name = "gradient"
     families: frozenset[str] | None = None
+    #: what the backward needs: "pre" (z), "output" (f(z), for a mask) or "nothing"
+    keeps = "pre"
 
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
@@ -70,9 +72,10 @@ class GuidedRule(ActivationRule):
 
     name = "guided"
     families = frozenset({"relu"})
+    keeps = "output"  # relu(z) > 0 exactly where z > 0
 
-    def backward(self, grad, pre, function):
-        return grad.clamp(min=0) * (pre > 0)
+    def backward(self, grad, output, function):
+        return grad.clamp(min=0) * (output > 0)
 
 
 class DeconvRule(ActivationRule):
@@ -80,15 +83,22 @@ class DeconvRule(ActivationRule):
 
     name = "deconvnet"
     families = frozenset({"relu"})
+    keeps = "nothing"
 
-    def backward(self, grad, pre, function):
+    def backward(self, grad, kept, function):
         return grad.clamp(min=0)
 
 
 class RatioRule(ActivationRule):
-    """LRP: relevance passes unchanged, i.e. ``f'(z)`` becomes ``f(z) / z`` (Ancona, Prop. 1)."""
+    """LRP: relevance passes unchanged, i.e. ``f'(z)`` becomes ``f(z) / z`` (Ancona, Prop. 1).
+
+    For ReLU and LeakyReLU ``f(z) / z`` is ``f'(z)`` itself, so they keep the ordinary backward.
+    """
 
     name = "ratio"
+
+    def applies_to(self, family: str) -> bool:
+        return family not in ("relu", "leaky_relu")
 
     def backward(self, grad, pre, function):
         return grad * function(pre) / stabilize(pre, tiny(pre.dtype))
@@ -104,38 +114,42 @@ class RescaleRule(ActivationRule):
     name = "rescale"
 
     def backward(self, grad, pre, function):
-        output = function(pre)
         half = pre.shape[0] // 2
-        delta_in = (pre[:half] - pre[half:]).repeat(2, *[1] * (pre.dim() - 1))
-        delta_out = (output[:half] - output[half:]).repeat(2, *[1] * (pre.dim() - 1))
+        inputs, references = pre[:half], pre[half:]
+        delta_in = inputs - references
+        delta_out = function(inputs) - function(references)
         small = delta_in.abs() <= tiny(pre.dtype)
-        multiplier = delta_out / torch.where(small, torch.ones_like(delta_in), delta_in)
+        multiplier = delta_out / delta_in.masked_fill(small, 1.0)
         if small.any():
-            derivative = elementwise_derivative(function, pre, torch.ones_like(pre))
+            derivative = elementwise_derivative(function, inputs, torch.ones_like(inputs))
             multiplier = torch.where(small, derivative, multiplier)
-        return grad * multiplier
+        # only the inputs' half carries the target's gradient; the references' half is constant
+        return torch.cat([grad[:half] * multiplier, torch.zeros_like(grad[half:])])
 
 
 class _ActivationFunction(torch.autograd.Function):
     """Runs ``a = f(z)`` (in place if the model asked for it) with a rule's backward.
 
-    Only ``z`` is kept (a copy when ``f`` runs in place); the output, which later in-place
-    operations may change, is recomputed when a rule needs it.
+    Keeps what the rule asks for: ``z`` (a copy when ``f`` runs in place; the output is
+    recomputed from it when needed), the output (for a mask), or nothing.
     """
 
     @staticmethod
     def forward(ctx, pre, rule, function, call, inplace):
-        ctx.save_for_backward(pre.clone() if inplace else pre)
         ctx.rule, ctx.function = rule, function
+        if rule.keeps == "pre":
+            ctx.save_for_backward(pre.clone() if inplace else pre)
         output = call(pre)
         if inplace:
             ctx.mark_dirty(output)
+        if rule.keeps == "output":
+            ctx.save_for_backward(output)
         return output
 
     @staticmethod
     def backward(ctx, grad):
-        (pre,) = ctx.saved_tensors
-        return ctx.rule.backward(grad, pre, ctx.function), None, None, None, None
+        kept = ctx.saved_tensors[0] if ctx.saved_tensors else None
+        return ctx.rule.backward(grad, kept, ctx.function), None, None, None, None
 
 
 def apply_activation(rule: ActivationRule, pre: torch.Tensor, function: Callable,
@@ -177,19 +191,6 @@ class AffineRule:
         raise NotImplementedError
 
 
-class _ScaleGradient(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, output, epsilon):
-        ctx.save_for_backward(output)
-        ctx.epsilon = epsilon
-        return output.clone()
-
-    @staticmethod
-    def backward(ctx, grad):
-        (output,) = ctx.saved_tensors
-        return grad * output / stabilize(output, ctx.epsilon), None
-
-
 class EpsilonRule(AffineRule):
     """LRP-epsilon (Bach et al. 2015): ``R_i = sum_j x_i w_ij R_j / (z_j + eps sign(z_j))``.
 
@@ -202,7 +203,16 @@ class EpsilonRule(AffineRule):
         self.epsilon = float(epsilon)
 
     def apply(self, call: AffineCall) -> torch.Tensor:
-        return _ScaleGradient.apply(call(), self.epsilon)
+        output = call()
+        if output.requires_grad:
+            with torch.no_grad():  # z / (z + eps sign z) = |z| / (|z| + eps)
+                magnitude = output.abs()
+                denominator = (magnitude + self.epsilon).clamp(min=torch.finfo(output.dtype).tiny)
+                factor = magnitude / denominator  # 0 where z = 0, also for epsilon = 0
+            # a tensor hook scales the gradient at this version of the output, even if the
+            # model later changes the tensor in place (an in-place ReLU, ``out += identity``)
+            output.register_hook(lambda grad: grad * factor)
+        return output
 
     def __repr__(self) -> str:
         return f"EpsilonRule(epsilon={self.epsilon:g})"

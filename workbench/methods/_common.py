@@ -6,7 +6,7 @@ import numbers
 import torch
 from torch import nn
 
-from workbench.checks import Target, resolve_target
+from workbench.checks import Target, expand_target, resolve_target
 
 
 def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
@@ -47,6 +47,16 @@ def target_scores(model: nn.Module, inputs: torch.Tensor, target: Target,
     output = predict(model, inputs, batch_size)
     indices = resolve_target(target, output)
     return indices, output.gather(1, indices[:, None])[:, 0]
+
+
+def target_indices(model: nn.Module, inputs: torch.Tensor, target: Target,
+                   batch_size: int | None = None) -> torch.Tensor:
+    """One class per sample: ``target`` expanded, or the predicted class when it is ``None``
+    (the only case that costs a forward pass; the range is checked by the engine)."""
+    indices = expand_target(target, len(inputs), inputs.device)
+    if indices is None:
+        indices = predict(model, inputs, batch_size).argmax(dim=1)
+    return indices
 
 
 def generator(seed: int | None) -> torch.Generator:

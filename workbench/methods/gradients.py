@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from workbench.engine import modified_gradient
-from workbench.methods._common import expand_baseline, generator, target_scores
+from workbench.methods._common import expand_baseline, generator, target_indices
 from workbench.registry import Method, Option, register
 
 BASELINE = Option("baseline", "baseline", 0.0, "reference input: a number or a tensor")
@@ -45,7 +45,7 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
     The path points of all samples are processed ``batch_size`` at a time.
     """
     baseline = expand_baseline(baseline, inputs)
-    indices, _ = target_scores(model, inputs, target)
+    indices = target_indices(model, inputs, target)
     alphas, weights = path_points(steps, quadrature)
     n_samples = len(inputs)
     # rows ordered (step, sample); chunk them to bound memory
@@ -68,7 +68,7 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
 def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
     """Mean gradient over ``x + N(0, sigma^2)``, ``sigma = noise * (max(x) - min(x))`` per sample
     (Smilkov et al. 2017)."""
-    indices, _ = target_scores(model, inputs, target)
+    indices = target_indices(model, inputs, target)
     flat = inputs.flatten(1)
     sigma = noise * (flat.max(dim=1).values - flat.min(dim=1).values)
     rng = generator(seed)
