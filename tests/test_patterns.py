@@ -193,3 +193,12 @@ def test_pattern_methods_need_patterns():
                      patterns=wb.fit_patterns(model, torch.randn(8, 4), "x", progress=False))
     with pytest.raises(ValueError, match="estimator must be one of"):
         wb.fit_patterns(model, torch.randn(8, 4), "s_a")
+
+
+def test_layers_too_wide_for_a_second_moment_get_nan():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    x = torch.randn(200, 6, dtype=torch.float64)
+    patterns = wb.fit_patterns(model, x, "a", progress=False)
+    quality = wb.signal_quality(model, x, patterns, progress=False, max_features=5)
+    assert torch.isnan(torch.tensor(quality["0"])) and not torch.isnan(torch.tensor(quality["2"]))

@@ -143,10 +143,11 @@ class Moments:
 
 def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment: bool = False,
                    progress: bool = True, description: str = "moments",
-                   folds: int = 1) -> list[dict[str, Moments]]:
+                   folds: int = 1, max_features: int | None = None) -> list[dict[str, Moments]]:
     """One streaming pass over ``data``: the moments of every weighted layer, for each of
     ``folds`` disjoint subsets of the samples (sample ``i`` of each batch goes to fold
-    ``i % folds``)."""
+    ``i % folds``). The (features x features) second moment is kept only for layers with at
+    most ``max_features`` input features."""
     moments: list[dict[str, Moments]] = [{} for _ in range(folds)]
     for inputs in tqdm(batches(data, batch_size), desc=description, disable=not progress,
                        leave=False):
@@ -156,7 +157,9 @@ def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment:
                 continue
             for layer, call in weighted_layer_calls(model, part).items():
                 rows, matrix = as_rows(call)
-                moments[fold].setdefault(layer, Moments(with_second_moment=second_moment))
+                keep_second = second_moment and (max_features is None
+                                                 or rows.shape[1] <= max_features)
+                moments[fold].setdefault(layer, Moments(with_second_moment=keep_second))
                 moments[fold][layer].update(rows, matrix, call.bias)
     if not all(moments):
         raise ValueError(f"too little data: need at least {folds} samples running through the "
@@ -323,7 +326,8 @@ def _distractor_correlation(fit: Moments, evaluate: Moments, neurons: torch.Tens
 
 def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int = 256,
                    max_neurons: int = 64, seed: int = 0, progress: bool = True,
-                   per_neuron: bool = False) -> dict[str, float] | dict[str, torch.Tensor]:
+                   per_neuron: bool = False, max_features: int = 8192
+                   ) -> dict[str, float] | dict[str, torch.Tensor]:
     """``rho(S) = 1 - max_v corr(w^T x, v^T (x - S(x)))`` per layer (mean over neurons).
 
     Kindermans et al. 2018, section 4: a perfect estimator leaves no information about the
@@ -331,7 +335,9 @@ def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int =
     is the least-squares fit on half of it and the correlation is measured on the other half,
     both ways, averaged (so a layer with many inputs is not flattered by overfitting ``v``).
     ``S_x`` leaves no distractor, so its ``rho`` is undefined: NaN. At most ``max_neurons``
-    neurons per layer (chosen with ``seed``) are evaluated.
+    neurons per layer (chosen with ``seed``) are evaluated. Layers with more than
+    ``max_features`` inputs (e.g. VGG-16's first dense layer, 25088) would need a
+    features x features matrix too large to keep: their ``rho`` is NaN.
     """
     if patterns.estimator == "x":
         # S_x(x) = x: the distractor is zero, its correlation with the output undefined
@@ -339,7 +345,7 @@ def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int =
         return {name: float("nan") for name in names}
     patterns.check(model)
     folds = gather_moments(model, data, batch_size, second_moment=True, progress=progress,
-                           description="signal quality", folds=2)
+                           description="signal quality", folds=2, max_features=max_features)
     folds = [{name: _to_cpu(m) for name, m in fold.items()} for fold in folds]
     rng = torch.Generator().manual_seed(seed)
     quality = {}
@@ -349,6 +355,10 @@ def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int =
         positive = pattern.positive.detach().double().cpu().reshape(count, -1)
         negative = pattern.negative.detach().double().cpu().reshape(count, -1)
         neurons = torch.randperm(count, generator=rng)[:max_neurons].sort().values
+        if folds[0][name].sum_xx is None:  # too many features to keep their second moment
+            rho = torch.full((len(neurons),), float("nan"), dtype=torch.float64)
+            quality[name] = rho if per_neuron else float("nan")
+            continue
         correlation = [_distractor_correlation(folds[i][name], folds[1 - i][name], neurons,
                                                positive[neurons], negative[neurons])
                        for i in (0, 1)]
