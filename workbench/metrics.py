@@ -1,0 +1,464 @@
+"""Metrics that test attributions against the model: Sensitivity-n and degradation curves, and
+an explain function that lets Quantus call the workbench.
+
+- ``sensitivity_n``: Ancona et al. 2018 (arXiv 1711.06104, section 4; ../shared/PAPERS.md
+  section 2): Pearson correlation, over random subsets of ``n`` features, between the sum of
+  their attributions and the output drop when they are set to the baseline.
+- ``degradation`` / ``degradation_curves``: region perturbation (Samek et al. 2017, arXiv
+  1509.06321): patches are replaced in the order of their summed attribution (most relevant
+  first, least relevant first, or random) while the target output is tracked.
+- ``quantus_explain``: ``explain_func`` for Quantus metrics (``quantus >= 0.5``).
+
+Everything runs on the inputs' device; random numbers come from a seeded CPU generator, so a
+seed gives the same subsets and orders on every device and for every ``batch_size``.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.attribution import attribute
+from workbench.checks import Target, check_inputs, check_same_device, model_device
+from workbench.methods._common import expand_baseline, generator, predict, target_scores
+
+ORDERS = ("most_relevant_first", "least_relevant_first", "random")
+REPLACEMENTS = ("mean", "baseline", "blur")
+
+
+# ----------------------------------------------------------------------------------------------
+# Sensitivity-n
+
+
+@dataclass(frozen=True)
+class SensitivityCurve:
+    """Sensitivity-n for several ``n``: ``correlations[j, i]`` is the correlation of sample ``i``
+    for ``ns[j]`` (NaN where it is undefined, see ``sensitivity_n``)."""
+
+    ns: tuple[int, ...]
+    correlations: torch.Tensor  # (len(ns), N)
+
+    def mean(self) -> torch.Tensor:
+        """Mean over the samples for each ``n`` (NaN entries ignored), shape ``(len(ns),)``."""
+        return self.correlations.nanmean(dim=1)
+
+
+def sensitivity_n(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor,
+                  n: int | Sequence[int], *, target: Target = None,
+                  baseline: float | torch.Tensor = 0.0, n_subsets: int = 100,
+                  seed: int | None = None, feature_mask: torch.Tensor | None = None,
+                  batch_size: int = 256) -> torch.Tensor | SensitivityCurve:
+    r"""Sensitivity-n (Ancona et al. 2018, section 4): for each sample, the Pearson correlation
+    over ``n_subsets`` random subsets :math:`S` of ``n`` features between
+
+    .. math:: \sum_{i \in S} R_i(x) \quad\text{and}\quad f_t(x) - f_t(x_{[x_S = \bar x_S]}).
+
+    A method satisfies Sensitivity-n when the two are equal for every subset (correlation 1);
+    on a linear model :math:`(x - \bar x) \odot w` does for every ``n``.
+
+    Parameters
+    ----------
+    model, inputs, target:
+        As for ``workbench.attribute``; ``inputs`` of shape ``(N, ...)``.
+    attributions:
+        Tensor of the inputs' shape.
+    n:
+        Subset size, or a sequence of sizes for a curve. Counts features, or groups of
+        ``feature_mask``; from 1 to the number of features (groups).
+    baseline:
+        The value removed features take: a number or a tensor broadcastable to the inputs.
+    n_subsets:
+        Random subsets per sample and ``n`` (at least 2). Subsets are drawn independently
+        (uniformly among all subsets of size ``n``), each sample its own.
+    seed:
+        Seed of the CPU generator. Draw order, a contract the tests rely on: for each ``n`` in
+        the order given, for each sample, ``keys = torch.rand(n_subsets, G)``; subset ``s`` is
+        the ``n`` largest keys of row ``s`` (``G`` features or groups).
+    feature_mask:
+        Integer labels broadcastable to the inputs, the same for every sample: features with
+        one label are removed together and their attributions summed.
+    batch_size:
+        Masked inputs per forward pass. A pass takes the subsets of ``batch_size // n_subsets``
+        samples (of one sample, in chunks, when ``n_subsets > batch_size``).
+
+    Returns
+    -------
+    For an int ``n``: tensor ``(N,)``; for a sequence: ``SensitivityCurve`` with a
+    ``(len(ns), N)`` tensor. Inputs' dtype and device.
+
+    The correlation is NaN where it is undefined: where the attribution sums or the target
+    outputs do not vary across the subsets (standard deviation at most ``16 * eps`` of the
+    inputs' dtype times their magnitude). This always happens for ``n`` equal to the number of
+    features (one possible subset; check completeness, ``sum R = f(x) - f(baseline)``,
+    instead), and for constant attributions or a model insensitive to the features.
+    """
+    ns, single = _subset_sizes(n)
+    _check_model_and_inputs(model, inputs)
+    _check_positive_int("n_subsets", n_subsets, minimum=2)
+    _check_positive_int("batch_size", batch_size)
+    attributions = _check_attributions(attributions, inputs, allow_channel_sum=False)
+    groups, n_groups = _feature_groups(feature_mask, inputs)
+    for size in ns:
+        if size > n_groups:
+            what = "groups in feature_mask" if feature_mask is not None else "features"
+            raise ValueError(f"n={size} exceeds the number of {what} ({n_groups})")
+    baseline = expand_baseline(baseline, inputs)
+    indices, scores = target_scores(model, inputs, target, batch_size)
+
+    n_samples, sample_shape = len(inputs), inputs.shape[1:]
+    device = inputs.device
+    flat_inputs, flat_baseline = inputs.flatten(1), baseline.flatten(1)
+    group_attributions = torch.zeros(n_samples, n_groups, dtype=torch.float64, device=device)
+    group_attributions.index_add_(1, groups, attributions.flatten(1).to(torch.float64))
+
+    rng = generator(seed)
+    samples_per_pass = max(1, batch_size // n_subsets)
+    correlations = torch.empty(len(ns), n_samples, dtype=inputs.dtype, device=device)
+    for j, size in enumerate(ns):
+        for start in range(0, n_samples, samples_per_pass):
+            here = slice(start, min(start + samples_per_pass, n_samples))
+            k = here.stop - here.start
+            keys = torch.stack([torch.rand(n_subsets, n_groups, generator=rng) for _ in range(k)])
+            chosen = _largest(keys, size)
+            chosen = chosen.to(device)                               # (k, subsets, groups)
+            removed = chosen if feature_mask is None else chosen[:, :, groups]
+            masked = torch.where(removed, flat_baseline[here, None], flat_inputs[here, None])
+            output = predict(model, masked.view(-1, *sample_shape), batch_size)
+            rows = indices[here].repeat_interleave(n_subsets)
+            outputs = output.gather(1, rows[:, None]).view(k, n_subsets)
+            sums = torch.einsum("ksg,kg->ks", chosen.to(torch.float64), group_attributions[here])
+            drops = scores[here, None].to(torch.float64) - outputs.to(torch.float64)
+            correlations[j, here] = _pearson(sums, drops, outputs, inputs.dtype)
+    if single:
+        return correlations[0]
+    return SensitivityCurve(tuple(ns), correlations)
+
+
+def _largest(keys: torch.Tensor, size: int) -> torch.Tensor:
+    """Boolean mask of the ``size`` largest keys along the last dimension (for large ``size``
+    as the complement of the smallest ones, the same set and a cheaper ``topk``)."""
+    total = keys.shape[-1]
+    if size <= total // 2:
+        return torch.zeros(keys.shape, dtype=torch.bool).scatter_(
+            -1, keys.topk(size, dim=-1).indices, True)
+    return torch.ones(keys.shape, dtype=torch.bool).scatter_(
+        -1, keys.topk(total - size, dim=-1, largest=False).indices, False)
+
+
+def _pearson(sums: torch.Tensor, drops: torch.Tensor, outputs: torch.Tensor,
+             dtype: torch.dtype) -> torch.Tensor:
+    """Pearson correlation along the last dimension; NaN where either series is constant at the
+    precision of ``dtype`` (the drops judged on the raw outputs, whose magnitude sets it)."""
+    eps = 16 * torch.finfo(dtype).eps
+    a = sums - sums.mean(-1, keepdim=True)
+    b = drops - drops.mean(-1, keepdim=True)
+    std_a, std_b = a.pow(2).mean(-1).sqrt(), b.pow(2).mean(-1).sqrt()
+    correlation = (a * b).mean(-1) / (std_a * std_b)
+    constant = (std_a <= eps * sums.abs().amax(-1)) | (
+        std_b <= eps * outputs.abs().amax(-1).to(torch.float64))
+    correlation = correlation.clamp(-1.0, 1.0).masked_fill(constant, float("nan"))
+    return correlation.to(dtype)
+
+
+def _subset_sizes(n) -> tuple[list[int], bool]:
+    single = isinstance(n, numbers.Integral) and not isinstance(n, bool)
+    sizes = [n] if single else n
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) and not isinstance(
+            sizes, range):
+        raise TypeError(f"n must be an int or a sequence of ints, got {type(n).__name__}")
+    sizes = list(sizes)
+    if not sizes:
+        raise ValueError("n must not be an empty sequence")
+    for size in sizes:
+        if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"n must contain positive ints (subset sizes), got {size!r}")
+    return [int(size) for size in sizes], single
+
+
+def _feature_groups(feature_mask: torch.Tensor | None,
+                    inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Group index ``0..G-1`` of every feature of one sample (flattened), and ``G``."""
+    n_features = math.prod(inputs.shape[1:])
+    if feature_mask is None:
+        return torch.arange(n_features, device=inputs.device), n_features
+    if not isinstance(feature_mask, torch.Tensor) or feature_mask.is_floating_point():
+        raise TypeError("feature_mask must be an integer tensor broadcastable to the inputs")
+    mask = feature_mask.to(inputs.device)
+    try:
+        mask = torch.broadcast_to(mask, inputs.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"feature_mask of shape {tuple(feature_mask.shape)} does not broadcast to the "
+            f"inputs' shape {tuple(inputs.shape)}"
+        ) from None
+    if not (mask == mask[:1]).all():
+        raise ValueError("feature_mask must group features the same way for every sample")
+    _, groups = torch.unique(mask[0].flatten(), return_inverse=True)
+    return groups, int(groups.max()) + 1
+
+
+# ----------------------------------------------------------------------------------------------
+# Degradation (region perturbation)
+
+
+@dataclass(frozen=True)
+class DegradationCurve:
+    """Target output while patches are replaced.
+
+    ``curve[i, k]`` is the target output of sample ``i`` after ``k`` patches were replaced
+    (``curve[:, 0]`` is ``f(x)``); ``ranking[i]`` lists the patch indices (row-major over the
+    patch grid) in the order they are replaced.
+    """
+
+    curve: torch.Tensor    # (N, steps + 1)
+    ranking: torch.Tensor  # (N, patches)
+    order: str
+
+    @property
+    def aopc(self) -> torch.Tensor:
+        r"""Area over the perturbation curve (Samek et al. 2017, eq. 12), per sample:
+        :math:`\frac{1}{L+1} \sum_{k=0}^{L} f(x^{(0)}) - f(x^{(k)})`. Higher is better for the
+        most-relevant-first order, lower for least-relevant-first."""
+        return (self.curve[:, :1] - self.curve).mean(dim=1)
+
+    @property
+    def area(self) -> torch.Tensor:
+        """Area under the curve by the trapezoid rule with the steps spread over [0, 1]: the mean
+        target output along the curve, in the output's units, per sample."""
+        curve = self.curve
+        steps = curve.shape[1] - 1
+        if steps == 0:
+            return curve[:, 0].clone()
+        return (curve[:, 1:-1].sum(1) + (curve[:, 0] + curve[:, -1]) / 2) / steps
+
+
+def degradation(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor, *,
+                order: str = "most_relevant_first", patch: int | tuple[int, int] = 1,
+                steps: int | None = None, replacement: str = "mean",
+                baseline: float | torch.Tensor = 0.0, blur_sigma: float = 2.0,
+                target: Target = None, seed: int | None = None,
+                batch_size: int = 256) -> DegradationCurve:
+    r"""Degradation curve of region perturbation (Samek et al. 2017, arXiv 1509.06321).
+
+    The image is cut into non-overlapping ``patch`` regions, ranked by their attribution summed
+    over the region and the channels. Following ``order`` the regions are replaced one after
+    another (cumulatively) and the target output :math:`f_t(x^{(k)})` after ``k`` replacements
+    is recorded, ``k = 0..steps``.
+
+    Parameters
+    ----------
+    model, inputs, target:
+        As for ``workbench.attribute``; ``inputs`` of shape ``(N, C, H, W)``.
+    attributions:
+        Shape ``(N, C, H, W)`` or ``(N, 1, H, W)``.
+    order:
+        ``"most_relevant_first"`` (MoRF), ``"least_relevant_first"`` (LeRF) or ``"random"``
+        (a random permutation per sample from ``seed``). Ties keep the row-major patch order.
+    patch:
+        Region size ``(h, w)`` or an int for squares; must divide ``(H, W)``.
+    steps:
+        Regions replaced; ``None`` for all of them.
+    replacement:
+        What a region is replaced with: ``"mean"``, the region's mean per channel in the
+        original image; ``"baseline"``, the ``baseline`` (a number or a tensor broadcastable to
+        the inputs); ``"blur"``, the same region of a Gaussian-blurred copy of the image
+        (standard deviation ``blur_sigma`` pixels, kernel radius ``round(3 blur_sigma)``,
+        reflected edges).
+    seed:
+        Seed of the CPU generator for ``order="random"``.
+    batch_size:
+        Perturbed images per forward pass (at most): a pass takes ``batch_size // steps``
+        whole samples, or ``batch_size`` steps of one sample when ``steps > batch_size``.
+
+    Returns
+    -------
+    ``DegradationCurve``: ``curve`` ``(N, steps + 1)`` starting with ``f(x)``, the ``ranking``
+    and the summaries ``aopc`` and ``area``.
+    """
+    _check_model_and_inputs(model, inputs)
+    if inputs.dim() != 4:
+        raise ValueError(
+            f"inputs must be images of shape (N, C, H, W) for degradation, got shape "
+            f"{tuple(inputs.shape)}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if replacement not in REPLACEMENTS:
+        raise ValueError(f"replacement must be one of {REPLACEMENTS}, got {replacement!r}")
+    _check_positive_int("batch_size", batch_size)
+    attributions = _check_attributions(attributions, inputs, allow_channel_sum=True)
+    n_samples, _, height, width = inputs.shape
+    patch_h, patch_w = _patch_size(patch, (height, width))
+    grid_h, grid_w = height // patch_h, width // patch_w
+    n_patches = grid_h * grid_w
+    if steps is None:
+        steps = n_patches
+    _check_positive_int("steps", steps, maximum=n_patches)
+    replaced = _replacement_image(inputs, replacement, baseline, blur_sigma, (patch_h, patch_w))
+
+    patch_sums = attributions.sum(1).reshape(n_samples, grid_h, patch_h, grid_w, patch_w)
+    patch_sums = patch_sums.sum((2, 4)).flatten(1)
+    if order == "random":
+        rng = generator(seed)
+        ranking = torch.rand(n_samples, n_patches, generator=rng).argsort(dim=1)
+        ranking = ranking.to(inputs.device)
+    else:
+        ranking = torch.sort(patch_sums, dim=1, descending=order == "most_relevant_first",
+                             stable=True).indices
+    # position of every patch in the ranking, spread over its pixels: (N, 1, H, W)
+    position = torch.empty_like(ranking)
+    position.scatter_(1, ranking, torch.arange(n_patches, device=inputs.device).expand_as(ranking))
+    position = position.view(n_samples, 1, grid_h, 1, grid_w, 1)
+    position = position.expand(-1, -1, -1, patch_h, -1, patch_w).reshape(n_samples, 1, height,
+                                                                          width)
+
+    indices, scores = target_scores(model, inputs, target, batch_size)
+    # a pass covers whole samples (all their steps) or, for long curves, part of one sample
+    steps_per_pass = min(steps, batch_size)
+    samples_per_pass = max(1, batch_size // steps)
+    outputs = torch.empty(n_samples, steps, dtype=scores.dtype, device=inputs.device)
+    for start in range(0, n_samples, samples_per_pass):
+        here = slice(start, min(start + samples_per_pass, n_samples))
+        for first in range(0, steps, steps_per_pass):
+            last = min(first + steps_per_pass, steps)
+            done = torch.arange(first + 1, last + 1, device=inputs.device).view(1, -1, 1, 1, 1)
+            removed = position[here, None] < done                        # (k, steps, 1, H, W)
+            perturbed = torch.where(removed, replaced[here, None], inputs[here, None])
+            output = predict(model, perturbed.flatten(0, 1))
+            rows = indices[here].repeat_interleave(last - first)
+            outputs[here, first:last] = output.gather(1, rows[:, None]).view(-1, last - first)
+    curve = torch.cat([scores[:, None], outputs], dim=1)
+    return DegradationCurve(curve, ranking, order)
+
+
+def degradation_curves(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor,
+                       **options) -> dict[str, DegradationCurve]:
+    """The three curves of ``degradation`` (same options, ``order`` excluded): keys
+    ``"most_relevant_first"``, ``"least_relevant_first"`` and ``"random"``. A faithful
+    attribution drops fastest for MoRF, slowest for LeRF, with random in between."""
+    if "order" in options:
+        raise TypeError("degradation_curves computes every order; do not pass 'order'")
+    return {order: degradation(model, inputs, attributions, order=order, **options)
+            for order in ORDERS}
+
+
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Each channel of ``(N, C, H, W)`` images convolved with a normalised Gaussian of standard
+    deviation ``sigma`` pixels, radius ``round(3 sigma)``, reflected edges (``d c b | a b c d``,
+    ``scipy.ndimage.gaussian_filter(mode="mirror", truncate=3)``)."""
+    if not isinstance(sigma, numbers.Real) or isinstance(sigma, bool) or not sigma > 0:
+        raise ValueError(f"blur_sigma must be a positive number, got {sigma!r}")
+    radius = int(3 * sigma + 0.5)
+    height, width = images.shape[-2:]
+    if radius >= min(height, width):
+        raise ValueError(
+            f"blur_sigma={sigma} needs a kernel radius {radius} smaller than the image size "
+            f"{(height, width)}")
+    if radius == 0:
+        return images.clone()
+    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    out = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+
+def _replacement_image(inputs, replacement, baseline, blur_sigma, patch) -> torch.Tensor:
+    if replacement == "baseline":
+        return expand_baseline(baseline, inputs)
+    if replacement == "blur":
+        return gaussian_blur(inputs, blur_sigma)
+    n, c, height, width = inputs.shape
+    patch_h, patch_w = patch
+    blocks = inputs.reshape(n, c, height // patch_h, patch_h, width // patch_w, patch_w)
+    means = blocks.mean(dim=(3, 5), keepdim=True).expand_as(blocks)
+    return means.reshape(inputs.shape)
+
+
+def _patch_size(patch, image: tuple[int, int]) -> tuple[int, int]:
+    if isinstance(patch, numbers.Integral) and not isinstance(patch, bool):
+        patch = (int(patch), int(patch))
+    if (not isinstance(patch, (tuple, list)) or len(patch) != 2
+            or not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) and p > 0
+                       for p in patch)):
+        raise ValueError(f"patch must be a positive int or a pair (h, w) of them, got {patch!r}")
+    patch = (int(patch[0]), int(patch[1]))
+    if image[0] % patch[0] or image[1] % patch[1]:
+        raise ValueError(
+            f"patch {patch} does not divide the image size {image}; choose a patch whose "
+            "height and width divide the image's")
+    return patch
+
+
+# ----------------------------------------------------------------------------------------------
+# Quantus
+
+
+def quantus_explain(model: nn.Module, inputs: np.ndarray | torch.Tensor,
+                    targets: np.ndarray | torch.Tensor | int | None,
+                    method: str = "gradient", device: str | torch.device | None = None,
+                    **options) -> np.ndarray:
+    """An ``explain_func`` for Quantus: ``metric(model, x, y, explain_func=quantus_explain,
+    explain_func_kwargs={"method": "integrated_gradients", "steps": 16})``.
+
+    Quantus calls ``explain_func(model=model, inputs=x_batch, targets=y_batch, **kwargs)`` with
+    numpy arrays (and ``device`` when the metric was given one). The arrays become tensors on
+    the model's device (``device`` for a model without parameters) in the model's floating dtype;
+    the result is ``workbench.attribute(model, inputs, method, target=targets, **options)`` as a
+    numpy array of the inputs' shape.
+    """
+    if not isinstance(model, nn.Module) and hasattr(model, "get_model"):
+        model = model.get_model()  # a Quantus ModelInterface
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    where = model_device(model) or torch.device(device if device is not None else "cpu")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
+    x = x.to(device=where, dtype=dtype or (x.dtype if x.is_floating_point() else torch.float32))
+    if targets is not None and not isinstance(targets, int):
+        targets = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor)
+                                  else targets).to(device=where, dtype=torch.long).reshape(-1)
+    result = attribute(model, x, method, target=targets, **options)
+    return result.detach().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------------------
+# Checks
+
+
+def _check_model_and_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_inputs(inputs)
+    check_same_device(model, inputs)
+
+
+def _check_attributions(attributions, inputs: torch.Tensor,
+                        allow_channel_sum: bool) -> torch.Tensor:
+    if not isinstance(attributions, torch.Tensor):
+        raise TypeError(f"attributions must be a torch.Tensor, got {type(attributions).__name__}")
+    shape, expected = tuple(attributions.shape), tuple(inputs.shape)
+    summed = (expected[0], 1, *expected[2:]) if len(expected) > 2 else None
+    if shape != expected and not (allow_channel_sum and shape == summed):
+        accepted = f"{expected}" + (f" or {summed}" if allow_channel_sum else "")
+        raise ValueError(f"attributions must have shape {accepted}, got {shape}")
+    if attributions.device != inputs.device:
+        raise ValueError(
+            f"attributions are on {attributions.device} but inputs are on {inputs.device}")
+    if not torch.isfinite(attributions).all():
+        raise ValueError("attributions contain NaN or infinite values")
+    return attributions.detach()
+
+
+def _check_positive_int(name: str, value, minimum: int = 1, maximum: int | None = None) -> None:
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum or (
+            maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"between {minimum} and {maximum}"
+        raise ValueError(f"{name} must be an int {bounds}, got {value!r}")
