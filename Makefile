@@ -25,7 +25,7 @@ chromium:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 test: $(STAMP) chromium
-	$(PY) -m pytest -n 2 --nbval-lax --durations=15 tests notebooks
+	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 tests notebooks
 
 benchmark: $(STAMP)
 	$(PY) -m benchmarks.run

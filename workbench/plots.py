@@ -104,3 +104,14 @@ def curves(x, series: dict[str, Sequence[float]], title: str, x_title: str,
     figure.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title, width=800,
                          height=450)
     return figure
+
+
+def correlation_matrix(labels: Sequence[str], matrix, title: str) -> go.Figure:
+    """A labelled heat map of a symmetric correlation matrix in [-1, 1]."""
+    values = [[float(v) for v in row] for row in matrix]
+    figure = go.Figure(go.Heatmap(z=values, x=list(labels), y=list(labels), zmin=-1, zmax=1,
+                                  colorscale="RdBu_r", text=[[f"{v:.2f}" for v in row]
+                                                             for row in values],
+                                  texttemplate="%{text}"))
+    figure.update_layout(title=title, width=650, height=550, yaxis_autorange="reversed")
+    return figure
