@@ -7,9 +7,11 @@
 from workbench import toy
 from workbench.attribution import attribute
 from workbench.patterns import Patterns, fit_patterns, signal_quality
+from workbench import metrics  # noqa: E402  (after attribute: metrics calls it)
+from workbench.metrics import quantus_explain
 from workbench.device import default_device
 from workbench.registry import Method, Option, get_method as method_info, methods
 
 __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
-           "fit_patterns", "signal_quality", "Patterns", "toy"]
+           "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "quantus_explain"]
 __version__ = "0.1.0"
