@@ -169,8 +169,7 @@ def _pearson(sums: torch.Tensor, drops: torch.Tensor, outputs: torch.Tensor,
 def _subset_sizes(n) -> tuple[list[int], bool]:
     single = isinstance(n, numbers.Integral) and not isinstance(n, bool)
     sizes = [n] if single else n
-    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence) and not isinstance(
-            sizes, range):
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
         raise TypeError(f"n must be an int or a sequence of ints, got {type(n).__name__}")
     sizes = list(sizes)
     if not sizes:
