@@ -105,3 +105,32 @@ def test_unsupported_operation_error_leaves_nothing_behind():
     with pytest.raises(NotImplementedError, match="softmax"):
         wb.attribute(model, torch.randn(2, 4), "lrp_epsilon", target=0)
     _assert_untouched(model, before, training=False)
+
+
+class InplaceOnInput(nn.Module):
+    """Changes its input in place before anything else (an in-place first activation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU(inplace=True)
+        self.linear = nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.linear(self.relu(x))
+
+
+@pytest.mark.parametrize("method", wb.methods())
+def test_a_model_changing_its_input_in_place_never_changes_the_users_tensor(method):
+    if method == "grad_cam":
+        return  # needs a convolution
+    model = InplaceOnInput().eval()
+    x = torch.randn(3, 6)
+    x_before = x.clone()
+    options = method_options(method, model, torch.randn(8, 6))
+    attr = wb.attribute(model, x, method, target=1, **options)
+    assert torch.equal(x, x_before)
+    assert torch.isfinite(attr).all()
+    if method in ("gradient", "guided_backprop"):  # the ReLU gates the weights
+        active = (x_before > 0).float()
+        torch.testing.assert_close(attr, model.linear.weight[1].detach().clamp(
+            min=0 if method == "guided_backprop" else -float("inf")) * active)

@@ -40,7 +40,10 @@ def modified_gradient(
     ``rules=None`` gives the plain gradient. With ``rules.paired`` the forward pass runs on the
     inputs followed by ``baseline`` (same shape) and the gradient is taken at the inputs.
     """
-    leaf = inputs.detach().clone().requires_grad_()  # the user's tensor is never touched
+    # shares the user's storage without a copy: autograd refuses any in-place change of a leaf
+    # that requires grad before it happens (the engine checks its own in-place rules too), and
+    # such a model is then given a copy
+    leaf = inputs.detach().requires_grad_()
     if rules is not None and rules.paired:
         if baseline is None:
             raise ValueError(f"{method} needs a baseline")
@@ -127,6 +130,9 @@ class RuleMode(TorchFunctionMode):
         if rule is None or not rule.applies_to(ops.activation_family(func)):
             return func(*args, **kwargs)
         inplace = ops.is_inplace(func, args, kwargs)
+        if inplace and args[0].is_leaf:
+            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
+                               f"operation ({ops.op_name(func)})")
         rest = args[1:]
 
         def call(pre):

@@ -29,6 +29,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from workbench.engine import RuleMode
+from workbench.methods._common import tracked_copy
 from workbench.rules import AffineCall, AffineRule, Rules
 
 ESTIMATORS = ("x", "w", "a", "a+-", "random")
@@ -87,7 +88,7 @@ def weighted_layer_calls(model: nn.Module, inputs: torch.Tensor) -> dict[str, Af
     recorder = _Recorder()
     # the engine routes only input-dependent operations, so the input must require grad
     with torch.enable_grad(), RuleMode(model, Rules(affine=recorder), "fit_patterns"):
-        model(inputs.detach().requires_grad_())
+        model(tracked_copy(inputs))
     return recorder.calls
 
 

@@ -41,10 +41,17 @@ def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int | None = Non
     return torch.cat([model(chunk) for chunk in inputs.split(batch_size)])
 
 
+def tracked_copy(inputs: torch.Tensor) -> torch.Tensor:
+    """A copy of ``inputs`` that requires grad and is not a leaf, so that a model may change it
+    in place (an in-place first activation) without touching the user's tensor."""
+    return inputs.detach().clone().requires_grad_().clone()
+
+
 def target_scores(model: nn.Module, inputs: torch.Tensor, target: Target,
                   batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resolved target indices and the target score of each input."""
-    output = predict(model, inputs, batch_size)
+    """Resolved target indices and the target score of each input (on a copy of the inputs:
+    the model may change its input in place)."""
+    output = predict(model, inputs.clone(), batch_size)
     indices = resolve_target(target, output)
     return indices, output.gather(1, indices[:, None])[:, 0]
 
@@ -55,7 +62,7 @@ def target_indices(model: nn.Module, inputs: torch.Tensor, target: Target,
     (the only case that costs a forward pass; the range is checked by the engine)."""
     indices = expand_target(target, len(inputs), inputs.device)
     if indices is None:
-        indices = predict(model, inputs, batch_size).argmax(dim=1)
+        indices = predict(model, inputs.clone(), batch_size).argmax(dim=1)
     return indices
 
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.checks import resolve_target
+from workbench.methods._common import tracked_copy
 from workbench.registry import Method, Option, register
 
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -47,7 +48,7 @@ def grad_cam(model, inputs, target, layer):
     handle = module.register_forward_hook(keep_output)
     try:
         with torch.enable_grad():
-            output = model(inputs.detach().clone().requires_grad_())
+            output = model(tracked_copy(inputs))
     finally:
         handle.remove()
     if len(captured) != 1:
