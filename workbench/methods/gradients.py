@@ -59,9 +59,10 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
     for rows in torch.arange(steps * n_samples, device=inputs.device).split(batch_size):
         samples = sample_of_row[rows]
         alpha = alphas_per_row[rows].view(shape)
-        points = baseline[samples] + alpha * (inputs[samples] - baseline[samples])
+        start = baseline[samples]
+        points = (inputs[samples] - start).mul_(alpha).add_(start)  # x0 + a (x - x0), in place
         grads = modified_gradient(model, points, indices[samples])
-        total.index_add_(0, samples, grads * weights_per_row[rows].view(shape))
+        total.index_add_(0, samples, grads.mul_(weights_per_row[rows].view(shape)))
     return (inputs - baseline) * total
 
 
