@@ -27,8 +27,11 @@ chromium:
 test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 tests notebooks
 
-benchmark: $(STAMP)
+# Speed and memory against the peers; results in benchmarks/results/ (about 25 minutes).
+benchmark: $(STAMP) chromium
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.metrics
+	$(PY) -m benchmarks.load
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

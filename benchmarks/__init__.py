@@ -1,0 +1,1 @@
+"""Benchmarks of the workbench against its peer libraries (see benchmarks/README.md)."""

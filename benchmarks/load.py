@@ -1,0 +1,982 @@
+"""Load test of the Explorer app served by Voilà: N concurrent browser sessions on one server.
+
+Run from the repository root::
+
+    python -m benchmarks.load                      # N = 1, 4, 8; 5 method changes per session
+    python -m benchmarks.load --sessions 1,4,8 --changes 5
+    python -m benchmarks.load --quick              # N = 1, 2; 2 changes; writes results/quick/
+
+Writes ``benchmarks/results/load.json`` and ``benchmarks/results/load.md`` (see
+benchmarks/LOAD.md for what is measured). One Voilà server (``workbench.serve.voila_command``,
+``WORKBENCH_SMOKE=1``: only the default digits model) on a free 127.0.0.1 port; one headless
+Chromium with one browser context per session, driven concurrently with Playwright's async API.
+Culling is switched off (``cull_idle_timeout=0``): kernels end when their page unloads (Voilà's
+``beforeunload`` beacon), which is waited for between rounds. Nothing here asserts; the target
+(p95 update latency under 1 s at 8 sessions) is reported as PASS/FAIL.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - the /proc fallback below
+    psutil = None
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+NOTEBOOK = ROOT / "notebooks" / "00_explorer.ipynb"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+#: the picker edits column 1 (initially "gradient"); the two first are not among the initial
+#: columns (gradient, integrated_gradients, lrp_epsilon, guided_backprop), so they are computed
+#: afresh; the others hit the Explorer's per-kernel cache of heat maps.
+METHOD_CYCLE = ("deconvnet", "gradient_x_input", "lrp_epsilon", "guided_backprop", "gradient")
+TARGET_SESSIONS = 8
+TARGET_P95_S = 1.0
+
+# Runs in every page before its scripts: records (performance.now(), status text, title of
+# heat-map column 1) whenever one of them changes. performance.now() counts from navigation
+# start, so the first "ready" time is the time to the first heat map.
+OBSERVER_JS = r"""
+(() => {
+  if (window.__wb) return;
+  const rec = {events: [], firstReady: null, firstTitle: null, status: null, title: null};
+  window.__wb = rec;
+  const scan = () => {
+    const s = document.querySelector('.wb-status');
+    const status = s ? s.textContent.trim() : null;
+    const titles = document.querySelectorAll('.wb-heatmaps .annotation-text');
+    const title = titles.length > 1 ? titles[1].textContent.trim() : null;
+    if (status === rec.status && title === rec.title) return;
+    const t = performance.now();
+    rec.status = status; rec.title = title;
+    rec.events.push({t, status, title});
+    if (rec.firstReady === null && status && status.startsWith('ready')) rec.firstReady = t;
+    if (rec.firstTitle === null && title && title.trim()) rec.firstTitle = t;
+  };
+  const start = () => {
+    new MutationObserver(scan).observe(document.documentElement,
+      {subtree: true, childList: true, characterData: true, attributes: false});
+    scan();
+  };
+  if (document.documentElement) start();
+  else document.addEventListener('readystatechange', start, {once: true});
+})();
+"""
+
+# Selects `method` in the picker's dropdown the way a user does (input + change events);
+# returns the time of the change and the number of events recorded so far.
+SELECT_JS = r"""
+(method) => {
+  const select = document.querySelector('.wb-method-picker .wb-method-dropdown select');
+  if (!select) throw new Error('no method dropdown');
+  if (![...select.options].some(o => o.value === method || o.textContent === method))
+    throw new Error('no option ' + method);
+  const t = performance.now();
+  const option = [...select.options].find(o => o.value === method || o.textContent === method);
+  select.value = option.value;
+  select.dispatchEvent(new Event('input', {bubbles: true}));
+  select.dispatchEvent(new Event('change', {bubbles: true}));
+  return {t, n: window.__wb.events.length};
+}
+"""
+
+# Progress of one change: the first event after it where column 1's title turns into `method`
+# (the heat map redrawn), the first whose status is a "ready: ..." line other than the one before (the
+# kernel's update done), and the first where both hold (the change is complete).
+DONE_JS = r"""
+({n, method, old}) => {
+  const ev = window.__wb.events;
+  let titled = null, status = null;
+  let previous = n > 0 ? ev[n - 1].title : null;  // column 1's title when the change was made
+  for (let i = n; i < ev.length; i++) {
+    const e = ev[i];
+    // a redraw: the title turns into the method (a figure that keeps showing the method it
+    // showed before the change has not redrawn)
+    if (titled === null && e.title === method && previous !== method) titled = e;
+    previous = e.title;
+    if (status === null && e.status && e.status.startsWith('ready') && e.status !== old)
+      status = e;
+    if (titled !== null && status !== null)
+      return {done: true, t: Math.max(titled.t, status.t), titled: titled.t, statusT: status.t,
+              status: status.status};
+  }
+  return {done: false, titled: titled && titled.t, statusT: status && status.t,
+          status: status && status.status, now: performance.now()};
+}
+"""
+
+# Diagnostic, off by default (--stretch-anywidget-timeout): anywidget 0.11 gives a model 2 s to
+# load its ES module (plotly's FigureWidget bundle is ~5 MB, imported once per figure) before
+# it rejects with "[anywidget] Failed to initialize model."; this stretches that timeout to
+# 60 s in the page, to measure the app as it would behave without that failure.
+STRETCH_JS = r"""
+(() => {
+  const timeout = AbortSignal.timeout.bind(AbortSignal);
+  AbortSignal.timeout = (ms) => timeout(ms === 2000 ? 60000 : ms);
+})();
+"""
+
+ERRORS_JS = r"""
+() => [...document.querySelectorAll('.wb-error')].map(e => e.textContent.trim()).filter(t => t)
+"""
+
+
+# ----------------------------------------------------------------------------------------------
+# Processes: RSS and CPU of the server's process tree (psutil, else /proc)
+
+
+def _proc_children(pid: int) -> list[int]:
+    """All descendants of ``pid`` (the /proc fallback)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _proc_rss(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            for line in handle:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _proc_cpu(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _proc_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return [p.decode(errors="replace") for p in handle.read().split(b"\0") if p]
+    except OSError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    if psutil is not None:
+        try:
+            return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+        except psutil.Error:
+            return []
+    return _proc_children(pid)
+
+
+def rss(pid: int) -> int:
+    if psutil is not None:
+        try:
+            return psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            return 0
+    return _proc_rss(pid)
+
+
+def pss(pid: int) -> int | None:
+    """Proportional set size (shared pages split between their users); None if unreadable."""
+    if psutil is None:
+        return None
+    try:
+        return psutil.Process(pid).memory_full_info().pss
+    except (psutil.Error, AttributeError):
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    if psutil is not None:
+        try:
+            times = psutil.Process(pid).cpu_times()
+            return times.user + times.system
+        except psutil.Error:
+            return 0.0
+    return _proc_cpu(pid)
+
+
+def cmdline(pid: int) -> list[str]:
+    if psutil is not None:
+        try:
+            return psutil.Process(pid).cmdline()
+        except psutil.Error:
+            return []
+    return _proc_cmdline(pid)
+
+
+def system_busy_seconds() -> tuple[float, float]:
+    """(busy CPU seconds, all CPU seconds) of the whole machine so far, from /proc/stat."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
+class Server:
+    """A Voilà server on a free loopback port, with the process-tree measurements."""
+
+    def __init__(self, log_path: Path) -> None:
+        from workbench.serve import voila_command
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        command, token = voila_command(str(NOTEBOOK), ip="127.0.0.1", port=self.port,
+                                       cull_idle_timeout=0)
+        assert token is None, "a loopback server needs no token"
+        self.command = command
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        env = {**os.environ, "WORKBENCH_SMOKE": "1"}
+        self.process = subprocess.Popen(command, cwd=NOTEBOOK.parent, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT)
+
+    def wait_up(self, timeout: float = 90.0) -> float:
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"voila exited with {self.process.returncode}:\n"
+                                   f"{self.log_tail()}")
+            try:
+                # a HEAD-less probe of a static path: GET / would start a kernel
+                urllib.request.urlopen(self.url + "voila/static/", timeout=2).close()
+                return time.monotonic() - start
+            except urllib.error.HTTPError:
+                return time.monotonic() - start  # answered (e.g. 404/403): it is up
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"voila did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            if not self._log.closed:
+                self._log.flush()
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def kernels(self) -> dict[int, str]:
+        """Kernel processes under the server: pid -> kernel id (from its connection file)."""
+        found = {}
+        for pid in descendants(self.process.pid):
+            args = cmdline(pid)
+            if any("ipykernel" in a for a in args):
+                match = next((re.search(r"kernel-([0-9a-f-]+)\.json", a) for a in args
+                              if re.search(r"kernel-([0-9a-f-]+)\.json", a)), None)
+                found[pid] = match.group(1) if match else ""
+        return found
+
+    def memory(self, with_pss: bool = True) -> dict[str, Any]:
+        """RSS (and PSS) of the server process and of its descendants (the kernels)."""
+        server_pid = self.process.pid
+        children = descendants(server_pid)
+        result = {"server_rss": rss(server_pid), "children_rss": sum(rss(p) for p in children),
+                  "children": len(children), "kernels": len(self.kernels())}
+        result["tree_rss"] = result["server_rss"] + result["children_rss"]
+        if with_pss:
+            values = [pss(p) for p in [server_pid, *children]]
+            result["tree_pss"] = None if any(v is None for v in values) else sum(values)
+        return result
+
+    def cpu(self) -> dict[str, float]:
+        """Cumulative CPU seconds: server process, its descendants, and our other descendants
+        (Playwright's driver and Chromium), plus the machine's busy and total seconds."""
+        server_pid = self.process.pid
+        server_tree = set(descendants(server_pid))
+        mine = set(descendants(os.getpid())) - server_tree - {server_pid}
+        busy, total = system_busy_seconds()
+        return {"server": cpu_seconds(server_pid),
+                "kernels": sum(cpu_seconds(p) for p in server_tree),
+                "browser": sum(cpu_seconds(p) for p in mine),
+                "bench": cpu_seconds(os.getpid()),
+                "machine_busy": busy, "machine_total": total, "wall": time.monotonic()}
+
+    def shutdown_kernel(self, kernel_id: str) -> bool:
+        """Voilà's own endpoint (what the page's beforeunload beacon posts to)."""
+        xsrf = os.urandom(16).hex()
+        request = urllib.request.Request(
+            f"{self.url}voila/api/shutdown/{kernel_id}",
+            data=urllib.parse.urlencode({"_xsrf": xsrf}).encode(), method="POST",
+            headers={"Cookie": f"_xsrf={xsrf}", "X-XSRFToken": xsrf,
+                     "Content-Type": "application/x-www-form-urlencoded"})
+        try:
+            urllib.request.urlopen(request, timeout=10).close()
+            return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                for pid in descendants(self.process.pid):
+                    try:
+                        os.kill(pid, 9)
+                    except OSError:
+                        pass
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    delta = {k: round(after[k] - before[k], 2) for k in before}
+    wall = max(delta.pop("wall"), 1e-9)
+    total = delta.pop("machine_total")
+    cores = total / wall if total else (os.cpu_count() or 1)
+    delta["wall_s"] = round(wall, 2)
+    delta["cores"] = round(cores, 2)
+    delta["machine_busy_fraction"] = round(delta["machine_busy"] / max(total, 1e-9), 3)
+    delta["other_processes"] = round(delta["machine_busy"] - delta["server"] - delta["kernels"]
+                                     - delta["browser"] - delta["bench"], 2)
+    return delta
+
+
+class PeakSampler(threading.Thread):
+    """Samples the server tree's RSS every ``interval`` s until stopped; keeps the maximum."""
+
+    def __init__(self, server: Server, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.server, self.interval = server, interval
+        self.peak = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            try:
+                self.peak = max(self.peak, self.server.memory(with_pss=False)["tree_rss"])
+            except Exception:  # noqa: BLE001 - a process vanished mid-read
+                pass
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> int:
+        self._stop_event.set()
+        self.join(timeout=5)
+        return self.peak
+
+
+# ----------------------------------------------------------------------------------------------
+# Sessions
+
+
+@dataclass
+class Session:
+    index: int
+    first_ready_s: float | None = None
+    first_title_s: float | None = None
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    ws_received: int = 0
+    ws_sent: int = 0
+    ws_frames_received: int = 0
+    ws_changes_received: int = 0  # bytes received during the change phase
+    ws_changes_sent: int = 0
+    xsrf_cookie: bool | None = None
+    stale: int = 0  # updates the kernel finished whose heat map never changed in the page
+    context: Any = None
+    page: Any = None
+
+
+def kernel_seconds(status: str | None) -> float | None:
+    """The kernel's own update time from the status line ("ready: 4 methods in 0.12 s")."""
+    match = re.search(r"in ([0-9.]+) s", status or "")
+    return float(match.group(1)) if match else None
+
+
+async def open_session(browser, url: str, session: Session, timeout_s: float,
+                       stretch: bool = False) -> None:
+    context = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    session.context = context
+    await context.add_init_script(OBSERVER_JS)
+    if stretch:
+        await context.add_init_script(STRETCH_JS)
+    page = await context.new_page()
+    session.page = page
+
+    def on_websocket(ws) -> None:
+        def received(payload) -> None:
+            session.ws_received += len(payload)
+            session.ws_frames_received += 1
+
+        def sent(payload) -> None:
+            session.ws_sent += len(payload)
+
+        ws.on("framereceived", received)
+        ws.on("framesent", sent)
+
+    page.on("websocket", on_websocket)
+    page.on("pageerror", lambda error: session.page_errors.append(str(error)[:300]))
+
+    def on_console(message) -> None:
+        # "Failed to load resource": the page asks for a CDN the sandbox cannot reach
+        if message.type == "error" and not message.text.startswith("Failed to load resource"):
+            session.page_errors.append(f"console: {message.text[:300]}")
+
+    page.on("console", on_console)
+    try:
+        await page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
+        await page.wait_for_function(
+            "() => window.__wb && window.__wb.firstReady !== null", timeout=timeout_s * 1000,
+            polling=100)
+        session.first_ready_s = await page.evaluate("() => window.__wb.firstReady") / 1000
+        # the status turns "ready" before plotly has drawn the figure (plotly.js is loaded and
+        # evaluated in the page first); changes start once the heat map is on screen
+        await page.wait_for_function(
+            "() => window.__wb.firstTitle !== null", timeout=max(1.0, timeout_s) * 1000,
+            polling=100)
+        session.first_title_s = await page.evaluate("() => window.__wb.firstTitle") / 1000
+    except Exception as error:  # noqa: BLE001 - reported, the other sessions go on
+        session.errors.append(f"first heat map: {type(error).__name__}: {str(error)[:200]}")
+    session.errors.extend(await _page_errors(page))
+
+
+async def _page_errors(page) -> list[str]:
+    try:
+        return [f".wb-error: {text[:300]}" for text in await page.evaluate(ERRORS_JS)]
+    except Exception as error:  # noqa: BLE001
+        return [f"reading .wb-error: {type(error).__name__}"]
+
+
+async def change_methods(session: Session, methods: list[str], pause_s: float,
+                         timeout_s: float, stale_s: float, rng: random.Random) -> None:
+    """Select each method in turn; time each change until its heat map is shown."""
+    page = session.page
+    if session.first_ready_s is None:
+        return
+    await asyncio.sleep(rng.uniform(0, pause_s))  # desynchronise the sessions' first change
+    received0, sent0 = session.ws_received, session.ws_sent
+    for method in methods:
+        old = await page.evaluate("() => window.__wb.status")
+        record: dict[str, Any] = {"method": method}
+        try:
+            change = await page.evaluate(SELECT_JS, method)
+            deadline = time.monotonic() + timeout_s
+            result: dict[str, Any] = {}
+            while time.monotonic() < deadline:
+                result = await page.evaluate(DONE_JS, {"n": change["n"], "method": method,
+                                                       "old": old})
+                if result["done"]:
+                    break
+                now = result["now"]
+                if result["titled"] is not None and now - result["titled"] > 2000:
+                    # the heat map shows the method but the status line did not change: an
+                    # identical "ready: ... in 0.05 s" line leaves the DOM as it was
+                    result.update(done=True, t=result["titled"], status=old,
+                                  status_unchanged=True)
+                    break
+                if result["statusT"] is not None and now - result["statusT"] > stale_s * 1000:
+                    break  # the kernel has answered, the heat map never followed
+                await asyncio.sleep(0.05)
+            if result.get("statusT") is not None:
+                record["status_s"] = (result["statusT"] - change["t"]) / 1000
+                record["kernel_s"] = kernel_seconds(result["status"])
+            if not result.get("done"):
+                if result.get("statusT") is not None:
+                    session.stale += 1
+                    raise RuntimeError(
+                        f"heat map not redrawn: the status said \"{result['status']}\" after "
+                        f"{record['status_s']:.2f} s but column 1 still showed the previous "
+                        f"method {stale_s:g} s later")
+                raise TimeoutError(f"no update for {method} within {timeout_s:g} s")
+            record.update(latency_s=(result["t"] - change["t"]) / 1000,
+                          title_s=(result["titled"] - change["t"]) / 1000,
+                          status_unchanged=bool(result.get("status_unchanged")))
+        except Exception as error:  # noqa: BLE001 - reported, the next change goes on
+            record["error"] = f"{type(error).__name__}: {str(error)[:240]}"
+            session.errors.append(f"change to {method}: {record['error']}")
+        errors = await _page_errors(page)
+        if errors:
+            record["wb_error"] = errors
+            session.errors.extend(errors)
+        session.updates.append(record)
+        await asyncio.sleep(pause_s * rng.uniform(0.5, 1.5))
+    session.ws_changes_received = session.ws_received - received0
+    session.ws_changes_sent = session.ws_sent - sent0
+
+
+async def close_sessions(sessions: list[Session]) -> None:
+    """Unload each page (Voilà's beforeunload beacon shuts its kernel down), then close."""
+    async def close(session: Session) -> None:
+        if session.context is not None:
+            try:  # the beacon posts the page's _xsrf cookie; without one Voilà answers 403
+                session.xsrf_cookie = any(c["name"] == "_xsrf"
+                                          for c in await session.context.cookies())
+            except Exception:  # noqa: BLE001
+                pass
+        if session.page is not None:
+            try:
+                await session.page.goto("about:blank", timeout=15_000)
+            except Exception:  # noqa: BLE001
+                pass
+        if session.context is not None:
+            try:
+                await session.context.close()
+            except Exception:  # noqa: BLE001
+                pass
+        session.page = session.context = None
+
+    await asyncio.gather(*(close(s) for s in sessions))
+
+
+def wait_kernels_gone(server: Server, timeout_s: float) -> dict[str, Any]:
+    """Wait for the server's kernels to end; shut down leftovers through Voilà's endpoint."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout_s and server.kernels():
+        time.sleep(0.25)
+    left = server.kernels()
+    result = {"wait_s": round(time.monotonic() - start, 2), "left_after_unload": len(left)}
+    if left:
+        result["shut_down_by_api"] = sum(server.shutdown_kernel(k) for k in left.values() if k)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and server.kernels():
+            time.sleep(0.25)
+        result["left_at_end"] = len(server.kernels())
+    return result
+
+
+# ----------------------------------------------------------------------------------------------
+# Rounds
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolation percentile (numpy's default); None for no values."""
+    values = sorted(values)
+    if not values:
+        return None
+    position = (len(values) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"n": len(values),
+            "median": None if not values else round(statistics.median(values), 3),
+            "p95": None if not values else round(percentile(values, 95), 3),
+            "max": None if not values else round(max(values), 3)}
+
+
+async def run_round(playwright, server: Server, n: int, methods: list[str], args,
+                    rng: random.Random, label: str) -> dict[str, Any]:
+    print(f"[{label}] {n} session(s) ...", flush=True)
+    idle = server.memory()
+    browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                               args=BROWSER_ARGS)
+    sessions = [Session(i) for i in range(n)]
+    sampler = PeakSampler(server)
+    sampler.start()
+    round_start = time.monotonic()
+    result: dict[str, Any] = {"sessions": n, "label": label}
+    try:
+        cpu0 = server.cpu()
+        await asyncio.gather(*(open_session(browser, server.url, s, args.open_timeout,
+                                            args.stretch_anywidget_timeout) for s in sessions))
+        cpu1 = server.cpu()
+        open_memory = server.memory()
+        result["open_s"] = round(time.monotonic() - round_start, 2)
+        await asyncio.sleep(args.settle)
+        await asyncio.gather(*(change_methods(s, methods, args.pause, args.change_timeout,
+                                              args.stale_after, random.Random(rng.random()))
+                               for s in sessions))
+        cpu2 = server.cpu()
+        after_memory = server.memory()
+    finally:
+        peak = sampler.stop()
+        try:
+            await close_sessions(sessions)
+        finally:
+            await browser.close()
+    result["close"] = wait_kernels_gone(server, args.close_timeout)
+    result["close"]["pages_with_xsrf_cookie"] = sum(bool(s.xsrf_cookie) for s in sessions)
+
+    first = [s.first_ready_s for s in sessions if s.first_ready_s is not None]
+    updates = [u for s in sessions for u in s.updates if "latency_s" in u]
+    result["first_heatmap_s"] = _stats(first)
+    result["first_title_s"] = _stats([s.first_title_s for s in sessions
+                                      if s.first_title_s is not None])
+    result["update_s"] = _stats([u["latency_s"] for u in updates])
+    result["update_title_s"] = _stats([u["title_s"] for u in updates])
+    answered = [u for s in sessions for u in s.updates if "status_s" in u]
+    result["update_status_s"] = _stats([u["status_s"] for u in answered])
+    result["update_kernel_s"] = _stats([u["kernel_s"] for u in answered
+                                        if u.get("kernel_s") is not None])
+    result["stale_updates"] = sum(s.stale for s in sessions)
+    result["sessions_with_frozen_heatmap"] = sum(
+        1 for s in sessions if s.updates and all("error" in u for u in s.updates)
+        and s.stale)
+    result["updates_attempted"] = sum(len(s.updates) for s in sessions)
+    result["updates_by_method"] = {
+        m: _stats([u["latency_s"] for u in updates if u["method"] == m]) for m in methods}
+    result["status_unchanged"] = sum(u.get("status_unchanged", False) for u in updates)
+    result["failed_updates"] = sum(1 for s in sessions for u in s.updates if "error" in u)
+    result["sessions_without_heatmap"] = n - len(first)
+    extra = lambda key: max(0, open_memory[key] - idle[key])  # noqa: E731
+    result["memory"] = {
+        "idle_tree_rss_mb": round(idle["tree_rss"] / 2**20, 1),
+        "open_tree_rss_mb": round(open_memory["tree_rss"] / 2**20, 1),
+        "after_changes_tree_rss_mb": round(after_memory["tree_rss"] / 2**20, 1),
+        "peak_tree_rss_mb": round(max(peak, open_memory["tree_rss"]) / 2**20, 1),
+        "kernels_open": open_memory["kernels"],
+        "rss_per_session_mb": round(extra("tree_rss") / n / 2**20, 1),
+        "server_process_rss_per_session_mb": round(extra("server_rss") / n / 2**20, 1),
+        "kernel_rss_per_session_mb": round(extra("children_rss") / n / 2**20, 1),
+        "pss_per_session_mb": (None if open_memory.get("tree_pss") is None
+                               or idle.get("tree_pss") is None else
+                               round(max(0, open_memory["tree_pss"] - idle["tree_pss"])
+                                     / n / 2**20, 1)),
+    }
+    result["cpu_open"] = cpu_delta(cpu0, cpu1)
+    result["cpu_changes"] = cpu_delta(cpu1, cpu2)
+    n_updates = max(1, sum(len(s.updates) for s in sessions))
+    result["websocket"] = {
+        "received_per_update_kb": round(sum(s.ws_changes_received for s in sessions)
+                                        / n_updates / 1024, 1),
+        "sent_per_update_kb": round(sum(s.ws_changes_sent for s in sessions)
+                                    / n_updates / 1024, 1),
+        "received_per_session_total_kb": round(sum(s.ws_received for s in sessions)
+                                               / n / 1024, 1),
+        "frames_received_per_session": round(sum(s.ws_frames_received for s in sessions)
+                                             / n, 1),
+    }
+    result["errors"] = [f"session {s.index}: {e}" for s in sessions for e in s.errors]
+    result["page_errors"] = [f"session {s.index}: {e}" for s in sessions
+                             for e in s.page_errors]
+    result["raw"] = [{"session": s.index, "first_ready_s": s.first_ready_s,
+                      "first_title_s": s.first_title_s, "updates": s.updates}
+                     for s in sessions]
+    result["wall_s"] = round(time.monotonic() - round_start, 2)
+    print(f"[{label}] first heat map median {result['first_heatmap_s']['median']} s, "
+          f"update p95 {result['update_s']['p95']} s, "
+          f"{result['memory']['rss_per_session_mb']} MB/session, "
+          f"{len(result['errors'])} errors ({result['wall_s']} s)", flush=True)
+    for error in result["errors"][:5]:
+        print(f"[{label}]   {error}", flush=True)
+    return result
+
+
+async def run_all(args) -> dict[str, Any]:
+    from playwright.async_api import async_playwright
+
+    methods = [METHOD_CYCLE[i % len(METHOD_CYCLE)] for i in range(args.changes)]
+    rng = random.Random(args.seed)
+    log_path = Path(tempfile.mkstemp(prefix="voila-load-", suffix=".log")[1])
+    started = time.monotonic()
+    report: dict[str, Any] = {
+        "settings": {"sessions": args.sessions, "changes": args.changes, "methods": methods,
+                     "pause_s": args.pause, "open_timeout_s": args.open_timeout,
+                     "stale_after_s": args.stale_after, "settle_s": args.settle,
+                     "stretch_anywidget_timeout": args.stretch_anywidget_timeout,
+                     "change_timeout_s": args.change_timeout, "seed": args.seed,
+                     "notebook": str(NOTEBOOK.relative_to(ROOT)), "env": "WORKBENCH_SMOKE=1",
+                     "cull_idle_timeout": 0},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(),
+                    "loadavg_start": [round(v, 2) for v in os.getloadavg()]},
+        "rounds": [], "skipped": [],
+    }
+    server = Server(log_path)
+    try:
+        report["server_start_s"] = round(server.wait_up(), 2)
+        report["memory_idle_at_start_mb"] = round(server.memory()["tree_rss"] / 2**20, 1)
+        async with async_playwright() as playwright:
+            if not args.no_warmup:
+                warm = await run_round(playwright, server, 1, methods[:1], argparse.Namespace(
+                    **{**vars(args), "open_timeout": max(args.open_timeout, 180)}), rng,
+                    "warm-up")
+                report["warmup"] = {k: warm[k] for k in ("first_heatmap_s", "update_s",
+                                                         "errors", "close", "wall_s")}
+            for n in args.sessions:
+                elapsed = time.monotonic() - started
+                if elapsed > args.budget:
+                    report["skipped"].append({"sessions": n, "reason": f"time budget "
+                                              f"{args.budget:.0f} s spent ({elapsed:.0f} s)"})
+                    continue
+                try:
+                    report["rounds"].append(await run_round(playwright, server, n, methods,
+                                                            args, rng, f"N={n}"))
+                except Exception as error:  # noqa: BLE001 - reported; the next round goes on
+                    report["skipped"].append({"sessions": n, "reason": f"{type(error).__name__}"
+                                              f": {str(error)[:300]}"})
+                    wait_kernels_gone(server, args.close_timeout)
+    finally:
+        server.stop()
+        report["server_log_tail"] = server.log_tail(1500)
+        try:
+            log_path.unlink()
+        except OSError:
+            pass
+    report["wall_s"] = round(time.monotonic() - started, 1)
+    report["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
+    report["target"] = _target(report)
+    return report
+
+
+def _p95_counting_failures(latencies: list[float], failed: int) -> float | None:
+    """p95 with each failed update counted as never finishing (infinitely late)."""
+    values = sorted(latencies) + [float("inf")] * failed
+    if not values:
+        return None
+    position = (len(values) - 1) * 0.95
+    low, high = int(position), min(int(position) + 1, len(values) - 1)
+    if values[high] == float("inf"):
+        return float("inf") if position > low or values[low] == float("inf") else values[low]
+    return values[low] + (values[high] - values[low]) * (position - low)
+
+
+def _target(report: dict[str, Any]) -> dict[str, Any]:
+    rounds = [r for r in report["rounds"] if r["sessions"] == TARGET_SESSIONS]
+    target = {"rule": f"p95 update latency < {TARGET_P95_S:g} s at {TARGET_SESSIONS} sessions "
+                      "(default digits model), a failed update counting as infinitely late"}
+    if not rounds:
+        target.update(verdict="NOT RUN", p95_s=None)
+        return target
+    r = rounds[0]
+    latencies = [u["latency_s"] for s in r["raw"] for u in s["updates"] if "latency_s" in u]
+    p95 = _p95_counting_failures(latencies, r["failed_updates"] + r["sessions_without_heatmap"]
+                                 * len(report["settings"]["methods"]))
+    ok = p95 is not None and p95 < TARGET_P95_S
+    target.update(verdict="PASS" if ok else "FAIL",
+                  p95_s=None if p95 is None or p95 == float("inf") else round(p95, 3),
+                  p95_completed_updates_s=r["update_s"]["p95"],
+                  p95_kernel_answer_s=r["update_status_s"]["p95"],
+                  failed_updates=r["failed_updates"], updates=r["updates_attempted"])
+    if p95 == float("inf"):
+        target["p95_s"] = "never (over 5% of the updates failed)"
+    return target
+
+
+# ----------------------------------------------------------------------------------------------
+# Report
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}{unit}"
+    return f"{value}{unit}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s, t = report["settings"], report["target"]
+    verdict = f"**{t['verdict']}**"
+    if t.get("p95_s") is not None:
+        p95 = t["p95_s"]
+        verdict += f": p95 {p95 if isinstance(p95, str) else f'{p95:.2f} s'}"
+        verdict += (f" ({t['failed_updates']} of {t['updates']} updates failed; p95 of the "
+                    f"completed updates {_fmt(t['p95_completed_updates_s'], ' s')}; p95 of the "
+                    f"kernel's answer (status line) {_fmt(t['p95_kernel_answer_s'], ' s')})")
+    lines = [
+        "# Explorer under load (Voilà, concurrent browser sessions)",
+        "",
+        f"`python -m benchmarks.load --sessions {','.join(map(str, s['sessions']))} "
+        f"--changes {s['changes']}`: one Voilà server (`{s['env']}`: default digits model "
+        f"only), one headless Chromium with one browser context per session, all on the same "
+        f"{report['machine']['cpus']}-CPU machine. Per session, after its heat map is shown: "
+        f"{len(s['methods'])} method changes in the picker ({', '.join(s['methods'])}), "
+        f"{s['pause_s']:g} s x U(0.5, 1.5) apart. Load average "
+        f"{report['machine']['loadavg_start']} at start, {report['machine']['loadavg_end']} at "
+        f"end (other jobs share the machine: see *other processes* below). Whole run "
+        f"{report['wall_s']:.0f} s.",
+        "",
+        *(["**Diagnostic run**: anywidget's 2 s model-initialisation timeout stretched to "
+           "60 s in the pages (`--stretch-anywidget-timeout`); not the app as served.", ""]
+          if s.get("stretch_anywidget_timeout") else []),
+        f"**Target** ({t['rule']}): {verdict}",
+        "",
+        "| N | first ready: median / p95 | heat map drawn: median | update: median / p95 "
+        "(completed) | failed updates | kernel answer: median / p95 | kernel time (median) | "
+        "RSS / session | PSS / session | errors |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rounds"]:
+        m = r["memory"]
+        lines.append(
+            f"| {r['sessions']} | {_fmt(r['first_heatmap_s']['median'], ' s')} / "
+            f"{_fmt(r['first_heatmap_s']['p95'], ' s')} | "
+            f"{_fmt(r['first_title_s']['median'], ' s')} | "
+            f"{_fmt(r['update_s']['median'], ' s')} / {_fmt(r['update_s']['p95'], ' s')} | "
+            f"{r['failed_updates']} of {r['updates_attempted']} | "
+            f"{_fmt(r['update_status_s']['median'], ' s')} / "
+            f"{_fmt(r['update_status_s']['p95'], ' s')} | "
+            f"{_fmt(r['update_kernel_s']['median'], ' s')} | "
+            f"{_fmt(m['rss_per_session_mb'], ' MB')} | {_fmt(m['pss_per_session_mb'], ' MB')} | "
+            f"{len(r['errors'])} |")
+    for skipped in report["skipped"]:
+        lines.append(f"| {skipped['sessions']} | skipped: {skipped['reason']} |||||||||")
+    lines += [
+        "",
+        "- *first ready*: navigation start to the first \"ready: ...\" status line; *heat map "
+        "drawn*: to plotly showing the figure's titles (plotly.js is loaded and run in the page "
+        "after the kernel is done).",
+        "- *update*: selecting a method in the picker to the status line changing to a new "
+        "\"ready: ...\" while column 1 of the heat maps is titled with the new method. *Failed*: "
+        "no such state within the timeout, or the status changed and the heat map did not "
+        f"follow within {s.get('stale_after_s', 5):g} s. *Kernel answer*: selecting to the new "
+        "status line alone (the round trip browser - Voilà - kernel - Voilà - browser, also for "
+        "failed updates). *Kernel time*: the kernel's own update time, from the status line.",
+        "- *RSS / session*: (RSS of the Voilà process and its kernel processes with the N "
+        "sessions open - the idle server's RSS) / N. *PSS* counts pages shared between the "
+        "kernels (torch's libraries) once.",
+        "",
+        "## Where the time goes",
+        "",
+        "CPU seconds used in each phase (*open*: all N pages to their first heat map; *changes*: "
+        "all method changes), and the websocket traffic each update causes.",
+        "",
+        "| N | phase | wall | Voilà server | kernels | browser | other processes | "
+        "machine busy | received / update | sent / update |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["rounds"]:
+        for phase in ("open", "changes"):
+            c = r[f"cpu_{phase}"]
+            ws = r["websocket"]
+            traffic = (f"{ws['received_per_update_kb']:.0f} kB | {ws['sent_per_update_kb']:.0f} kB"
+                       if phase == "changes" else
+                       f"{ws['received_per_session_total_kb'] / 1024:.1f} MB per page load | ")
+            lines.append(
+                f"| {r['sessions']} | {phase} | {c['wall_s']:.1f} s | {c['server']:.1f} s | "
+                f"{c['kernels']:.1f} s | {c['browser']:.1f} s | {c['other_processes']:.1f} s | "
+                f"{100 * c['machine_busy_fraction']:.0f}% of {c['cores']:g} cores | {traffic} |")
+    unique = list(dict.fromkeys(s["methods"]))
+    lines += ["", "Completed update latency by method (median / p95, s; failed ones excluded):",
+              "", "| N | " + " | ".join(unique) + " |", "|---|" + "---|" * len(unique)]
+    for r in report["rounds"]:
+        cells = [f"{_fmt(r['updates_by_method'][m]['median'])} / "
+                 f"{_fmt(r['updates_by_method'][m]['p95'])}" for m in unique]
+        lines.append(f"| {r['sessions']} | " + " | ".join(cells) + " |")
+    lines += ["", "Memory (MB):", "",
+              "| N | idle tree RSS | open tree RSS | after changes | peak | Voilà process "
+              "RSS / session | kernel RSS / session | kernels open | kernels left after the "
+              "pages unloaded |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["rounds"]:
+        m, c = r["memory"], r["close"]
+        lines.append(f"| {r['sessions']} | {m['idle_tree_rss_mb']} | {m['open_tree_rss_mb']} | "
+                     f"{m['after_changes_tree_rss_mb']} | {m['peak_tree_rss_mb']} | "
+                     f"{m['server_process_rss_per_session_mb']} | "
+                     f"{m['kernel_rss_per_session_mb']} | {m['kernels_open']} | "
+                     f"{c['left_after_unload']} of {r['sessions']} (waited {c['wait_s']} s; "
+                     f"shut down through the API: {c.get('shut_down_by_api', 0)}) |")
+    errors = [(r["sessions"], e) for r in report["rounds"] for e in r["errors"]]
+    page_errors = [e for r in report["rounds"] for e in r["page_errors"]]
+    wb_errors = [e for _, e in errors if ".wb-error" in e]
+    lines += ["", f"## Errors ({len(errors)}; `.wb-error` texts: {len(wb_errors)})", ""]
+    lines += [f"- N={n}: {e}" for n, e in errors[:30]]
+    if len(errors) > 30:
+        lines.append(f"- ... {len(errors) - 30} more in load.json")
+    if not errors:
+        lines.append("None: no `.wb-error` text, no failed update.")
+    frozen = [f"N={r['sessions']}: {r['sessions_with_frozen_heatmap']} of {r['sessions']}"
+              for r in report["rounds"]]
+    init_failures = sum("Failed to initialize model" in e for e in page_errors)
+    lines += ["", "Sessions whose heat map never redrew after a change (the kernel answered, the "
+              f"figure kept its first state): {'; '.join(frozen) or '-'}. Page errors "
+              f"\"[anywidget] Failed to initialize model.\": {init_failures}."]
+    if page_errors:
+        lines += ["", f"JavaScript page errors ({len(page_errors)}):", ""]
+        lines += [f"- {e}" for e in page_errors[:10]]
+    unchanged = sum(r["status_unchanged"] for r in report["rounds"])
+    if unchanged:
+        lines += ["", f"{unchanged} update(s) left the status text unchanged (same \"ready: ... "
+                  "in x s\" line): timed to the heat map's new title instead."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", default=None,
+                        help="comma-separated session counts (default 1,4,8; quick: 1,2)")
+    parser.add_argument("--changes", type=int, default=None,
+                        help="method changes per session (default 5; quick: 2)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: N = 1, 2; 2 changes")
+    parser.add_argument("--pause", type=float, default=1.0,
+                        help="mean pause between one session's changes, s (default 1)")
+    parser.add_argument("--open-timeout", type=float, default=150.0,
+                        help="per session, navigation to the first heat map, s")
+    parser.add_argument("--change-timeout", type=float, default=10.0,
+                        help="per change, s (default 10; the kernel answers in well under 1 s)")
+    parser.add_argument("--stale-after", type=float, default=3.0,
+                        help="a change whose status line is ready but whose heat map has not "
+                             "changed this many seconds later counts as failed (default 3)")
+    parser.add_argument("--settle", type=float, default=1.0,
+                        help="pause after all sessions show their heat map, s (default 1)")
+    parser.add_argument("--close-timeout", type=float, default=3.0,
+                        help="wait for the kernels to end after the pages unload, then shut "
+                             "the rest down through Voilà's endpoint, s (default 3)")
+    parser.add_argument("--budget", type=float, default=360.0,
+                        help="start no new round after this many seconds (default 360)")
+    parser.add_argument("--stretch-anywidget-timeout", action="store_true",
+                        help="diagnostic: stretch anywidget's 2 s model-initialisation timeout "
+                             "to 60 s in the pages (see STRETCH_JS)")
+    parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up session")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default benchmarks/results, quick: .../quick)")
+    args = parser.parse_args(argv)
+    args.sessions = [int(v) for v in (args.sessions or ("1,2" if args.quick else "1,4,8"))
+                     .split(",") if v.strip()]
+    if not args.sessions or min(args.sessions) < 1:
+        parser.error("--sessions must list positive integers, e.g. 1,4,8")
+    args.changes = args.changes if args.changes is not None else (2 if args.quick else 5)
+    if args.changes < 1:
+        parser.error("--changes must be at least 1")
+    if not Path(CHROMIUM).exists():
+        parser.error(f"chromium not found at {CHROMIUM}")
+    out = args.out or (HERE / "results" / "quick" if args.quick else HERE / "results")
+
+    report = asyncio.run(run_all(args))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "load.json").write_text(json.dumps(report, indent=1) + "\n")
+    (out / "load.md").write_text(markdown(report))
+    print(markdown(report))
+    print(f"wrote {out / 'load.json'} and {out / 'load.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
