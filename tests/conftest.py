@@ -29,6 +29,16 @@ def cnn(activation: type[nn.Module] = nn.ReLU, pool: type[nn.Module] = nn.MaxPoo
     ).eval()
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors run faster on one intra-op thread, above all on a busy machine (use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture
 def tanh_mlp():
     return mlp(nn.Tanh)

@@ -37,18 +37,10 @@ from captum.attr import (  # noqa: E402
 from captum.attr._core import deep_lift as captum_deep_lift  # noqa: E402
 
 # Captum warns on every call that it sets requires_grad and hooks; that is expected here.
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning:captum")
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning:captum"),
+              pytest.mark.usefixtures("one_thread")]  # tiny tensors: one thread is faster
 
 RTOL, ATOL = 1e-7, 1e-9
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one intra-op thread is faster, above all on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 NETS = {

@@ -42,18 +42,11 @@ RTOL, ATOL = 1e-7, 1e-9
 #: (where z is exactly 0 the relevance there is 0 too), so the split is exactly proportional
 NEGLIGIBLE = 1e-30
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is faster
+
 EPSILONS = (1e-9, 1e-6, 0.1, 1.0)
 ALPHA_BETAS = ((1.0, 0.0), (2.0, 1.0))
 SEEDS = (0, 1)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: one intra-op thread is faster, above all on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def randomize_batch_norms(model: nn.Module, seed: int, eps: float | None = 0.0) -> nn.Module:

@@ -26,7 +26,9 @@ from torch import nn
 
 from workbench.attribution import attribute
 from workbench.checks import Target, check_inputs, check_same_device, model_device
-from workbench.methods._common import expand_baseline, generator, predict, target_scores
+from workbench.methods._common import (
+    expand_baseline, feature_groups, generator, predict, target_scores,
+)
 
 ORDERS = ("most_relevant_first", "least_relevant_first", "random")
 REPLACEMENTS = ("mean", "baseline", "blur")
@@ -103,7 +105,7 @@ def sensitivity_n(model: nn.Module, inputs: torch.Tensor, attributions: torch.Te
     _check_positive_int("n_subsets", n_subsets, minimum=2)
     _check_positive_int("batch_size", batch_size)
     attributions = _check_attributions(attributions, inputs, allow_channel_sum=False)
-    groups, n_groups = _feature_groups(feature_mask, inputs)
+    groups, n_groups = feature_groups(feature_mask, inputs)
     for size in ns:
         if size > n_groups:
             what = "groups in feature_mask" if feature_mask is not None else "features"
@@ -178,28 +180,6 @@ def _subset_sizes(n) -> tuple[list[int], bool]:
         if not isinstance(size, numbers.Integral) or isinstance(size, bool) or size < 1:
             raise ValueError(f"n must contain positive ints (subset sizes), got {size!r}")
     return [int(size) for size in sizes], single
-
-
-def _feature_groups(feature_mask: torch.Tensor | None,
-                    inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Group index ``0..G-1`` of every feature of one sample (flattened), and ``G``."""
-    n_features = math.prod(inputs.shape[1:])
-    if feature_mask is None:
-        return torch.arange(n_features, device=inputs.device), n_features
-    if not isinstance(feature_mask, torch.Tensor) or feature_mask.is_floating_point():
-        raise TypeError("feature_mask must be an integer tensor broadcastable to the inputs")
-    mask = feature_mask.to(inputs.device)
-    try:
-        mask = torch.broadcast_to(mask, inputs.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"feature_mask of shape {tuple(feature_mask.shape)} does not broadcast to the "
-            f"inputs' shape {tuple(inputs.shape)}"
-        ) from None
-    if not (mask == mask[:1]).all():
-        raise ValueError("feature_mask must group features the same way for every sample")
-    _, groups = torch.unique(mask[0].flatten(), return_inverse=True)
-    return groups, int(groups.max()) + 1
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Small helpers shared by the method declarations."""
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
@@ -74,3 +75,25 @@ def generator(seed: int | None) -> torch.Generator:
     else:
         rng.manual_seed(seed)
     return rng
+
+
+def feature_groups(feature_mask: torch.Tensor | None,
+                    inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Group index ``0..G-1`` of every feature of one sample (flattened), and ``G``."""
+    n_features = math.prod(inputs.shape[1:])
+    if feature_mask is None:
+        return torch.arange(n_features, device=inputs.device), n_features
+    if not isinstance(feature_mask, torch.Tensor) or feature_mask.is_floating_point():
+        raise TypeError("feature_mask must be an integer tensor broadcastable to the inputs")
+    mask = feature_mask.to(inputs.device)
+    try:
+        mask = torch.broadcast_to(mask, inputs.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"feature_mask of shape {tuple(feature_mask.shape)} does not broadcast to the "
+            f"inputs' shape {tuple(inputs.shape)}"
+        ) from None
+    if not (mask == mask[:1]).all():
+        raise ValueError("feature_mask must group features the same way for every sample")
+    _, groups = torch.unique(mask[0].flatten(), return_inverse=True)
+    return groups, int(groups.max()) + 1

@@ -6,7 +6,9 @@ import math
 
 import torch
 
-from workbench.methods._common import expand_baseline, generator, predict, target_scores
+from workbench.methods._common import (
+    expand_baseline, feature_groups, generator, predict, target_scores,
+)
 from workbench.methods.gradients import BASELINE, BATCH_SIZE
 from workbench.registry import Method, Option, register
 
@@ -71,22 +73,8 @@ def shapley_sampling(model, inputs, target, n_samples, baseline, seed, feature_m
     """
     baseline = expand_baseline(baseline, inputs)
     sample_shape = tuple(inputs.shape[1:])
-    if feature_mask is None:
-        groups = torch.arange(math.prod(sample_shape), device=inputs.device).view(sample_shape)
-    else:
-        try:
-            groups = torch.broadcast_to(feature_mask.to(inputs.device), inputs.shape)[0]
-        except RuntimeError:
-            raise ValueError(
-                f"feature_mask of shape {tuple(feature_mask.shape)} does not broadcast to the "
-                f"inputs' shape {tuple(inputs.shape)}"
-            ) from None
-        if feature_mask.dim() == inputs.dim() and feature_mask.shape[0] not in (1,):
-            if not (feature_mask == feature_mask[:1]).all():
-                raise ValueError("feature_mask must group features the same way for every sample")
-    labels, groups = torch.unique(groups, return_inverse=True)
-    n_groups = len(labels)
-    one_hot = torch.nn.functional.one_hot(groups.flatten(), n_groups).T.view(n_groups, *sample_shape)
+    groups, n_groups = feature_groups(feature_mask, inputs)
+    one_hot = torch.nn.functional.one_hot(groups, n_groups).T.view(n_groups, *sample_shape)
     one_hot = one_hot.to(torch.bool)
     indices, _ = target_scores(model, inputs, target)
     rng = generator(seed)
@@ -102,7 +90,7 @@ def shapley_sampling(model, inputs, target, n_samples, baseline, seed, feature_m
         scores = output.gather(1, indices.repeat(n_groups + 1)[:, None]).view(n_groups + 1, n)
         values[:, order] += (scores[1:] - scores[:-1]).T
     values /= n_samples
-    return values[:, groups.flatten()].view(inputs.shape)
+    return values[:, groups].view(inputs.shape)
 
 
 register(Method(
