@@ -456,16 +456,18 @@ async def open_session(browser, url: str, session: Session, timeout_s: float,
             session.page_errors.append(f"console: {message.text[:300]}")
 
     page.on("console", on_console)
+    start = time.monotonic()
     try:
         await page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
         await page.wait_for_function(
-            "() => window.__wb && window.__wb.firstReady !== null", timeout=timeout_s * 1000,
-            polling=100)
+            "() => window.__wb && window.__wb.firstReady !== null",
+            timeout=max(1.0, timeout_s - (time.monotonic() - start)) * 1000, polling=100)
         session.first_ready_s = await page.evaluate("() => window.__wb.firstReady") / 1000
         # the status turns "ready" before plotly has drawn the figure (plotly.js is loaded and
         # evaluated in the page first); changes start once the heat map is on screen
         await page.wait_for_function(
-            "() => window.__wb.firstTitle !== null", timeout=max(1.0, timeout_s) * 1000,
+            "() => window.__wb.firstTitle !== null",
+            timeout=max(1.0, timeout_s - (time.monotonic() - start)) * 1000,
             polling=100)
         session.first_title_s = await page.evaluate("() => window.__wb.firstTitle") / 1000
     except Exception as error:  # noqa: BLE001 - reported, the other sessions go on
@@ -481,7 +483,8 @@ async def _page_errors(page) -> list[str]:
 
 
 async def change_methods(session: Session, methods: list[str], pause_s: float,
-                         timeout_s: float, stale_s: float, rng: random.Random) -> None:
+                         timeout_s: float, stale_s: float, rng: random.Random,
+                         stop_at: float = float("inf")) -> None:
     """Select each method in turn; time each change until its heat map is shown."""
     page = session.page
     if session.first_ready_s is None:
@@ -489,6 +492,9 @@ async def change_methods(session: Session, methods: list[str], pause_s: float,
     await asyncio.sleep(rng.uniform(0, pause_s))  # desynchronise the sessions' first change
     received0, sent0 = session.ws_received, session.ws_sent
     for method in methods:
+        if time.monotonic() > stop_at:
+            session.errors.append(f"change to {method}: not made (run deadline)")
+            continue
         old = await page.evaluate("() => window.__wb.status")
         record: dict[str, Any] = {"method": method}
         try:
@@ -612,15 +618,18 @@ async def run_round(playwright, server: Server, n: int, methods: list[str], args
     result: dict[str, Any] = {"sessions": n, "label": label}
     try:
         cpu0 = server.cpu()
-        await asyncio.gather(*(open_session(browser, server.url, s, args.open_timeout,
+        open_timeout = min(args.open_timeout,
+                           max(30.0, args.deadline_at - time.monotonic() - 70))
+        result["open_timeout_s"] = round(open_timeout, 1)
+        await asyncio.gather(*(open_session(browser, server.url, s, open_timeout,
                                             args.stretch_anywidget_timeout) for s in sessions))
         cpu1 = server.cpu()
         open_memory = server.memory()
         result["open_s"] = round(time.monotonic() - round_start, 2)
         await asyncio.sleep(args.settle)
         await asyncio.gather(*(change_methods(s, methods, args.pause, args.change_timeout,
-                                              args.stale_after, random.Random(rng.random()))
-                               for s in sessions))
+                                              args.stale_after, random.Random(rng.random()),
+                                              args.deadline_at - 25) for s in sessions))
         cpu2 = server.cpu()
         after_memory = server.memory()
     finally:
@@ -704,10 +713,12 @@ async def run_all(args) -> dict[str, Any]:
     rng = random.Random(args.seed)
     log_path = Path(tempfile.mkstemp(prefix="voila-load-", suffix=".log")[1])
     started = time.monotonic()
+    args.deadline_at = started + args.deadline
     report: dict[str, Any] = {
         "settings": {"sessions": args.sessions, "changes": args.changes, "methods": methods,
                      "pause_s": args.pause, "open_timeout_s": args.open_timeout,
                      "stale_after_s": args.stale_after, "settle_s": args.settle,
+                     "deadline_s": args.deadline,
                      "stretch_anywidget_timeout": args.stretch_anywidget_timeout,
                      "change_timeout_s": args.change_timeout, "seed": args.seed,
                      "notebook": str(NOTEBOOK.relative_to(ROOT)), "env": "WORKBENCH_SMOKE=1",
@@ -730,9 +741,10 @@ async def run_all(args) -> dict[str, Any]:
                                                          "errors", "close", "wall_s")}
             for n in args.sessions:
                 elapsed = time.monotonic() - started
-                if elapsed > args.budget:
-                    report["skipped"].append({"sessions": n, "reason": f"time budget "
-                                              f"{args.budget:.0f} s spent ({elapsed:.0f} s)"})
+                if args.deadline_at - time.monotonic() < 100:
+                    report["skipped"].append({"sessions": n, "reason": f"under 100 s left of "
+                                              f"the {args.deadline:.0f} s deadline ({elapsed:.0f}"
+                                              " s spent)"})
                     continue
                 try:
                     report["rounds"].append(await run_round(playwright, server, n, methods,
@@ -948,8 +960,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--close-timeout", type=float, default=3.0,
                         help="wait for the kernels to end after the pages unload, then shut "
                              "the rest down through Voilà's endpoint, s (default 3)")
-    parser.add_argument("--budget", type=float, default=360.0,
-                        help="start no new round after this many seconds (default 360)")
+    parser.add_argument("--deadline", type=float, default=450.0,
+                        help="the run ends within about this many seconds: the open timeout "
+                             "and the changes are cut to fit, a round with under 100 s left is "
+                             "skipped (default 450)")
     parser.add_argument("--stretch-anywidget-timeout", action="store_true",
                         help="diagnostic: stretch anywidget's 2 s model-initialisation timeout "
                              "to 60 s in the pages (see STRETCH_JS)")
