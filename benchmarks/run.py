@@ -229,7 +229,8 @@ def build_contenders(s: Settings, model: nn.Module, inputs: torch.Tensor,
         Contender("deeplift_rescale", "captum",
                   lambda: deeplift.attribute(inputs, baselines=zeros, target=target),
                   "deeplift_rescale",
-                  "captum.attr.DeepLift (Rescale; its max-pool rule differs from the workbench's)"),
+                  "captum.attr.DeepLift (Rescale; Captum has its own max-pool rule, which agrees "
+                  "with the workbench's here)"),
     ]
     # lrp epsilon -------------------------------------------------------------------------------
     composite = zc.LayerMapComposite(layer_map=[
