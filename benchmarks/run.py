@@ -150,17 +150,6 @@ def _floor(model, inputs, target):
     return run
 
 
-def _floor_paired(model, inputs, baseline, target):
-    """Plain gradient through the same double batch (inputs, then baselines) that DeepLIFT
-    runs: the fair floor for a paired method."""
-    def run():
-        x = inputs.detach().requires_grad_()
-        output = model(torch.cat([x, baseline]))[: len(inputs)]
-        (gradient,) = torch.autograd.grad(output.gather(1, target[:, None]).sum(), x)
-        return gradient
-    return run
-
-
 def _zennit(model, composite, inputs, output_grad):
     """One Zennit attribution, hooks registered and removed inside the call like Captum's."""
     from zennit.attribution import Gradient
@@ -221,9 +210,6 @@ def build_contenders(s: Settings, model: nn.Module, inputs: torch.Tensor,
     zeros = torch.zeros_like(inputs)
     out += [
         floor("deeplift_rescale"),
-        Contender("gradient_2n", "torch", _floor_paired(m_torch, inputs, zeros, target),
-                  "deeplift_rescale", "plain torch.autograd.grad through the double batch "
-                  "[inputs; baselines], i.e. the floor for a paired method"),
         Contender("deeplift_rescale", "workbench", wb_run("deeplift_rescale", baseline=0.0),
                   "deeplift_rescale"),
         Contender("deeplift_rescale", "captum",
@@ -288,10 +274,9 @@ def build_contenders(s: Settings, model: nn.Module, inputs: torch.Tensor,
 
 
 ROW_NOTES = {
-    "deeplift_rescale": "runs inputs and baselines as one double batch (2N samples), so its "
-                        "ratio to the single-batch floor is expected near 2x at best; "
-                        "'ratio_to_floor_2n' compares it with a plain gradient through the "
-                        "same double batch",
+    "deeplift_rescale": "runs the baseline once (batch 1: it is shared) to record each "
+                        "pre-activation, then the inputs with the Rescale multipliers: one "
+                        "backward pass over N samples",
     "lrp_epsilon": "captum LRP applies epsilon to max-pooling too and normalises by the output "
                    "(rescaled back); it runs two forward passes",
 }
@@ -582,18 +567,6 @@ def build_report(s: Settings, contenders: list[Contender], timings: dict[str, di
                 entry["target_within_1.3x_floor"] = entry["ratio_to_floor"] <= FLOOR_RATIO_TARGET
                 entry["target_within_1.3x_floor_resolved"] = _resolved(
                     entry["paired_ratio_to_floor"], FLOOR_RATIO_TARGET)
-        floor_2n = timings.get(f"{group}:gradient_2n/torch")
-        if floor_2n is not None:
-            entry["floor_2n_median_s"] = floor_2n["median_s"]
-            entry["floor_2n_iqr_s"] = floor_2n["iqr_s"]
-            entry["floor_2n_times_s"] = floor_2n["times_s"]
-            entry["ratio_to_floor_2n"] = wb["median_s"] / floor_2n["median_s"]
-            entry["paired_ratio_to_floor_2n"] = paired_ratio(wb["times_s"], floor_2n["times_s"])
-            entry["floor_2n_peak_rss_increase_mib"] = memory.get("gradient_2n/torch", {}).get(
-                "peak_increase_mib")
-            entry["target_within_1.3x_floor_2n"] = entry["ratio_to_floor_2n"] <= FLOOR_RATIO_TARGET
-            entry["target_within_1.3x_floor_2n_resolved"] = _resolved(
-                entry["paired_ratio_to_floor_2n"], FLOOR_RATIO_TARGET)
         if row in ROW_NOTES:
             entry["note"] = ROW_NOTES[row]
         methods[row] = entry
@@ -668,25 +641,12 @@ def markdown(report: dict) -> str:
         peer_resolved = e.get("target_not_slower_than_fastest_peer_resolved")
         floor_target = _mark(e.get("target_within_1.3x_floor"),
                              e.get("target_within_1.3x_floor_resolved"))
-        if row == "deeplift_rescale" and floor_target != "-":
-            floor_target += " (2N batch)"
         lines.append(
             f"| {row} | {_fmt_s(libs.get('workbench'))} | {_fmt_s(libs.get('captum'))} | "
             f"{_fmt_s(libs.get('zennit'))} | {floor} | {ratio_peer} | "
             f"{_fmt_paired(e.get('paired_ratio_to_fastest_peer'))} | {ratio_floor} | "
             f"{_fmt_paired(e.get('paired_ratio_to_floor'))} | {floor_target} | "
             f"{_mark(e.get('target_not_slower_than_fastest_peer'), peer_resolved)} |")
-    for row, e in report["methods"].items():
-        if "ratio_to_floor_2n" in e:
-            floor_2n = {"median_s": e["floor_2n_median_s"], "iqr_s": e["floor_2n_iqr_s"]}
-            mark = _mark(e["target_within_1.3x_floor_2n"],
-                         e["target_within_1.3x_floor_2n_resolved"])
-            lines += ["", f"{row} against a plain gradient through the same double batch "
-                      f"(2N = {2 * st['batch']} samples): floor {_fmt_s(floor_2n)} ms, "
-                      f"ratio {e['ratio_to_floor_2n']:.2f}, paired "
-                      f"{_fmt_paired(e['paired_ratio_to_floor_2n'])} (≤1.3x: "
-                      f"{mark}); peak memory of that floor "
-                      f"{_fmt_mib(e.get('floor_2n_peak_rss_increase_mib'))} MiB."]
     lines += [
         "",
         "## Peak memory (increase of peak RSS, MiB)",

@@ -238,3 +238,79 @@ def test_conv1d_nets_with_every_supported_activation():
     torch.testing.assert_close(lrp.flatten(1).sum(1), scores, rtol=1e-8, atol=1e-12)
     for method in RULE_METHODS:
         assert torch.isfinite(wb.attribute(model, x, method, target=[0, 2])).all(), method
+
+
+# -- DeepLIFT's reference pass -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", [ModuleNet, FunctionalNet, ReusedInplaceNet])
+def test_deeplift_one_shared_baseline_equals_the_baseline_repeated_per_input(variant):
+    """A shared baseline runs once (batch 1) and is broadcast; one row per input runs N rows:
+    the same attributions either way."""
+    model = variant().double()
+    x = torch.randn(4, 3, 8, 8, dtype=torch.float64)
+    x0 = torch.randn(3, 8, 8, dtype=torch.float64)
+    shared = wb.attribute(model, x, "deeplift_rescale", target=2, baseline=x0)
+    per_input = wb.attribute(model, x, "deeplift_rescale", target=2,
+                             baseline=x0.expand(4, 3, 8, 8).clone())
+    torch.testing.assert_close(shared, per_input, rtol=1e-12, atol=1e-12)
+
+
+def test_deeplift_baseline_tensor_is_never_changed_by_an_in_place_model():
+    class InplaceOnInput(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(5, 2)
+
+        def forward(self, x):
+            return self.linear(torch.relu_(x))
+
+    model = InplaceOnInput()
+    x, x0 = torch.randn(3, 5), torch.randn(3, 5)
+    before = x0.clone()
+    attr = wb.attribute(model, x, "deeplift_rescale", target=0, baseline=x0)
+    assert torch.equal(x0, before)
+    with torch.no_grad():  # a ReLU on the input, then linear: Rescale's ratio is exact
+        delta = model(x.clone())[:, 0] - model(x0.clone())[:, 0]
+    torch.testing.assert_close(attr.sum(1), delta)
+
+
+def test_deeplift_refuses_a_model_whose_operations_depend_on_the_input():
+    class DataDependent(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 2)
+
+        def forward(self, x):
+            if x.sum() > 0:  # an extra nonlinearity for some inputs only
+                x = torch.tanh(x)
+            return self.linear(torch.relu(x))
+
+    model = DataDependent()
+    x = torch.ones(2, 4)
+    with pytest.raises(ValueError, match=r"inputs and the baseline.*more elementwise"):
+        wb.attribute(model, x, "deeplift_rescale", target=0, baseline=0.0)
+    with pytest.raises(ValueError, match=r"2 elementwise nonlinearities for the baseline but 1"):
+        wb.attribute(model, -x, "deeplift_rescale", target=0, baseline=1.0)
+
+
+def test_deeplift_refuses_training_mode_before_the_baseline_changes_running_statistics():
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)).train()
+    running_mean = model[1].running_mean.clone()
+    with pytest.raises(ValueError, match=r"'1' \(BatchNorm1d\).*model.eval\(\)"):
+        wb.attribute(model, torch.randn(3, 4), "deeplift_rescale", target=0)
+    assert torch.equal(model[1].running_mean, running_mean) and model.training
+
+
+def test_deeplift_with_channels_last_inputs_matches_contiguous_ones():
+    """The Rescale multiplier falls back to f'(z) by flat index: layouts must not matter."""
+    model = ModuleNet().double()
+    x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
+    x0 = x.clone()
+    x0[:, :, :4] = 0.0  # z = z0 at many positions: the fallback runs
+    expected = wb.attribute(model, x, "deeplift_rescale", target=1, baseline=x0)
+    channels_last = x.to(memory_format=torch.channels_last)
+    attr = wb.attribute(model.to(memory_format=torch.channels_last), channels_last,
+                        "deeplift_rescale", target=1,
+                        baseline=x0.to(memory_format=torch.channels_last))
+    torch.testing.assert_close(attr, expected, rtol=1e-12, atol=1e-12)

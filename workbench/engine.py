@@ -37,26 +37,32 @@ def modified_gradient(
 ) -> torch.Tensor:
     """Gradient of the target score with respect to ``inputs``, under ``rules``.
 
-    ``rules=None`` gives the plain gradient. With ``rules.paired`` the forward pass runs on the
-    inputs followed by ``baseline`` (same shape) and the gradient is taken at the inputs.
+    ``rules=None`` gives the plain gradient. Rules that compare with a reference (DeepLIFT)
+    first run ``baseline`` (one sample broadcast to all, or one per input) through the model
+    to record each pre-activation; the backward pass then covers the inputs alone.
     """
     # shares the user's storage without a copy: autograd refuses any in-place change of a leaf
     # that requires grad before it happens (the engine checks its own in-place rules too), and
     # such a model is then given a copy
     leaf = inputs.detach().requires_grad_()
-    if rules is not None and rules.paired:
+    references = None
+    if rules is not None and rules.needs_reference:
         if baseline is None:
             raise ValueError(f"{method} needs a baseline")
-        batch = torch.cat([leaf, baseline.detach().to(leaf)])
-        output = _forward(model, batch, rules, method)
-    else:
-        try:
-            output = _forward(model, leaf, rules, method)
-        except RuntimeError as error:  # the model changes its input in place: give it a copy
-            if "leaf Variable that requires grad" not in str(error):
-                raise
-            output = _forward(model, leaf.clone(), rules, method)
-    output = output[: len(inputs)]
+        references = References(len(inputs))
+        # requires grad so that the same operations count as input-dependent in both passes;
+        # a copy (not a leaf) so that a model may change it in place
+        reference_batch = baseline.detach().to(leaf).requires_grad_().clone()
+        _forward(model, reference_batch, rules, method, references)
+        references.replay()
+    try:
+        output = _forward(model, leaf, rules, method, references)
+    except RuntimeError as error:  # the model changes its input in place: give it a copy
+        if "leaf Variable that requires grad" not in str(error):
+            raise
+        if references is not None:
+            references.replay()
+        output = _forward(model, leaf.clone(), rules, method, references)
     indices = resolve_target(target, output)
     score = output.gather(1, indices[:, None]).sum()
     if not score.requires_grad:
@@ -65,10 +71,56 @@ def modified_gradient(
     return gradient
 
 
-def _forward(model: nn.Module, batch: torch.Tensor, rules: Rules | None, method: str):
-    mode = RuleMode(model, rules, method) if rules is not None else nullcontext()
+def _forward(model: nn.Module, batch: torch.Tensor, rules: Rules | None, method: str,
+             references: References | None = None):
+    mode = RuleMode(model, rules, method, references) if rules is not None else nullcontext()
     with torch.enable_grad(), mode:
-        return model(batch)
+        output = model(batch)
+    if references is not None:
+        references.check_all_used(model, method)
+    return output
+
+
+class References:
+    """The baseline's pre-activations, recorded in call order and replayed for the inputs.
+
+    Recording keeps a copy of each ``z0`` (the model may change tensors in place later);
+    replaying hands them out in the same order and checks that each fits the inputs' ``z``.
+    """
+
+    def __init__(self, n_inputs: int):
+        self.n_inputs = n_inputs
+        self.values: list[torch.Tensor] = []
+        self.recording, self.position = True, 0
+
+    def replay(self) -> None:
+        self.recording, self.position = False, 0
+
+    def record(self, pre: torch.Tensor) -> None:
+        self.values.append(pre.detach().clone())
+
+    def next_for(self, pre: torch.Tensor, model: nn.Module, method: str) -> torch.Tensor:
+        if self.position >= len(self.values):
+            self._mismatch(model, method, "runs more elementwise nonlinearities for the inputs "
+                           "than for the baseline")
+        reference = self.values[self.position]
+        self.position += 1
+        if reference.shape[1:] != pre.shape[1:] or reference.shape[0] not in (1, len(pre)):
+            self._mismatch(model, method, f"gives a pre-activation of shape {tuple(pre.shape)} "
+                           f"for the inputs but {tuple(reference.shape)} for the baseline")
+        return reference
+
+    def check_all_used(self, model: nn.Module, method: str) -> None:
+        if not self.recording and self.position != len(self.values):
+            self._mismatch(model, method, f"ran {len(self.values)} elementwise nonlinearities "
+                           f"for the baseline but {self.position} for the inputs")
+
+    @staticmethod
+    def _mismatch(model: nn.Module, method: str, what: str):
+        path, kind = module_path(model)
+        raise ValueError(f"{method} compares the forward passes of the inputs and the baseline, "
+                         f"but the model (at module '{path}', {kind}) {what}; it needs a model "
+                         "that runs the same operations for every input")
 
 
 def module_path(model: nn.Module) -> tuple[str, str]:
@@ -91,9 +143,11 @@ def module_path(model: nn.Module) -> tuple[str, str]:
 class RuleMode(TorchFunctionMode):
     """Routes each torch operation of a forward pass through the rules of one method."""
 
-    def __init__(self, model: nn.Module, rules: Rules, method: str):
+    def __init__(self, model: nn.Module, rules: Rules, method: str,
+                 references: References | None = None):
         super().__init__()
         self.model, self.rules, self.method = model, rules, method
+        self.references = references
         self.layer_of = {
             id(parameter): name
             for name, module in model.named_modules()
@@ -133,6 +187,12 @@ class RuleMode(TorchFunctionMode):
         if inplace and args[0].is_leaf:
             raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
                                f"operation ({ops.op_name(func)})")
+        reference = None
+        if self.references is not None:
+            if self.references.recording:
+                self.references.record(args[0])
+                return func(*args, **kwargs)
+            reference = self.references.next_for(args[0], self.model, self.method)
         rest = args[1:]
 
         def call(pre):
@@ -141,7 +201,7 @@ class RuleMode(TorchFunctionMode):
         def function(pre):  # f, out of place
             return func(pre.clone(), *rest, **kwargs) if inplace else func(pre, *rest, **kwargs)
 
-        return apply_activation(rule, args[0], function, call, inplace)
+        return apply_activation(rule, args[0], function, call, inplace, reference)
 
     def _affine(self, func, args, kwargs, layer):
         rule = self.rules.affine_for(layer)

@@ -55,15 +55,25 @@ class ActivationRule:
 
     name = "gradient"
     families: frozenset[str] | None = None
-    #: what the backward needs: "pre" (z), "output" (f(z), for a mask) or "nothing"
+    #: what the backward needs: "pre" (z), "output" (f(z), for a mask), "nothing", or
+    #: "multiplier" (a tensor computed in the forward pass by :meth:`multiplier`)
     keeps = "pre"
+    #: the rule compares each pre-activation with the baseline's (``Rules.reference``)
+    needs_reference = False
 
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
 
-    def backward(self, grad: torch.Tensor, pre: torch.Tensor, function: Callable) -> torch.Tensor:
-        """The gradient at ``z = pre`` given the gradient ``grad`` at ``f(z)``; ``function`` is
-        ``f`` (out of place)."""
+    def multiplier(self, pre: torch.Tensor, output: torch.Tensor, reference: torch.Tensor,
+                   function: Callable) -> torch.Tensor:
+        """For ``keeps = "multiplier"``: what replaces ``f'(z)``, from ``z = pre``, the output
+        ``f(z)`` and the baseline's pre-activation ``reference``."""
+        raise NotImplementedError
+
+    def backward(self, grad: torch.Tensor, kept: torch.Tensor | None,
+                 function: Callable) -> torch.Tensor:
+        """The gradient at ``z`` given the gradient ``grad`` at ``f(z)``; ``kept`` is what
+        :attr:`keeps` names; ``function`` is ``f`` (out of place)."""
         raise NotImplementedError
 
 
@@ -75,7 +85,8 @@ class GuidedRule(ActivationRule):
     keeps = "output"  # relu(z) > 0 exactly where z > 0
 
     def backward(self, grad, output, function):
-        return grad.clamp(min=0) * (output > 0)
+        # clamp(g, 0) where relu(z) > 0, else 0, in one kernel (no float mask)
+        return torch.ops.aten.threshold_backward(grad.clamp(min=0), output, 0)
 
 
 class DeconvRule(ActivationRule):
@@ -107,55 +118,66 @@ class RatioRule(ActivationRule):
 class RescaleRule(ActivationRule):
     """DeepLIFT Rescale: ``f'(z)`` becomes ``(f(z) - f(z0)) / (z - z0)`` (Ancona, Prop. 2).
 
-    The batch holds the inputs followed by their baselines (see ``Rules.paired``); where
-    ``|z - z0|`` is tiny the ordinary derivative ``f'(z)`` is used.
+    ``z0`` is the pre-activation of the baseline at the same operation (``Rules.reference``).
+    Where ``|z - z0|`` is tiny the ordinary derivative ``f'(z)`` is used. The multiplier is
+    computed in the forward pass and is all the backward keeps.
     """
 
     name = "rescale"
+    keeps = "multiplier"
+    needs_reference = True
 
-    def backward(self, grad, pre, function):
-        half = pre.shape[0] // 2
-        inputs, references = pre[:half], pre[half:]
-        delta_in = inputs - references
-        delta_out = function(inputs) - function(references)
-        small = delta_in.abs() <= tiny(pre.dtype)
-        multiplier = delta_out / delta_in.masked_fill(small, 1.0)
-        if small.any():
-            derivative = elementwise_derivative(function, inputs, torch.ones_like(inputs))
-            multiplier = torch.where(small, derivative, multiplier)
-        # only the inputs' half carries the target's gradient; the references' half is constant
-        return torch.cat([grad[:half] * multiplier, torch.zeros_like(grad[half:])])
+    def multiplier(self, pre, output, reference, function):
+        delta_in = pre - reference
+        multiplier = (output - function(reference)).div_(delta_in)  # inf or NaN where z = z0
+        # the few places where |z - z0| is tiny get f'(z) instead, found by flat (row-major)
+        # index; le_ in place leaves 1.0 there and 0.0 elsewhere
+        small = delta_in.abs_().le_(tiny(pre.dtype)).reshape(-1).nonzero().squeeze(1)
+        if len(small):
+            point = pre.reshape(-1).index_select(0, small)
+            derivative = elementwise_derivative(function, point, torch.ones_like(point))
+            multiplier = multiplier.contiguous()
+            multiplier.view(-1).index_copy_(0, small, derivative)
+        return multiplier
+
+    def backward(self, grad, multiplier, function):
+        return grad * multiplier
 
 
 class _ActivationFunction(torch.autograd.Function):
     """Runs ``a = f(z)`` (in place if the model asked for it) with a rule's backward.
 
-    Keeps what the rule asks for: ``z`` (a copy when ``f`` runs in place; the output is
-    recomputed from it when needed), the output (for a mask), or nothing.
+    Keeps what the rule asks for: ``z`` (a copy when ``f`` runs in place), the output (for a
+    mask), the rule's multiplier, or nothing.
     """
 
     @staticmethod
-    def forward(ctx, pre, rule, function, call, inplace):
+    def forward(ctx, pre, rule, function, call, inplace, reference):
         ctx.rule, ctx.function = rule, function
-        if rule.keeps == "pre":
-            ctx.save_for_backward(pre.clone() if inplace else pre)
+        kept_pre = pre.clone() if inplace and rule.keeps in ("pre", "multiplier") else pre
         output = call(pre)
         if inplace:
             ctx.mark_dirty(output)
-        if rule.keeps == "output":
+        if rule.keeps == "pre":
+            ctx.save_for_backward(kept_pre)
+        elif rule.keeps == "output":
             ctx.save_for_backward(output)
+        elif rule.keeps == "multiplier":
+            ctx.save_for_backward(rule.multiplier(kept_pre, output, reference, function))
         return output
 
     @staticmethod
     def backward(ctx, grad):
         kept = ctx.saved_tensors[0] if ctx.saved_tensors else None
-        return ctx.rule.backward(grad, kept, ctx.function), None, None, None, None
+        return ctx.rule.backward(grad, kept, ctx.function), None, None, None, None, None
 
 
 def apply_activation(rule: ActivationRule, pre: torch.Tensor, function: Callable,
-                     call: Callable, inplace: bool) -> torch.Tensor:
-    """``call(pre)`` with ``rule`` replacing the derivative; ``function`` is ``f`` out of place."""
-    return _ActivationFunction.apply(pre, rule, function, call, inplace)
+                     call: Callable, inplace: bool,
+                     reference: torch.Tensor | None = None) -> torch.Tensor:
+    """``call(pre)`` with ``rule`` replacing the derivative; ``function`` is ``f`` out of place;
+    ``reference`` is the baseline's pre-activation for rules that need one."""
+    return _ActivationFunction.apply(pre, rule, function, call, inplace, reference)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -207,8 +229,10 @@ class EpsilonRule(AffineRule):
         if output.requires_grad:
             with torch.no_grad():  # z / (z + eps sign z) = |z| / (|z| + eps)
                 magnitude = output.abs()
-                denominator = (magnitude + self.epsilon).clamp(min=torch.finfo(output.dtype).tiny)
-                factor = magnitude / denominator  # 0 where z = 0, also for epsilon = 0
+                denominator = magnitude + self.epsilon
+                if self.epsilon <= 0:  # 0 / 0 where z = 0: make it 0
+                    denominator.clamp_(min=torch.finfo(output.dtype).tiny)
+                factor = torch.div(magnitude, denominator, out=denominator)
             # a tensor hook scales the gradient at this version of the output, even if the
             # model later changes the tensor in place (an in-place ReLU, ``out += identity``)
             output.register_hook(lambda grad: grad * factor)
@@ -297,14 +321,18 @@ class Rules:
         Rule for weighted layers (``None``: ordinary gradient).
     layer_affine:
         Per-layer overrides of ``affine``, by the module's dotted name.
-    paired:
-        The batch holds inputs then baselines (DeepLIFT), for rules comparing the two.
+
+    A rule with ``needs_reference`` (DeepLIFT) makes the engine run the baseline first and
+    record each pre-activation ``z0``, then the inputs with the rule comparing ``z`` and ``z0``.
     """
 
     activation: ActivationRule | None = None
     affine: AffineRule | None = None
     layer_affine: Mapping[str, AffineRule] = field(default_factory=dict)
-    paired: bool = False
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.activation is not None and self.activation.needs_reference
 
     def affine_for(self, layer: str | None) -> AffineRule | None:
         if layer is not None and layer in self.layer_affine:

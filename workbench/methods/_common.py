@@ -11,10 +11,11 @@ from workbench.checks import Target, expand_target, resolve_target
 
 
 def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
-                    name: str = "baseline") -> torch.Tensor:
+                    name: str = "baseline", shape: torch.Size | None = None) -> torch.Tensor:
     """``baseline`` as a tensor of the inputs' shape, dtype and device.
 
     Accepts a number, a tensor of one sample's shape, or anything broadcastable to the inputs.
+    ``shape`` is the inputs' shape named in errors (default ``inputs.shape``).
     """
     if isinstance(baseline, numbers.Real):
         return torch.full_like(inputs, float(baseline))
@@ -27,11 +28,26 @@ def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
     except RuntimeError:
         raise ValueError(
             f"{name} of shape {tuple(baseline.shape)} does not broadcast to the inputs' shape "
-            f"{tuple(inputs.shape)}"
+            f"{tuple(inputs.shape if shape is None else shape)}"
         ) from None
     if not torch.isfinite(expanded).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return expanded.to(inputs.dtype).clone()
+
+
+def compact_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
+                     name: str = "baseline") -> torch.Tensor:
+    """``baseline`` as one sample of shape ``(1, *inputs.shape[1:])`` when it is the same for
+    every input (a number, or a tensor without a batch dimension or with batch size 1), else
+    as ``expand_baseline`` gives it; broadcasts against the inputs either way."""
+    shared = isinstance(baseline, numbers.Real) or (
+        isinstance(baseline, torch.Tensor)
+        and (baseline.dim() < inputs.dim() or baseline.shape[0] == 1))
+    if not shared:
+        return expand_baseline(baseline, inputs, name)
+    if isinstance(baseline, torch.Tensor):
+        expand_baseline(baseline, inputs[:0], name, shape=inputs.shape)  # checks only
+    return expand_baseline(baseline, inputs[:1], name)
 
 
 @torch.no_grad()

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 
 from workbench.engine import modified_gradient
-from workbench.methods._common import expand_baseline, generator, target_indices
+from workbench.methods._common import compact_baseline, generator, target_indices
 from workbench.registry import Method, Option, register
 
 BASELINE = Option("baseline", "baseline", 0.0, "reference input: a number or a tensor")
@@ -44,7 +44,7 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
 
     The path points of all samples are processed ``batch_size`` at a time.
     """
-    baseline = expand_baseline(baseline, inputs)
+    baseline = compact_baseline(baseline, inputs)  # one row when shared by all inputs
     indices = target_indices(model, inputs, target)
     alphas, weights = path_points(steps, quadrature)
     n_samples = len(inputs)
@@ -59,8 +59,9 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
     for rows in torch.arange(steps * n_samples, device=inputs.device).split(batch_size):
         samples = sample_of_row[rows]
         alpha = alphas_per_row[rows].view(shape)
-        start = baseline[samples]
+        start = baseline if len(baseline) == 1 else baseline[samples]
         points = (inputs[samples] - start).mul_(alpha).add_(start)  # x0 + a (x - x0), in place
+        del start  # not kept alive through the forward and backward pass
         grads = modified_gradient(model, points, indices[samples])
         total.index_add_(0, samples, grads.mul_(weights_per_row[rows].view(shape)))
     return (inputs - baseline) * total

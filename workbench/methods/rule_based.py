@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from workbench.engine import modified_gradient
-from workbench.methods._common import expand_baseline
+from workbench.methods._common import compact_baseline
 from workbench.methods.gradients import BASELINE
 from workbench.registry import Method, Option, register
 from workbench.rules import (
@@ -37,7 +37,7 @@ def lrp_alpha_beta_rules(alpha: float = 1.0, beta: float = 0.0, layer_rules=None
 
 
 def deeplift_rescale_rules() -> Rules:
-    return Rules(activation=RescaleRule(), paired=True)
+    return Rules(activation=RescaleRule())
 
 
 def guided_backprop_rules() -> Rules:
@@ -71,7 +71,7 @@ def _modified_gradient(name: str, make_rules):
 
 def deeplift_rescale(model, inputs, target, baseline):
     """``(x - x0) * g`` with the Rescale multipliers (Shrikumar et al. 2017; Ancona Prop. 2)."""
-    baseline = expand_baseline(baseline, inputs)
+    baseline = compact_baseline(baseline, inputs)
     rules = deeplift_rescale_rules()
     gradient = modified_gradient(model, inputs, target, rules, method="deeplift_rescale",
                                  baseline=baseline)
