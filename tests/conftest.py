@@ -73,3 +73,14 @@ def method_options(method: str, model: nn.Module, inputs: torch.Tensor, **extra)
     if method in ("pattern_net", "pattern_attribution"):
         options["patterns"] = wb.fit_patterns(model, inputs, estimator="a+-", progress=False)
     return options
+
+
+@pytest.fixture(scope="session")
+def dask_client():
+    """A Dask ``LocalCluster`` of 2 worker processes on loopback, shared by a test session."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       host="127.0.0.1", dashboard_address=None)
+    with distributed.Client(cluster) as client:
+        yield client
+    cluster.close()

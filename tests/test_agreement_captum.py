@@ -31,7 +31,7 @@ from conftest import cnn, mlp
 
 captum_attr = pytest.importorskip("captum.attr")
 from captum.attr import (  # noqa: E402
-    Deconvolution, DeepLift, GuidedBackprop, InputXGradient, IntegratedGradients,
+    Deconvolution, DeepLift, GuidedBackprop, GuidedGradCam, InputXGradient, IntegratedGradients,
     LayerAttribution, LayerGradCam, Occlusion, Saliency,
 )
 from captum.attr._core import deep_lift as captum_deep_lift  # noqa: E402
@@ -308,3 +308,15 @@ def test_grad_cam_matches_layer_grad_cam(name, seed, layer):
     cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "bilinear")
     close(ours, cam.expand_as(x))
     assert (ours >= 0).all() and ours.amax() > 0
+
+
+@all_cases(CNNS)
+@pytest.mark.parametrize("layer", ["3", "0"])
+def test_guided_grad_cam_matches(name, seed, layer):
+    # Captum's GuidedGradCam: its guided backprop times its Grad-CAM upsampled to the input
+    model, x, _, target = case(name, seed)
+    ours = wb.attribute(model, x, "guided_grad_cam", target=target, layer=layer)
+    theirs = GuidedGradCam(model, model[int(layer)]).attribute(
+        x, target=target, interpolate_mode="bilinear")
+    close(ours, theirs)
+    assert ours.abs().amax() > 0

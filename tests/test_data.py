@@ -119,6 +119,37 @@ def test_photos_reject_names_that_would_need_a_download():
         data.photos(names=["eagle"])
 
 
+def test_photo_crops_are_balanced_labelled_crops_deterministic_under_the_seed():
+    crops = data.photo_crops(n=80, size=16, names=["astronaut", "coffee", "moon", "text"],
+                             seed=3)
+    assert crops.classes == ["astronaut", "coffee", "moon", "text"]
+    assert crops.input_shape == (3, 16, 16) and len(crops.x_train) + len(crops.x_test) == 80
+    labels = torch.cat([crops.y_train, crops.y_test])
+    assert torch.bincount(labels).tolist() == [20, 20, 20, 20]
+    again = data.photo_crops(n=80, size=16, names=["astronaut", "coffee", "moon", "text"],
+                             seed=3)
+    assert torch.equal(again.x_train, crops.x_train) and torch.equal(again.y_test, crops.y_test)
+    other = data.photo_crops(n=80, size=16, names=["astronaut", "coffee", "moon", "text"],
+                             seed=4)
+    assert not torch.equal(other.x_train, crops.x_train)
+
+
+def test_a_photo_crop_of_scale_one_is_the_full_view_of_photos():
+    names = ["astronaut", "camera"]   # square photos: the only crop of scale 1 is the photo
+    crops = data.photo_crops(n=4, size=24, names=names, min_scale=1.0, test_fraction=0.5)
+    views = data.photos(size=24, names=names).images
+    for x, y in zip(crops.x_train, crops.y_train, strict=True):
+        torch.testing.assert_close(x, views[y], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arguments, word", [
+    ({"names": ["eagle", "moon"]}, "names"), ({"names": ["moon"]}, "names"),
+    ({"n": 3}, "n must"), ({"min_scale": 0.0}, "min_scale"), ({"size": 0}, "size")])
+def test_photo_crops_errors_name_the_argument(arguments, word):
+    with pytest.raises(ValueError, match=word):
+        data.photo_crops(**arguments)
+
+
 def test_imagenet_classes():
     classes = data.imagenet_classes()
     assert len(classes) == 1000 and classes[0] == "tench"

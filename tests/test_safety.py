@@ -121,7 +121,7 @@ class InplaceOnInput(nn.Module):
 
 @pytest.mark.parametrize("method", wb.methods())
 def test_a_model_changing_its_input_in_place_never_changes_the_users_tensor(method):
-    if method == "grad_cam":
+    if method in ("grad_cam", "guided_grad_cam"):
         return  # needs a convolution
     model = InplaceOnInput().eval()
     x = torch.randn(3, 6)

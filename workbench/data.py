@@ -220,6 +220,54 @@ def photos(size: int = 64, names: Sequence[str] = DEFAULT_PHOTOS) -> Photos:
     return Photos(normalize_imagenet(x.clamp(0, 1)), list(names))
 
 
+def photo_crops(n: int = 2000, size: int = 64, names: Sequence[str] = SHIPPED_PHOTOS,
+                min_scale: float = 0.3, seed: int = 0, test_fraction: float = 0.25) -> ImageData:
+    """A labelled photo data set without a download: random square crops of scikit-image's
+    shipped photographs, each labelled with the photo it comes from (classes: ``names``).
+
+    A crop's side is ``U(min_scale, 1)`` times the photo's shorter side, its place uniform; it
+    is resized to ``size`` by averaging (``F.interpolate(mode="area")``, close to the
+    area-weighted means of ``photos``) and ImageNet-normalised. The full views that
+    ``photos(size, names)`` returns are the centred crops of scale 1: a net trained here
+    classifies them in distribution. Classes are balanced; deterministic under ``seed``.
+    """
+    import skimage.data
+    from skimage.transform import resize_local_mean
+
+    names = [names] if isinstance(names, str) else list(names)
+    unknown = [name for name in names if name not in SHIPPED_PHOTOS]
+    if unknown or len(names) < 2:
+        raise ValueError(f"names must be at least two of {', '.join(SHIPPED_PHOTOS)}; got {names}")
+    if n < 2 * len(names):
+        raise ValueError(f"n must be at least 2 per photo ({2 * len(names)}), got {n}")
+    if size < 1:
+        raise ValueError(f"size must be a positive integer, got {size}")
+    if not 0 < min_scale <= 1:
+        raise ValueError(f"min_scale must be in (0, 1], got {min_scale}")
+    rng = np.random.default_rng(seed)
+    labels = rng.permutation(np.arange(n) % len(names))
+    # each photo shrunk once, to a shorter side of size / min_scale pixels: the smallest crops
+    # then hold size pixels across, and every crop is downsampled, as the full views are
+    sources = []
+    for name in names:
+        image = _rgb(getattr(skimage.data, name)())
+        factor = min(1.0, size / min_scale / min(image.shape[:2]))
+        shape = tuple(max(size, round(side * factor)) for side in image.shape[:2])
+        image = resize_local_mean(image, shape, preserve_range=True)
+        sources.append(torch.as_tensor(image, dtype=torch.float32).permute(2, 0, 1))
+    crops = torch.empty(n, 3, size, size)
+    for i, label in enumerate(labels):
+        image = sources[label]
+        height, width = image.shape[-2:]
+        side = max(1, round(rng.uniform(min_scale, 1.0) * min(height, width)))
+        top = int(rng.integers(0, height - side + 1))
+        left = int(rng.integers(0, width - side + 1))
+        crop = image[None, :, top:top + side, left:left + side]
+        crops[i] = F.interpolate(crop, size=(size, size), mode="area")[0]
+    x = normalize_imagenet(crops.clamp(0, 1))
+    return _image_data(x, labels, names, "photo_crops", test_fraction, seed)
+
+
 def _shape_mask(kind: str, centres: np.ndarray, top: int, left: int, extent: int) -> np.ndarray:
     """Boolean mask of one shape inside the box (top, left, extent x extent).
 

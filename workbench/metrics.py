@@ -8,6 +8,9 @@ an explain function that lets Quantus call the workbench.
   1509.06321): patches are replaced in the order of their summed attribution (most relevant
   first, least relevant first, or random) while the target output is tracked.
 - ``quantus_explain``: ``explain_func`` for Quantus metrics (``quantus >= 0.5``).
+- ``spearman``, ``ssim``, ``hog_similarity``, ``edge_map``: how alike two explanations are, and
+  the edge-detector baseline, for the sanity checks (Adebayo et al. 2018); defined in
+  ``workbench.similarity``.
 
 Everything runs on the inputs' device; random numbers come from a seeded CPU generator, so a
 seed gives the same subsets and orders on every device and for every ``batch_size``.
@@ -29,6 +32,7 @@ from workbench.checks import Target, check_inputs, check_same_device, model_devi
 from workbench.methods._common import (
     expand_baseline, feature_groups, generator, predict, target_scores,
 )
+from workbench.similarity import edge_map, hog_similarity, spearman, ssim  # noqa: F401
 
 ORDERS = ("most_relevant_first", "least_relevant_first", "random")
 REPLACEMENTS = ("mean", "baseline", "blur")

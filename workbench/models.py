@@ -209,6 +209,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
 DATASETS: dict[str, Callable[..., datasets.ImageData]] = {
     "digits": datasets.digits, "shapes": datasets.shapes, "mnist": datasets.mnist,
     "cifar10": datasets.cifar10, "image_folder": datasets.image_folder,
+    "photo_crops": datasets.photo_crops,
 }
 #: builder arguments filled in from the data: name -> function of (C, H, W) and the classes
 _DERIVED = {

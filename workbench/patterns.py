@@ -19,6 +19,7 @@ unfolded input), so memory does not grow with the data.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,6 +142,22 @@ class Moments:
             setattr(self, name, value if current is None else current + value)
         self.count += len(x)
 
+    def __add__(self, other: Moments) -> Moments:
+        """The moments of two disjoint sets of samples together (sums add up)."""
+        total = Moments(count=self.count + other.count,
+                        with_second_moment=self.with_second_moment and other.with_second_moment)
+        for name in _SUMS:
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if name == "sum_xx" and not total.with_second_moment:
+                continue
+            setattr(total, name, theirs if mine is None else mine if theirs is None
+                    else mine + theirs)
+        return total
+
+
+_SUMS = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "count_pos", "sum_x_pos", "sum_y_pos",
+         "sum_yy_pos", "sum_xy_pos")
+
 
 def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment: bool = False,
                    progress: bool = True, description: str = "moments",
@@ -235,21 +252,34 @@ class Patterns:
 
 
 def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int = 256,
-                 seed: int = 0, progress: bool = True) -> Patterns:
+                 seed: int = 0, progress: bool = True, scheduler="local",
+                 workers: int = 2) -> Patterns:
     """Learn the patterns of every Linear/Conv layer of ``model`` from ``data``.
 
-    ``data`` is a tensor of inputs or an iterable of input tensors or (inputs, labels) batches.
-    One pass, float64 sums, memory independent of the data size.
+    ``data`` is a tensor of inputs, an iterable of input tensors or (inputs, labels) batches,
+    or ``workbench.shards.Shards``: then each shard's moments are gathered by a Dask worker
+    (``scheduler``, ``workers``: see ``workbench.cluster.connect``) and added up, which equals
+    the one-process result to float64 round-off. One pass, float64 sums, memory independent
+    of the data size.
     """
+    from workbench.shards import Shards, reduce_shards
+
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     weights = {name: module.weight for name, module in model.named_modules()
                if isinstance(getattr(module, "weight", None), torch.Tensor)}
     if estimator == "x":
         return Patterns("x")
-    (moments,) = gather_moments(model, data, batch_size, progress=progress,
-                                description=f"fitting patterns ({estimator})")
-    calls_matrix = _layer_matrices(model, data, batch_size)
+    description = f"fitting patterns ({estimator})"
+    if isinstance(data, Shards):
+        moments, calls_matrix = reduce_shards(
+            functools.partial(_shard_statistics, model, batch_size), data,
+            combine=_combine_statistics, scheduler=scheduler, workers=workers,
+            progress=progress, description=description)
+    else:
+        (moments,) = gather_moments(model, data, batch_size, progress=progress,
+                                    description=description)
+        calls_matrix = _layer_matrices(model, data, batch_size)
     # a stream of its own, so that seed 0 here is unrelated to seed 0 of the data generators
     rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
     layers = {}
@@ -274,6 +304,20 @@ def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int
         layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
                                     negative.reshape(shape).to(dtype=dtype, device=device))
     return Patterns(estimator, layers)
+
+
+def _shard_statistics(model: nn.Module, batch_size: int, data):
+    """One shard's moments and layer matrices (runs on a Dask worker)."""
+    (moments,) = gather_moments(model, data, batch_size, progress=False)
+    return moments, _layer_matrices(model, data, batch_size)
+
+
+def _combine_statistics(first, second):
+    (moments, matrices), (more, _) = first, second
+    if moments.keys() != more.keys():
+        raise ValueError(f"shards ran different weighted layers: {sorted(moments)} vs "
+                         f"{sorted(more)}")
+    return {layer: moments[layer] + more[layer] for layer in moments}, matrices
 
 
 def _layer_matrices(model: nn.Module, data, batch_size: int) -> dict[str, torch.Tensor]:

@@ -1,8 +1,16 @@
-"""Plotly figures of attributions. Figures only: no numerical logic lives here."""
+"""Figures of attributions: plotly figures, and heat maps as PNG images for the apps.
+
+Display only: no attribution logic lives here.
+"""
 from __future__ import annotations
 
+import functools
+import io
+import math
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
@@ -23,6 +31,96 @@ def _image(image: torch.Tensor) -> torch.Tensor:
     image = image.detach().float().cpu()
     image = (image - image.min()) / (image.max() - image.min() + 1e-12)
     return image[0] if image.shape[0] == 1 else image.permute(1, 2, 0)
+
+
+# --- heat maps as images (the Explorer's tiles): colour mapping and PNG encoding ------------
+
+#: colour of NaN and infinite values in a heat map image (a gray that no diverging scale has)
+NAN_COLOR = (160, 160, 160)
+_LOOKUP_SIZE = 1025  # odd: the scale's middle (0.5) is an exact entry
+
+
+@functools.lru_cache(maxsize=16)
+def _lookup_table(colorscale: str) -> np.ndarray:
+    """``_LOOKUP_SIZE`` colours sampled evenly from plotly's named ``colorscale``, (n, 3) uint8."""
+    try:
+        samples = plotly.colors.sample_colorscale(
+            colorscale, list(np.linspace(0.0, 1.0, _LOOKUP_SIZE)), colortype="tuple")
+    except Exception as error:  # plotly raises PlotlyError or ValueError for unknown names
+        raise ValueError(f"colorscale must be a plotly colour scale name such as 'RdBu_r', "
+                         f"got {colorscale!r}") from error
+    # tuples are fractions of 255
+    table = np.rint(np.asarray(samples, dtype=np.float64) * 255.0).astype(np.uint8)
+    table.setflags(write=False)
+    return table
+
+
+def symmetric_limit(values: np.ndarray) -> float:
+    """``max |v|`` over the finite values (0.0 when there are none)."""
+    finite = np.abs(np.asarray(values, dtype=np.float64))
+    finite = finite[np.isfinite(finite)]
+    return float(finite.max()) if finite.size else 0.0
+
+
+def colorize(values: np.ndarray, colorscale: str, low: float, high: float,
+             nan_color: tuple[int, int, int] = NAN_COLOR) -> np.ndarray:
+    """(H, W) values -> (H, W, 3) uint8 colours: ``low`` .. ``high`` map linearly onto the
+    colour scale (clipped outside), NaN and infinities to ``nan_color``; ``low == high`` maps
+    everything finite to the scale's middle."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 2:
+        raise ValueError(f"values must be a 2-D heat map (H, W), got shape {values.shape}")
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        raise ValueError(f"low and high must be finite with low <= high, got {low}, {high}")
+    table = _lookup_table(colorscale)
+    finite = np.isfinite(values)
+    position = np.full(values.shape, 0.5)
+    if high > low:
+        position = (np.where(finite, values, low) - low) / (high - low)
+    index = np.rint(np.clip(position, 0.0, 1.0) * (len(table) - 1)).astype(np.intp)
+    rgb = table[index]
+    rgb[~finite] = nan_color
+    return rgb
+
+
+def diverging_rgb(values: np.ndarray, colorscale: str = "RdBu_r",
+                  limit: float | None = None) -> np.ndarray:
+    """A heat map as (H, W, 3) uint8 colours on a range symmetric around 0: ``-limit .. limit``
+    (default ``max |v|``), so 0 is the scale's middle colour; an all-zero map is all middle."""
+    limit = symmetric_limit(values) if limit is None else float(limit)
+    if not math.isfinite(limit) or limit < 0:
+        raise ValueError(f"limit must be a finite number >= 0, got {limit}")
+    return colorize(values, colorscale, -limit, limit)
+
+
+def image_rgb(image: np.ndarray, colorscale: str = "gray") -> np.ndarray:
+    """A (C, H, W) input image as (H, W, 3) uint8: one channel through ``colorscale``, three as
+    RGB; each scaled from its minimum to its maximum."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 3 or image.shape[0] not in (1, 3):
+        raise ValueError(f"image must be (C, H, W) with 1 or 3 channels, got {image.shape}")
+    finite = image[np.isfinite(image)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    if image.shape[0] == 1:
+        return colorize(image[0], colorscale, low, high)
+    scaled = (np.nan_to_num(image, nan=low) - low) / ((high - low) or 1.0)
+    return np.rint(np.clip(scaled, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
+
+
+def png_bytes(rgb: np.ndarray, scale: int = 1) -> bytes:
+    """(H, W, 3) uint8 colours as a PNG, each pixel drawn as a ``scale`` x ``scale`` block."""
+    from PIL import Image  # Pillow, installed with scikit-image
+
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"rgb must be (H, W, 3) uint8, got {rgb.shape} {rgb.dtype}")
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    if scale > 1:
+        rgb = np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def heatmap_grid(images: torch.Tensor, attributions: Mapping[str, torch.Tensor],
@@ -115,3 +213,208 @@ def correlation_matrix(labels: Sequence[str], matrix, title: str) -> go.Figure:
                                   texttemplate="%{text}"))
     figure.update_layout(title=title, width=650, height=550, yaxis_autorange="reversed")
     return figure
+
+
+def panels(content: Mapping[str, Mapping[str, tuple[Sequence, Sequence]]], title: str,
+           x_title: str, y_title: str, log_x: bool = False, y_range=None,
+           reference: float | None = None, columns: int = 3) -> go.Figure:
+    """One subplot per panel (e.g. per layer), one line per series ``name: (x, y)``; a series
+    keeps its colour in every panel; ``reference`` draws a dotted horizontal line."""
+    names = list(content)
+    rows = math.ceil(len(names) / columns)
+    figure = make_subplots(rows=rows, cols=min(columns, len(names)), subplot_titles=names,
+                           horizontal_spacing=0.06, vertical_spacing=0.12)
+    colours = {}
+    palette = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b")
+    for i, name in enumerate(names):
+        row, col = i // columns + 1, i % columns + 1
+        for series, (x, y) in content[name].items():
+            first = series not in colours
+            colours.setdefault(series, palette[len(colours) % len(palette)])
+            figure.add_trace(go.Scatter(x=list(x), y=list(y), mode="lines+markers", name=series,
+                                        legendgroup=series, showlegend=first,
+                                        marker=dict(size=4), line=dict(color=colours[series])),
+                             row=row, col=col)
+        if reference is not None:
+            figure.add_hline(y=reference, line_dash="dot", line_color="gray", row=row, col=col)
+    figure.update_xaxes(title_text=x_title, type="log" if log_x else "linear")
+    figure.update_yaxes(title_text=y_title, range=y_range)
+    figure.update_layout(title=title, height=320 * rows + 100, width=1000)
+    return figure
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence], title: str = "") -> go.Figure:
+    """A plain table."""
+    cells = [[row[i] for row in rows] for i in range(len(columns))]
+    figure = go.Figure(go.Table(header=dict(values=list(columns)), cells=dict(values=cells)))
+    figure.update_layout(title=title, height=60 * len(rows) + 160, width=800)
+    return figure
+
+
+def _image_trace(image: torch.Tensor):
+    """A gray heat map or a colour image trace of one (C, H, W) image, scaled to its range."""
+    shown = _image(image)
+    if shown.dim() == 2:
+        return go.Heatmap(z=shown.flip(0).numpy(), colorscale="gray", showscale=False)
+    return go.Image(z=(shown * 255).byte().numpy())
+
+
+def image_grid(images: Sequence[Sequence[torch.Tensor | None]],
+               titles: Sequence[Sequence[str]] | None = None, title: str = "",
+               size: int = 90) -> go.Figure:
+    """A grid of (C, H, W) images (rows of equal length; ``None`` leaves a cell empty), each
+    scaled to its own range, with an optional title per cell (same nesting as ``images``)."""
+    n_rows, n_cols = len(images), len(images[0])
+    figure = make_subplots(rows=n_rows, cols=n_cols,
+                           subplot_titles=[t for row in titles for t in row] if titles else None,
+                           horizontal_spacing=0.005, vertical_spacing=0.25 / n_rows)
+    for r, row in enumerate(images, start=1):
+        for c, image in enumerate(row, start=1):
+            if image is not None:
+                figure.add_trace(_image_trace(image), row=r, col=c)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, scaleanchor="x")
+    figure.update_layout(title=title, height=(size + 25) * n_rows + 100,
+                         width=size * n_cols + 60, margin=dict(l=20, r=20, t=100, b=20))
+    figure.update_annotations(font_size=10)
+    return figure
+
+
+def direction_gallery(left, right, title: str = "") -> go.Figure:
+    """Two galleries side by side (e.g. PCs and neurons of one layer,
+    ``workbench.experiments.basis.Gallery``): per rank a row with each direction's feature
+    visualisation (titled with the direction), then its top-activating inputs (titled with
+    their activation)."""
+    rows, titles = [], []
+    for i in range(min(len(left.labels), len(right.labels))):
+        row, row_titles = [], []
+        for side, gallery in enumerate((left, right)):
+            if side:
+                row.append(None)
+                row_titles.append("")
+            row += [gallery.visualisation.inputs[i], *gallery.top.inputs[i]]
+            row_titles += [gallery.labels[i], *(f"{s:.3g}" for s in gallery.top.scores[i])]
+        rows.append(row)
+        titles.append(row_titles)
+    return image_grid(rows, titles, title)
+
+
+# --- sanity checks (Adebayo et al. 2018) -----------------------------------------------------
+
+
+def randomization_grid(image: torch.Tensor, stage_maps: Mapping[str, Mapping[str, torch.Tensor]],
+                       edges: torch.Tensor | None = None, title: str = "",
+                       size: int = 90) -> go.Figure:
+    """The cascading (or independent) randomization figure for one input: a row per method, a
+    column per stage (``stage_maps[stage][method]``, one sample's ``(C, H, W)`` map), after the
+    input and, if given, its edge map. Maps are shown as the paper shows them: ``sum_c |R_c|``
+    scaled to [0, 1] per map (``similarity.to_2d``, ``similarity.normalize``), in gray."""
+    from workbench.similarity import normalize, to_2d
+
+    stages = list(stage_maps)
+    methods = list(next(iter(stage_maps.values())))
+    first = ["input"] + (["edge detector"] if edges is not None else [])
+    n_rows, n_cols = len(methods), len(first) + len(stages)
+    figure = make_subplots(rows=n_rows, cols=n_cols, column_titles=first + stages,
+                           row_titles=methods, horizontal_spacing=0.005, vertical_spacing=0.01)
+    figure.add_trace(_image_trace(image), row=1, col=1)
+
+    def gray(single_map: torch.Tensor, name: str) -> go.Heatmap:
+        shown = normalize(to_2d(single_map[None], absolute=True))[0]
+        return go.Heatmap(z=shown.flip(0).numpy(), colorscale="gray", zmin=0, zmax=1,
+                          showscale=False, hovertemplate=f"{name}: %{{z:.2f}}<extra></extra>")
+
+    if edges is not None:
+        figure.add_trace(gray(edges, "edges"), row=1, col=2)
+    for row, method in enumerate(methods, start=1):
+        for col, stage in enumerate(stages, start=len(first) + 1):
+            figure.add_trace(gray(stage_maps[stage][method], f"{method}, {stage}"),
+                             row=row, col=col)
+    figure.update_xaxes(visible=False)
+    figure.update_yaxes(visible=False, scaleanchor="x")
+    figure.update_layout(title=title, height=size * n_rows + 140, width=size * n_cols + 200,
+                         margin={"l": 20, "r": 160, "t": 120, "b": 20}, font={"size": 10})
+    figure.update_annotations(font_size=10)
+    return figure
+
+
+def _rgba(colour: str, alpha: float) -> str:
+    red, green, blue = plotly.colors.hex_to_rgb(colour)
+    return f"rgba({red}, {green}, {blue}, {alpha})"
+
+
+METRIC_TITLES = {"spearman_abs": "Spearman rank correlation (absolute values)",
+                 "spearman": "Spearman rank correlation (signed)",
+                 "ssim": "SSIM", "hog": "Pearson correlation of HOG features"}
+
+
+def similarity_curves(summary, metrics: Sequence[str] | None = None,
+                      reference: str = "original", title: str = "") -> go.Figure:
+    """Similarity against the stage, one panel per metric and one line per method: the mean
+    over the inputs with a band of one standard deviation either side. ``summary`` is
+    ``workbench.randomization.summarize(table)``; ``reference`` picks the rows compared with the
+    original maps or with the edge map."""
+    rows = summary[summary["reference"] == reference].sort_values("stage_index", kind="stable")
+    if rows.empty:
+        raise ValueError(f"summary has no rows with reference '{reference}'")
+    metrics = list(metrics) if metrics is not None else list(dict.fromkeys(rows["metric"]))
+    n_cols = 2 if len(metrics) > 1 else 1
+    n_rows = math.ceil(len(metrics) / n_cols)
+    figure = make_subplots(rows=n_rows, cols=n_cols,
+                           subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics],
+                           vertical_spacing=0.2, horizontal_spacing=0.08)
+    palette = plotly.colors.qualitative.Plotly
+    methods = list(dict.fromkeys(rows["method"]))
+    for k, metric in enumerate(metrics):
+        row, col = k // n_cols + 1, k % n_cols + 1
+        for j, method in enumerate(methods):
+            part = rows[(rows["metric"] == metric) & (rows["method"] == method)]
+            x, mean = list(part["stage"]), part["mean"].to_numpy()
+            spread = np.nan_to_num(part["std"].to_numpy())
+            colour = palette[j % len(palette)]
+            figure.add_trace(go.Scatter(
+                x=x + x[::-1], y=np.concatenate([mean + spread, (mean - spread)[::-1]]),
+                mode="lines", fill="toself", fillcolor=_rgba(colour, 0.15), line={"width": 0},
+                hoverinfo="skip", showlegend=False, legendgroup=method), row=row, col=col)
+            figure.add_trace(go.Scatter(
+                x=x, y=mean, mode="lines+markers", name=method, legendgroup=method,
+                line={"color": colour}, showlegend=k == 0), row=row, col=col)
+        figure.update_yaxes(range=[-1.05, 1.05], row=row, col=col)
+        figure.update_xaxes(tickangle=-45, row=row, col=col)
+    figure.update_layout(title=title, width=1000, height=420 * n_rows + 80)
+    return figure
+
+
+def sweep_summary(table, grid_names: Sequence[str], max_panels: int = 6) -> go.Figure:
+    """One panel per numeric result of a sweep (``workbench.sweep``): its value at each point
+    against the first grid parameter, one line per value of the second; failed points are
+    listed in the title."""
+    numeric = [c for c in table.columns if c.startswith("results.")
+               and table[c].dtype.kind in "if"][:max_panels]
+    x_name = grid_names[0] if grid_names else "point"
+    group_name = grid_names[1] if len(grid_names) > 1 else None
+    ok = table[table["ok"]]
+    failed = table[~table["ok"]]
+    title = f"sweep: {len(ok)} of {len(table)} points ok"
+    if len(failed):
+        title += f"; failed: {', '.join(str(p) for p in failed['point'])}"
+    if not numeric:
+        figure = go.Figure(go.Bar(x=table["point"].astype(str), y=table["seconds"],
+                                  marker_color=["#1f77b4" if v else "#d62728"
+                                                for v in table["ok"]]))
+        return figure.update_layout(title=title, yaxis_title="seconds", height=400)
+    columns = min(3, len(numeric))
+    rows = math.ceil(len(numeric) / columns)
+    figure = make_subplots(rows=rows, cols=columns,
+                           subplot_titles=[c.removeprefix("results.") for c in numeric])
+    groups = [(None, ok)] if group_name is None else list(ok.groupby(group_name, sort=False))
+    for index, column in enumerate(numeric):
+        for group, part in groups:
+            part = part.sort_values(x_name) if x_name in part else part
+            label = "all" if group is None else f"{group_name}={group}"
+            figure.add_trace(go.Scatter(
+                x=part[x_name] if x_name in part else part["point"], y=part[column],
+                mode="lines+markers", name=label, legendgroup=label, showlegend=index == 0),
+                row=index // columns + 1, col=index % columns + 1)
+    figure.update_xaxes(title_text=x_name)
+    return figure.update_layout(title=title, height=300 * rows + 100)

@@ -1,4 +1,5 @@
-"""Grad-CAM (Selvaraju et al. 2017): a layer's activation maps weighted by their mean gradient."""
+"""Grad-CAM (Selvaraju et al. 2017): a layer's activation maps weighted by their mean gradient;
+Guided Grad-CAM: Guided Backprop times that map."""
 from __future__ import annotations
 
 import torch
@@ -6,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.checks import resolve_target
-from workbench.methods._common import tracked_copy
-from workbench.registry import Method, Option, register
+from workbench.methods._common import target_indices, tracked_copy
+from workbench.registry import Method, Option, get_method, register
 
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
@@ -78,6 +79,22 @@ def grad_cam(model, inputs, target, layer):
 register(Method(
     "grad_cam", grad_cam,
     "Activation maps of a convolution layer weighted by their mean gradient.",
+    options=(Option("layer", "layer", None, "module or dotted name (None: the last conv layer)"),),
+    reference="Selvaraju et al. 2017",
+))
+
+
+def guided_grad_cam(model, inputs, target, layer):
+    """Guided Backprop's map times the upsampled Grad-CAM map of ``layer`` (Selvaraju et al.
+    2017, section 3): fine detail where the class evidence is."""
+    target = target_indices(model, inputs, target)  # one class for both maps
+    guided = get_method("guided_backprop").run(model, inputs, target)
+    return guided * grad_cam(model, inputs, target, layer)
+
+
+register(Method(
+    "guided_grad_cam", guided_grad_cam,
+    "Guided Backprop times the upsampled Grad-CAM map.",
     options=(Option("layer", "layer", None, "module or dotted name (None: the last conv layer)"),),
     reference="Selvaraju et al. 2017",
 ))

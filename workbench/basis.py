@@ -1,0 +1,619 @@
+"""Explanation bases of a layer: its neurons, or the principal components of its activations
+(Dey et al., arXiv 2011.03043; ../shared/PAPERS.md section 4).
+
+A basis of a layer's activation space is a set of orthonormal directions ordered by the variance
+of the activations along them: the principal components (eigenvectors of the covariance), or the
+neurons themselves (unit vectors) ranked by their variance. Two questions are asked of each:
+
+- completeness: the fraction of the variance the top-k directions explain
+  (``variance_explained``), and what the network still does when the layer's activations are
+  restricted to them (``ablation_curve``);
+- interpretability: per direction, the inputs that activate it most (``top_activating``) and an
+  input synthesised to activate it (``feature_visualisation``).
+
+Activations are read from the output of one module with a forward hook (removed before each
+function returns, even one that raised). An output of shape (N, d) gives one d-vector per input.
+An output of more dimensions is taken as convolutional, (N, C, *spatial), and ``spatial`` says
+what a sample is: ``"positions"``, the C channels at every spatial position (one neuron per
+channel, shared over positions, as the layer's weights are); ``"pooled"``, the channels averaged
+over the positions (one C-vector per input). Either way the directions live in channel space, and
+restricting a conv layer's output to them acts on every position.
+"""
+from __future__ import annotations
+
+import functools
+
+import math
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from workbench.checks import model_device
+
+KINDS = ("pca", "neurons")
+SPATIAL = ("positions", "pooled")
+KEEP = ("top", "bottom")
+FILL = ("mean", "zero")
+
+Layer = str | nn.Module
+
+
+def _choice(argument: str, value, accepted: Sequence[str]) -> None:
+    if value not in accepted:
+        raise ValueError(f"{argument} must be one of {list(accepted)}, got {value!r}")
+
+
+def resolve_layer(model: nn.Module, layer: Layer) -> tuple[str, nn.Module]:
+    """The dotted name and the module of ``layer`` (a module of ``model`` or its name)."""
+    modules = dict(model.named_modules())
+    if isinstance(layer, nn.Module):
+        for name, module in modules.items():
+            if module is layer:
+                return name, module
+        raise ValueError(f"layer {type(layer).__name__} is not a module of the model")
+    if not isinstance(layer, str):
+        raise TypeError(f"layer must be a module of the model or its dotted name, got "
+                        f"{type(layer).__name__}")
+    if layer not in modules:
+        names = [n for n in modules if n]
+        shown = ", ".join(names[:25]) + (f", ... ({len(names)} in all)" if len(names) > 25 else "")
+        raise ValueError(f"the model has no layer named '{layer}'; layers: {shown}")
+    return layer, modules[layer]
+
+
+def batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(inputs, labels or None) from a tensor of inputs or an iterable of input tensors or
+    (inputs, labels, ...) batches, such as a ``DataLoader``."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(data, torch.Tensor):
+        for inputs in data.split(batch_size):
+            yield inputs, None
+        return
+    if not isinstance(data, Iterable):
+        raise TypeError(f"data must be a tensor of inputs or an iterable of batches, got "
+                        f"{type(data).__name__}")
+    for batch in data:
+        if isinstance(batch, (tuple, list)):
+            yield batch[0], (batch[1] if len(batch) > 1 else None)
+        elif isinstance(batch, torch.Tensor):
+            yield batch, None
+        else:
+            raise TypeError(f"each batch of data must be a tensor or an (inputs, labels) tuple, "
+                            f"got {type(batch).__name__}")
+
+
+def _progress(data, batch_size: int, progress: bool, description: str):
+    total = math.ceil(len(data) / batch_size) if isinstance(data, torch.Tensor) else None
+    return tqdm(batches(data, batch_size), total=total, desc=description, disable=not progress,
+                leave=False)
+
+
+def _to_model(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    device = model_device(model)
+    return inputs if device is None else inputs.to(device)
+
+
+# ----------------------------------------------------------------------------------------------
+# Streaming activation statistics
+
+
+def layer_rows(output: torch.Tensor, spatial: str | None) -> torch.Tensor:
+    """The samples of a layer output as rows (n, d): (N, d) as it is; conv (N, C, *spatial)
+    per position (N * positions, C) or pooled over positions (N, C)."""
+    if output.dim() == 2:
+        return output
+    if spatial == "pooled":
+        return output.flatten(2).double().mean(2)  # float64 before the sum, as the statistics
+    return output.movedim(1, -1).reshape(-1, output.shape[1])
+
+
+@dataclass
+class ActivationStatistics:
+    """Float64 running mean and scatter ``sum_i (a_i - mean)(a_i - mean)^T`` of one layer's
+    activation rows, merged batch by batch (Chan et al. 1979), so memory is O(d^2)."""
+
+    layer: str
+    spatial: str | None          # None: the output is (N, d); else how conv samples are taken
+    feature_shape: tuple[int, ...]  # one input's output shape, e.g. (C, H, W)
+    count: int = 0               # rows seen (inputs, or inputs x positions)
+    mean: torch.Tensor | None = None
+    scatter: torch.Tensor | None = None
+
+    def update(self, rows: torch.Tensor, chunk: int = 1 << 16) -> None:
+        """Merge in ``rows`` (n, d), ``chunk`` rows at a time (bounds the float64 copies)."""
+        for part in rows.detach().split(chunk):
+            self._merge(part.double())
+
+    def _merge(self, rows: torch.Tensor) -> None:
+        batch_mean = rows.mean(0)
+        centred = rows - batch_mean
+        self._absorb(len(rows), batch_mean, centred.T @ centred)
+
+    def _absorb(self, n: int, mean: torch.Tensor, scatter: torch.Tensor) -> None:
+        """Merge in the statistics of ``n`` other rows (their mean and scatter)."""
+        if n == 0:
+            return
+        if self.count == 0:
+            self.count, self.mean, self.scatter = n, mean, scatter
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.scatter = self.scatter + scatter + torch.outer(delta, delta) * (
+            self.count * n / total)
+        self.mean = self.mean + delta * (n / total)
+        self.count = total
+
+    def __add__(self, other: ActivationStatistics) -> ActivationStatistics:
+        """The statistics of two disjoint sets of rows together (e.g. two data shards)."""
+        if (self.layer, self.spatial, self.feature_shape) != (
+                other.layer, other.spatial, other.feature_shape):
+            raise ValueError(f"cannot add statistics of layer '{self.layer}' "
+                             f"{self.feature_shape} and '{other.layer}' {other.feature_shape}")
+        total = ActivationStatistics(self.layer, self.spatial, self.feature_shape)
+        for part in (self, other):
+            if part.count:
+                total._absorb(part.count, part.mean, part.scatter)
+        return total
+
+    @property
+    def dimension(self) -> int:
+        return len(self.mean)
+
+    @property
+    def covariance(self) -> torch.Tensor:
+        """The sample covariance (divided by ``count - 1``, as ``np.cov``)."""
+        return self.scatter / (self.count - 1)
+
+
+def _shard_activations(model, names, spatial, batch_size, data):
+    """One shard's statistics (runs on a Dask worker)."""
+    return activations(model, data, names, spatial, batch_size, progress=False)
+
+
+def _add_statistics(first: dict, second: dict) -> dict:
+    return {name: first[name] + second[name] for name in first}
+
+
+def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
+                spatial: str = "positions", batch_size: int = 256,
+                progress: bool = True, scheduler="local",
+                workers: int = 2) -> dict[str, ActivationStatistics]:
+    """Mean and covariance of the output of each of ``layers`` over ``data``, in one pass.
+
+    ``data``: a tensor of inputs, or an iterable of input tensors or (inputs, labels) batches
+    (e.g. a ``DataLoader``); it is read once, batch by batch, and each batch is moved to the
+    model's device. Nothing is stacked: the statistics are float64 sums of size d x d per layer.
+    ``spatial`` (``"positions"`` or ``"pooled"``) applies to conv outputs, see the module doc.
+    Each layer must run exactly once per forward pass. The model is used as it is (train/eval
+    mode included), without gradients. ``data`` may also be ``workbench.shards.Shards``: each
+    shard's statistics are then computed by a Dask worker (``scheduler``, ``workers``: see
+    ``workbench.cluster.connect``) and merged, equal to one pass to float64 round-off.
+    """
+    from workbench.shards import Shards, reduce_shards
+
+    _choice("spatial", spatial, SPATIAL)
+    if isinstance(layers, (str, nn.Module)):
+        layers = [layers]
+    resolved = list(dict([resolve_layer(model, layer) for layer in layers]).items())
+    if not resolved:
+        raise ValueError("layers is empty; name at least one layer")
+    if isinstance(data, Shards):  # per-shard statistics on Dask workers, then merged
+        names = [name for name, _ in resolved]
+        return reduce_shards(
+            functools.partial(_shard_activations, model, names, spatial, batch_size), data,
+            combine=_add_statistics, scheduler=scheduler, workers=workers, progress=progress,
+            description="activations")
+    statistics: dict[str, ActivationStatistics] = {}
+    calls: dict[str, int] = {}
+
+    def recorder(name: str):
+        def hook(_module, _inputs, output):
+            if not isinstance(output, torch.Tensor) or output.dim() < 2:
+                raise ValueError(f"layer '{name}' does not return a tensor of shape (N, d) or "
+                                 "(N, C, ...); choose a layer that does")
+            calls[name] += 1
+            if name not in statistics:
+                statistics[name] = ActivationStatistics(
+                    name, None if output.dim() == 2 else spatial, tuple(output.shape[1:]))
+            statistics[name].update(layer_rows(output, statistics[name].spatial))
+        return hook
+
+    handles = [module.register_forward_hook(recorder(name)) for name, module in resolved]
+    try:
+        with torch.no_grad():
+            for inputs, _ in _progress(data, batch_size, progress, "activations"):
+                calls.update({name: 0 for name, _ in resolved})
+                model(_to_model(model, inputs))
+                for name, count in calls.items():
+                    if count != 1:
+                        raise ValueError(f"layer '{name}' ran {count} times in one forward pass; "
+                                         "choose a module that runs once (e.g. its parent)")
+    finally:
+        for handle in handles:
+            handle.remove()
+    if not statistics:
+        raise ValueError("data is empty: no batch reached the model")
+    for name, stats in statistics.items():
+        if stats.count < 2:
+            raise ValueError(f"layer '{name}': {stats.count} sample(s); a covariance needs two")
+    return {name: statistics[name] for name, _ in resolved}
+
+
+# ----------------------------------------------------------------------------------------------
+# Bases
+
+
+@dataclass(frozen=True, eq=False)
+class Basis:
+    """Orthonormal ``directions`` (rows, d x d, float64) of a layer's activation space, most
+    variance first; ``variances[i]`` is the variance of the activations along direction i.
+
+    ``kind``: ``"pca"`` (eigenvectors of the covariance, each signed so that its largest
+    component is positive) or ``"neurons"`` (unit vectors; ``neurons[i]`` is the neuron of
+    direction i). ``mean`` is the activations' mean, ``total_variance`` the covariance's trace.
+    """
+
+    layer: str
+    kind: str
+    directions: torch.Tensor
+    variances: torch.Tensor
+    mean: torch.Tensor
+    total_variance: float
+    spatial: str | None
+    feature_shape: tuple[int, ...]
+    count: int
+    neurons: torch.Tensor | None = None
+
+    @property
+    def dimension(self) -> int:
+        return len(self.variances)
+
+    def __repr__(self) -> str:
+        return (f"Basis(layer='{self.layer}', kind='{self.kind}', dimension={self.dimension}, "
+                f"spatial={self.spatial!r}, samples={self.count})")
+
+
+def basis_from_statistics(statistics: ActivationStatistics, kind: str = "pca") -> Basis:
+    """The PCA or neuron basis of the activations summarised by ``statistics``."""
+    _choice("kind", kind, KINDS)
+    covariance = statistics.covariance
+    variances = covariance.diagonal().clamp(min=0)
+    neurons = None
+    if kind == "pca":
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        order = eigenvalues.argsort(descending=True, stable=True)
+        variances, directions = eigenvalues[order].clamp(min=0), eigenvectors[:, order].T
+        largest = directions.abs().argmax(1, keepdim=True)
+        directions = directions * directions.gather(1, largest).sign()
+    else:
+        neurons = variances.argsort(descending=True, stable=True)
+        variances = variances[neurons]
+        directions = torch.eye(len(variances), dtype=torch.float64,
+                               device=covariance.device)[neurons]
+    return Basis(statistics.layer, kind, directions.contiguous(), variances, statistics.mean,
+                 float(covariance.diagonal().sum()), statistics.spatial,
+                 statistics.feature_shape, statistics.count, neurons)
+
+
+def fit_basis(model: nn.Module, data, layer: Layer, kind: str = "pca",
+              spatial: str = "positions", batch_size: int = 256, progress: bool = True,
+              scheduler="local", workers: int = 2) -> Basis:
+    """The basis of ``kind`` (``"pca"`` or ``"neurons"``) of the output of ``layer`` (a module
+    or its dotted name, e.g. ``"features.3"``), from one streaming pass over ``data``.
+
+    PCA: the eigendecomposition (``torch.linalg.eigh``) of the float64 covariance. Neurons: the
+    unit vectors, ranked by variance. See ``activations`` for ``data`` (shards included),
+    ``spatial``, ``scheduler`` and ``workers``.
+    """
+    _choice("kind", kind, KINDS)
+    (statistics,) = activations(model, data, [layer], spatial, batch_size, progress,
+                                scheduler, workers).values()
+    return basis_from_statistics(statistics, kind)
+
+
+def _check_k(basis: Basis, k) -> int:
+    if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= basis.dimension:
+        raise ValueError(f"k must be an integer in [0, {basis.dimension}] (the directions of "
+                         f"layer '{basis.layer}'), got {k!r}")
+    return k
+
+
+def variance_explained(basis: Basis, k: int) -> float:
+    """Fraction of the total variance explained by the top-k directions of ``basis``:
+    ``sum_{i<k} variances[i] / trace(Cov)``. For PCA the top-k eigenvalues; for neurons the
+    variances of the k highest-variance neurons. Both reach 1 at ``k = d``; PCA's is never
+    smaller (Ky Fan). NaN when the layer's activations do not vary."""
+    k = _check_k(basis, k)
+    if basis.total_variance <= 0:
+        return float("nan")
+    return float(basis.variances[:k].sum() / basis.total_variance)
+
+
+def cumulative_variance_explained(basis: Basis) -> torch.Tensor:
+    """``variance_explained(basis, k)`` for k = 0, 1, ..., d (entry k)."""
+    if basis.total_variance <= 0:
+        return torch.full((basis.dimension + 1,), float("nan"), dtype=torch.float64)
+    zero = basis.variances.new_zeros(1)
+    return (torch.cat([zero, basis.variances.cumsum(0)]) / basis.total_variance).cpu()
+
+
+def directions_for_variance(basis: Basis, fraction: float = 0.8) -> int:
+    """The smallest k whose top-k directions explain at least ``fraction`` of the variance."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    curve = cumulative_variance_explained(basis)
+    reached = (curve >= fraction - 1e-12).nonzero()
+    return int(reached[0]) if len(reached) else basis.dimension
+
+
+# ----------------------------------------------------------------------------------------------
+# The function test: restrict the layer to k directions and run the rest of the net
+
+
+def restrict(output: torch.Tensor, basis: Basis, kept: torch.Tensor, centre: torch.Tensor
+             ) -> torch.Tensor:
+    """``centre + (a - centre) V^T V`` for every activation vector ``a`` of ``output`` (conv:
+    at every position), ``V`` the ``kept`` directions (rows); same shape and dtype out."""
+    channels_last = output.movedim(1, -1) if output.dim() > 2 else output
+    if channels_last.shape[-1] != basis.dimension:
+        raise ValueError(f"layer '{basis.layer}' gives {channels_last.shape[-1]} features per "
+                         f"sample here, the basis has {basis.dimension}")
+    centred = channels_last.double() - centre
+    restricted = centre + (centred @ kept.T) @ kept
+    restricted = restricted.to(output.dtype)
+    return restricted.movedim(-1, 1) if output.dim() > 2 else restricted
+
+
+@dataclass(frozen=True)
+class AblationCurve:
+    """Accuracy and agreement with the unmodified model's predictions, per k."""
+
+    layer: str
+    kind: str
+    keep: str
+    fill: str
+    ks: list[int]
+    agreement: list[float]
+    accuracy: list[float] | None        # None without labels
+    original_accuracy: float | None
+    samples: int
+
+
+def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Sequence[int],
+                   keep: str = "top", fill: str = "mean", labels: torch.Tensor | None = None,
+                   batch_size: int = 256, progress: bool = True) -> AblationCurve:
+    """Run the net with the output of ``layer`` restricted to k directions of ``basis``.
+
+    Each activation vector ``a`` (conv: at every position) becomes ``c + (a - c) V_k^T V_k``,
+    ``V_k`` the top-k (``keep="top"``) or bottom-k (``"bottom"``) directions and ``c`` the
+    activations' mean (``fill="mean"``) or zero (``"zero"``): for PCA the projection onto the
+    top-k PCs around the mean, for neurons the top-k neurons kept and the others set to their
+    mean. Labels come from ``labels`` (with a tensor ``data``) or from (inputs, labels)
+    batches; without them only the agreement is measured. The model is used as it is and is
+    left as it was: the hook that replaces the layer's output is removed on return or error.
+    """
+    _choice("keep", keep, KEEP)
+    _choice("fill", fill, FILL)
+    name, module = resolve_layer(model, layer)
+    if name != basis.layer:
+        raise ValueError(f"the basis is of layer '{basis.layer}', not of layer '{name}'")
+    if isinstance(ks, int) or not isinstance(ks, Sequence) or not ks:
+        raise ValueError(f"ks must be a non-empty sequence of integers, got {ks!r}")
+    ks = [_check_k(basis, k) for k in ks]
+    if labels is not None:
+        if not isinstance(data, torch.Tensor) or len(labels) != len(data):
+            raise ValueError("labels go with a tensor data of as many inputs; an iterable data "
+                             "carries its labels as (inputs, labels) batches")
+        labels = torch.as_tensor(labels)
+    device = model_device(model) or torch.device("cpu")
+    centre = basis.mean.to(device)
+    if fill == "zero":
+        centre = torch.zeros_like(centre)
+    directions = basis.directions.to(device)
+    kept_directions = [directions[:k] if keep == "top" else directions[basis.dimension - k:]
+                       for k in ks]
+    state: dict[str, torch.Tensor | None] = {"kept": None}
+
+    def replace(_module, _inputs, output):
+        kept = state["kept"]
+        return output if kept is None else restrict(output, basis, kept, centre)
+
+    agree = torch.zeros(len(ks), dtype=torch.float64)
+    correct = torch.zeros(len(ks), dtype=torch.float64)
+    original_correct, samples, labelled = 0, 0, True
+    handle = module.register_forward_hook(replace)
+    try:
+        with torch.no_grad():
+            for index, (inputs, batch_labels) in enumerate(
+                    _progress(data, batch_size, progress, f"ablation ({basis.kind})")):
+                if labels is not None:
+                    offset = index * batch_size
+                    batch_labels = labels[offset:offset + len(inputs)]
+                inputs = _to_model(model, inputs)
+                state["kept"] = None
+                original = model(inputs).argmax(1).cpu()
+                labelled = labelled and batch_labels is not None
+                if labelled:
+                    batch_labels = batch_labels.cpu()
+                    original_correct += int((original == batch_labels).sum())
+                for i, kept in enumerate(kept_directions):
+                    state["kept"] = kept
+                    predicted = model(inputs).argmax(1).cpu()
+                    agree[i] += (predicted == original).sum()
+                    if labelled:
+                        correct[i] += (predicted == batch_labels).sum()
+                samples += len(inputs)
+    finally:
+        handle.remove()
+    if samples == 0:
+        raise ValueError("data is empty: no batch reached the model")
+    return AblationCurve(name, basis.kind, keep, fill, ks, (agree / samples).tolist(),
+                         (correct / samples).tolist() if labelled else None,
+                         original_correct / samples if labelled else None, samples)
+
+
+# ----------------------------------------------------------------------------------------------
+# Per direction: top-activating inputs and feature visualisation
+
+
+def _check_directions(basis: Basis, directions: Sequence[int]) -> list[int]:
+    if isinstance(directions, int) or not isinstance(directions, Sequence) or not directions:
+        raise ValueError(f"directions must be a non-empty sequence of indices, got {directions!r}")
+    for index in directions:
+        if not isinstance(index, int) or not 0 <= index < basis.dimension:
+            raise ValueError(f"direction index must be an integer in [0, {basis.dimension - 1}] "
+                             f"(layer '{basis.layer}'), got {index!r}")
+    return list(directions)
+
+
+def direction_activation(model: nn.Module, inputs: torch.Tensor, basis: Basis,
+                         directions: Sequence[int]) -> torch.Tensor:
+    """``(a - mean) . v`` for each input and direction ``v`` (rows of ``basis.directions``),
+    averaged over the positions of a conv layer; shape (N, len(directions)). Differentiable
+    with respect to ``inputs`` (the objective of the feature visualisation); for a neuron it
+    is the neuron's activation minus its mean."""
+    directions = _check_directions(basis, directions)
+    name, module = resolve_layer(model, basis.layer)
+    captured: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, output: captured.append(output))
+    try:
+        model(inputs)
+    finally:
+        handle.remove()
+    if len(captured) != 1:
+        raise ValueError(f"layer '{name}' ran {len(captured)} times in one forward pass")
+    output = captured[0]
+    vectors = basis.directions[directions].to(output.device)
+    channels_last = output.movedim(1, -1) if output.dim() > 2 else output[:, None]
+    scores = (channels_last.double() - basis.mean.to(output.device)) @ vectors.T
+    return scores.flatten(1, -2).mean(1)
+
+
+@dataclass(frozen=True)
+class TopActivating:
+    """Per direction (rows), the ``n`` inputs with the highest ``direction_activation``:
+    ``scores`` and ``indices`` (position in ``data``) of shape (m, n), ``inputs`` (m, n, ...)."""
+
+    directions: list[int]
+    scores: torch.Tensor
+    indices: torch.Tensor
+    inputs: torch.Tensor
+
+
+def top_activating(model: nn.Module, data, basis: Basis, directions: Sequence[int],
+                   n: int = 8, batch_size: int = 256, progress: bool = True) -> TopActivating:
+    """The ``n`` inputs of ``data`` that activate each of ``directions`` of ``basis`` most, in
+    one streaming pass (only the current best ``n`` inputs per direction are kept)."""
+    directions = _check_directions(basis, directions)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    best_scores = best_indices = best_inputs = None
+    seen = 0
+    with torch.no_grad():
+        for inputs, _ in _progress(data, batch_size, progress, "top-activating inputs"):
+            scores = direction_activation(model, _to_model(model, inputs), basis,
+                                          directions).T.cpu()                 # (m, B)
+            indices = torch.arange(seen, seen + len(inputs)).expand_as(scores)
+            candidates = inputs.cpu()[None].expand(len(directions), *inputs.shape)
+            if best_scores is not None:
+                scores = torch.cat([best_scores, scores], 1)
+                indices = torch.cat([best_indices, indices], 1)
+                candidates = torch.cat([best_inputs, candidates], 1)
+            order = scores.argsort(dim=1, descending=True, stable=True)[:, :n]
+            best_scores, best_indices = scores.gather(1, order), indices.gather(1, order)
+            best_inputs = torch.stack([candidates[i, order[i]] for i in range(len(directions))])
+            seen += len(inputs)
+    if best_scores is None:
+        raise ValueError("data is empty: no batch reached the model")
+    return TopActivating(directions, best_scores, best_indices, best_inputs)
+
+
+@dataclass(frozen=True)
+class FeatureVisualisation:
+    """Synthesised inputs (m, ...) for ``directions``, and ``direction_activation`` of each
+    at the start of the optimisation and at its end."""
+
+    directions: list[int]
+    inputs: torch.Tensor
+    start_objective: torch.Tensor
+    objective: torch.Tensor
+
+
+def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """A separable Gaussian blur of (N, C, H, W) images, reflecting at the borders."""
+    radius = max(1, math.ceil(2 * sigma))
+    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
+    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
+    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def feature_visualisation(model: nn.Module, basis: Basis, directions: Sequence[int],
+                          start: torch.Tensor, steps: int = 256, learning_rate: float = 0.05,
+                          l2: float = 1e-3, jitter: int = 1, blur_every: int = 4,
+                          blur_sigma: float = 0.5,
+                          value_range: tuple[float, float] | None = None,
+                          radius: float | None = None, noise: float = 0.01,
+                          seed: int = 0) -> FeatureVisualisation:
+    """Activation maximisation (Erhan et al. 2009; Olah et al. 2017) of each direction.
+
+    From ``start`` (one input, e.g. the data mean, without batch dimension) plus seeded noise
+    of scale ``noise``, Adam ascends ``direction_activation(x) - l2 * mean((x - start)^2)``
+    for ``steps`` steps; images (C, H, W) are shifted by up to ``jitter`` pixels at random
+    each step and blurred (``blur_sigma``) every ``blur_every`` steps; values are clipped to
+    ``value_range`` and the distance ``||x - start||`` to ``radius`` if given (e.g. the data's
+    typical distance from their mean: without it a ReLU net's activations grow with the
+    input's scale and the optimum saturates every pixel). The same objective serves neurons
+    and PCs: for a PC it is the projection onto the direction. Seeded on the CPU: a seed gives
+    the same images anywhere. A direction with no gradient at the start (a ReLU neuron that is
+    off there) stays put: start from an input that activates it, or take the layer before the
+    ReLU.
+    """
+    directions = _check_directions(basis, directions)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    generator = torch.Generator().manual_seed(seed)
+    device = model_device(model) or torch.device("cpu")
+    start = start.detach().to(device)
+    noise_draw = torch.randn((len(directions), *start.shape), generator=generator) * noise
+    images = (start + noise_draw.to(device=device, dtype=start.dtype)).requires_grad_()
+    is_image = start.dim() == 3
+    optimizer = torch.optim.Adam([images], lr=learning_rate)
+    diagonal = torch.arange(len(directions))
+
+    def objective(x: torch.Tensor) -> torch.Tensor:
+        return direction_activation(model, x, basis, directions)[diagonal, diagonal]
+
+    with torch.no_grad():
+        start_objective = objective(images).cpu()
+    for step in range(steps):
+        shifted = images
+        if is_image and jitter > 0:
+            dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
+            shifted = images.roll((dy, dx), dims=(2, 3))
+        penalty = l2 * ((images - start) ** 2).flatten(1).mean(1)
+        loss = (penalty - objective(shifted)).sum()
+        (gradient,) = torch.autograd.grad(loss, images)
+        images.grad = gradient
+        optimizer.step()
+        with torch.no_grad():
+            if is_image and blur_every and (step + 1) % blur_every == 0 and blur_sigma > 0:
+                images.copy_(_blur(images, blur_sigma))
+            if radius is not None:
+                offset = images - start
+                norms = offset.flatten(1).norm(dim=1).clamp(min=1e-12)
+                scale = (radius / norms).clamp(max=1).view(-1, *[1] * start.dim())
+                images.copy_(start + offset * scale)
+            if value_range is not None:
+                images.clamp_(*value_range)
+    with torch.no_grad():
+        final = objective(images).cpu()
+    return FeatureVisualisation(directions, images.detach(), start_objective, final)

@@ -1,0 +1,156 @@
+"""Dey et al. (neurons vs principal components): per layer, how many PCs and how many neurons
+explain a fraction of the variance, what the net still does restricted to the top-k of each, and
+what the top directions respond to."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from workbench import basis as bases
+from workbench.basis import AblationCurve, Basis, FeatureVisualisation, TopActivating
+from workbench.layers import _ACTIVATION_MODULES
+
+KIND_LABELS = {"pca": "PCs", "neurons": "neurons"}
+
+
+def default_layers(model: nn.Module) -> list[str]:
+    """The activation modules (ReLU, Tanh, ...) of ``model`` in order: the neurons' outputs."""
+    return [name for name, module in model.named_modules()
+            if name and isinstance(module, tuple(_ACTIVATION_MODULES))]
+
+
+def ablation_ks(dimension: int, points: int = 10) -> list[int]:
+    """0, then about ``points`` log-spaced values from 1 to ``dimension`` (both included)."""
+    if dimension < 1 or points < 2:
+        raise ValueError(f"need dimension >= 1 and points >= 2, got {dimension}, {points}")
+    logs = [math.log(dimension) * i / (points - 1) for i in range(points)]
+    return sorted({0, dimension, *(max(1, round(math.exp(v))) for v in logs)})
+
+
+@dataclass(frozen=True)
+class LayerComparison:
+    """One layer: both bases, the directions needed for ``fraction`` of the variance, the
+    cumulative variance curves (entry k: top-k directions) and the ablation curves."""
+
+    layer: str
+    dimension: int
+    samples: int
+    fraction: float
+    bases: dict[str, Basis]
+    directions_needed: dict[str, int]
+    cumulative: dict[str, list[float]]
+    ablation: dict[str, AblationCurve]
+
+
+def compare_bases(model: nn.Module, fit_inputs, test_inputs: torch.Tensor,
+                  test_labels: torch.Tensor | None, layers: Sequence[str], fraction: float = 0.8,
+                  points: int = 10, spatial: str = "positions", batch_size: int = 256,
+                  progress: bool = True) -> dict[str, LayerComparison]:
+    """Fit the PCA and neuron bases of every layer on ``fit_inputs`` (one pass for all layers)
+    and measure the ablation curves on ``test_inputs`` (accuracy needs ``test_labels``)."""
+    statistics = bases.activations(model, fit_inputs, list(layers), spatial, batch_size, progress)
+    comparisons = {}
+    for layer, stats in statistics.items():
+        fitted = {kind: bases.basis_from_statistics(stats, kind) for kind in bases.KINDS}
+        ks = ablation_ks(stats.dimension, points)
+        comparisons[layer] = LayerComparison(
+            layer, stats.dimension, stats.count, fraction, fitted,
+            {kind: bases.directions_for_variance(b, fraction) for kind, b in fitted.items()},
+            {kind: bases.cumulative_variance_explained(b).tolist()
+             for kind, b in fitted.items()},
+            {kind: bases.ablation_curve(model, test_inputs, layer, b, ks, labels=test_labels,
+                                        batch_size=batch_size, progress=progress)
+             for kind, b in fitted.items()})
+    return comparisons
+
+
+def summary(comparisons: dict[str, LayerComparison]) -> list[dict]:
+    """One row per layer (the paper's table): dimension, PCs and neurons for the fraction."""
+    return [{"layer": c.layer, "dimension": c.dimension, "samples": c.samples,
+             "fraction": c.fraction, "PCs": c.directions_needed["pca"],
+             "neurons": c.directions_needed["neurons"]} for c in comparisons.values()]
+
+
+@dataclass(frozen=True)
+class Gallery:
+    """The top directions of one basis: labels, top-activating inputs, feature visualisations."""
+
+    kind: str
+    labels: list[str]
+    top: TopActivating
+    visualisation: FeatureVisualisation
+
+
+def direction_gallery(model: nn.Module, inputs: torch.Tensor, basis: Basis,
+                      n_directions: int = 4, n_images: int = 6, steps: int = 256,
+                      value_range: tuple[float, float] | None = None, seed: int = 0,
+                      batch_size: int = 256, progress: bool = True) -> Gallery:
+    """For the ``n_directions`` highest-variance directions of ``basis``: the ``n_images``
+    inputs that activate each most, and a feature visualisation started from the inputs' mean
+    and kept within their mean distance from it."""
+    directions = list(range(min(n_directions, basis.dimension)))
+    top = bases.top_activating(model, inputs, basis, directions, n_images, batch_size, progress)
+    mean = inputs.mean(0)
+    radius = float((inputs - mean).flatten(1).norm(dim=1).mean())
+    visualisation = bases.feature_visualisation(model, basis, directions, mean, steps=steps,
+                                                value_range=value_range, radius=radius,
+                                                seed=seed)
+    if basis.kind == "pca":
+        labels = [f"PC {i + 1}" for i in directions]
+    else:
+        labels = [f"neuron {int(basis.neurons[i])}" for i in directions]
+    return Gallery(basis.kind, labels, top, visualisation)
+
+
+# ----------------------------------------------------------------------------------------------
+# What the notebook plots and writes
+
+
+def variance_panels(comparisons: dict[str, LayerComparison]) -> dict[str, dict[str, tuple]]:
+    """Per layer, the cumulative variance explained against k, one series per basis."""
+    return {layer: {KIND_LABELS[kind]: (range(len(curve)), curve)
+                    for kind, curve in c.cumulative.items()}
+            for layer, c in comparisons.items()}
+
+
+def ablation_panels(comparisons: dict[str, LayerComparison],
+                    measure: str = "accuracy") -> dict[str, dict[str, tuple]]:
+    """Per layer, ``measure`` (``"accuracy"`` or ``"agreement"``) against k >= 1 (for a log
+    axis), one series per basis."""
+    panels = {}
+    for layer, c in comparisons.items():
+        panels[layer] = {}
+        for kind, curve in c.ablation.items():
+            values = getattr(curve, measure)
+            if values is None:
+                raise ValueError(f"no {measure} for layer '{layer}': the data had no labels")
+            kept = [(k, v) for k, v in zip(curve.ks, values, strict=True) if k > 0]
+            panels[layer][KIND_LABELS[kind]] = ([k for k, _ in kept], [v for _, v in kept])
+    return panels
+
+
+def results(comparisons: dict[str, LayerComparison],
+            galleries: dict[str, dict[str, Gallery]] | None = None) -> dict:
+    """Everything worth keeping in ``results.json`` (curves, counts, objectives), no images."""
+    content = {"table": summary(comparisons), "per_layer": {}}
+    for layer, c in comparisons.items():
+        content["per_layer"][layer] = {
+            "dimension": c.dimension, "samples": c.samples, "spatial": c.bases["pca"].spatial,
+            "directions_needed": c.directions_needed, "cumulative_variance": c.cumulative,
+            "ablation": {kind: {"ks": curve.ks, "accuracy": curve.accuracy,
+                                "agreement": curve.agreement,
+                                "original_accuracy": curve.original_accuracy}
+                         for kind, curve in c.ablation.items()},
+        }
+        for kind, gallery in (galleries or {}).get(layer, {}).items():
+            content["per_layer"][layer].setdefault("directions", {})[kind] = {
+                "labels": gallery.labels, "top_indices": gallery.top.indices,
+                "top_scores": gallery.top.scores,
+                "visualisation_start_objective": gallery.visualisation.start_objective,
+                "visualisation_objective": gallery.visualisation.objective,
+            }
+    return content

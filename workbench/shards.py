@@ -1,0 +1,116 @@
+"""Data sets in shards, and statistics over them on Dask (``workbench.cluster``).
+
+A :class:`Shards` object is a list of pieces, each a zero-argument callable that returns one
+shard's data (a tensor, or an iterable of batches): workers load their own pieces, so only the
+loading recipe travels. Statistics that are sums (pattern moments, covariances) are computed
+per shard and added up (:func:`reduce_shards`): the result equals the one-process pass to
+float64 round-off. Per-input results (metrics, tables) are mapped over shards and concatenated
+in shard order (:func:`map_shards`).
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from workbench import cluster
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A data set as ``pieces``: zero-argument callables, each returning one shard's data."""
+
+    pieces: tuple[Callable[[], Any], ...]
+
+    def __post_init__(self):
+        if not self.pieces:
+            raise ValueError("Shards needs at least one piece")
+        if not all(callable(piece) for piece in self.pieces):
+            raise TypeError("every piece of Shards must be a zero-argument callable")
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    @classmethod
+    def split(cls, data: torch.Tensor, count: int) -> Shards:
+        """A tensor cut into ``count`` consecutive shards (each travels with its own task)."""
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(f"Shards.split needs a tensor, got {type(data).__name__}")
+        if not 1 <= count <= len(data):
+            raise ValueError(f"count must be between 1 and the {len(data)} samples, got {count}")
+        # a clone each: a view would carry (and pickle) the whole storage
+        return cls(tuple(functools.partial(_identity, part.clone())
+                         for part in data.tensor_split(count)))
+
+    @classmethod
+    def from_function(cls, load: Callable[[int], Any], count: int) -> Shards:
+        """Shard ``i`` is ``load(i)``; ``load`` must be importable by the workers (a
+        module-level function), e.g. one that reads the i-th file of a data set."""
+        if count < 1:
+            raise ValueError(f"count must be at least 1, got {count}")
+        return cls(tuple(functools.partial(load, i) for i in range(count)))
+
+    @classmethod
+    def from_files(cls, paths: Sequence[str | Path],
+                   load: Callable[[str], Any] = torch.load) -> Shards:
+        """One shard per file, read by ``load(path)`` on the worker (default ``torch.load``)."""
+        return cls(tuple(functools.partial(load, str(path)) for path in paths))
+
+
+def _apply(function: Callable[[Any], Any], piece: Callable[[], Any]) -> Any:
+    return function(piece())
+
+
+def _run(function: Callable[[Any], Any], shards: Shards, scheduler: Any, workers: int,
+         description: str, progress: bool) -> list[Any]:
+    """``function(shard)`` for every shard on Dask, in shard order."""
+    from distributed import as_completed
+
+    if not isinstance(shards, Shards):
+        raise TypeError(f"data must be a workbench.shards.Shards, got {type(shards).__name__}")
+    with cluster.connect(scheduler, workers) as client:
+        [remote_function] = client.scatter([function], broadcast=True)
+        futures = [client.submit(_apply, remote_function, piece, pure=False)
+                   for piece in shards.pieces]
+        with tqdm(total=len(futures), desc=description, unit="shard",
+                  disable=not progress) as bar:
+            for _ in as_completed(futures):
+                bar.update()
+        return client.gather(futures)
+
+
+def map_shards(function: Callable[[Any], Any], shards: Shards, *, scheduler: Any = "local",
+               workers: int = 2, progress: bool = True, description: str = "shards") -> Any:
+    """``function`` applied to every shard on Dask, the results joined in shard order:
+    tensors concatenated along dimension 0, pandas tables stacked, lists chained; anything
+    else comes back as the list of per-shard results."""
+    results = _run(function, shards, scheduler, workers, description, progress)
+    first = results[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(results)
+    if type(first).__name__ == "DataFrame":
+        import pandas as pd
+
+        return pd.concat(results, ignore_index=True)
+    if isinstance(first, list):
+        return [item for result in results for item in result]
+    return results
+
+
+def reduce_shards(function: Callable[[Any], Any], shards: Shards, *,
+                  combine: Callable[[Any, Any], Any] | None = None, scheduler: Any = "local",
+                  workers: int = 2, progress: bool = True, description: str = "shards") -> Any:
+    """``function`` on every shard on Dask, the results added up in shard order (``combine``,
+    default ``+``): for statistics that are sums over samples."""
+    results = _run(function, shards, scheduler, workers, description, progress)
+    combine = combine or (lambda a, b: a + b)
+    return functools.reduce(combine, results)
