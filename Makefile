@@ -27,11 +27,13 @@ chromium:
 test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 tests notebooks
 
-# Speed and memory against the peers; results in benchmarks/results/ (about 25 minutes).
+# Speed and memory against the peers, Dask throughput; results in benchmarks/results/
+# (about 30 minutes).
 benchmark: $(STAMP) chromium
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.metrics
 	$(PY) -m benchmarks.load
+	$(PY) -m benchmarks.distributed
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

@@ -38,6 +38,29 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from workbench.runner import notebooks, parameters_of, parse_value
+    from workbench.sweep import sweep
+
+    try:
+        declared = parameters_of(notebooks([args.notebook])[0])
+        fixed = {name: parse_value(declared, name, value) if name in declared else value
+                 for name, value in args.parameter or []}  # sweep names unknown ones
+        table = sweep(args.notebook, args.grid or [], out=args.out, scheduler=args.scheduler,
+                      workers=args.workers, retries=args.retries, smoke=args.smoke,
+                      parameters=fixed)
+    except (FileNotFoundError, ValueError, ImportError) as error:
+        print(f"workbench sweep: {error}", file=sys.stderr)
+        return 1
+    failed = table[~table["ok"]]
+    print(f"{len(table) - len(failed)} of {len(table)} points ok "
+          f"({int(table['resumed'].sum())} resumed) -> {args.out}/sweep.csv")
+    for _, row in failed.iterrows():
+        print(f"failed: {row['point']}: {row['error']} (cell {row['failed_cell']})",
+              file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from workbench.serve import serve
 
@@ -62,6 +85,21 @@ def main(argv: list[str] | None = None) -> int:
     reproduce.add_argument("--smoke", action="store_true", help="fast smoke-test parameters")
     reproduce.add_argument("--out", default="output", help="output folder")
 
+    sweep = commands.add_parser("sweep", help="run a notebook over a parameter grid on Dask")
+    sweep.add_argument("notebook", help="notebook name or path")
+    sweep.add_argument("--grid", action="append", metavar="NAME=VALUES",
+                       help="a grid parameter: NAME=v1,v2,... or NAME=a..b (integers); repeat "
+                            "for more (every combination runs)")
+    sweep.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                       help="a parameter fixed for every point")
+    sweep.add_argument("--scheduler", default="local",
+                       help="'local' (a LocalCluster on 127.0.0.1), a scheduler address "
+                            "(tcp://host:8786), 'slurm' or 'pbs' (dask-jobqueue)")
+    sweep.add_argument("--workers", type=int, default=2, help="worker processes to start")
+    sweep.add_argument("--retries", type=int, default=1, help="extra attempts per failed point")
+    sweep.add_argument("--smoke", action="store_true", help="fast smoke-test parameters")
+    sweep.add_argument("--out", default="output/sweep", help="output folder (resumable)")
+
     serve = commands.add_parser("serve", help="serve the notebooks as apps with Voila")
     serve.add_argument("notebook", nargs="?", help="one notebook (default: the notebook tree)")
     serve.add_argument("--ip", default="127.0.0.1",
@@ -75,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--open-browser", action="store_true")
 
     args = parser.parse_args(argv)
-    handlers = {"methods": _methods, "demo": _demo, "reproduce": _reproduce, "serve": _serve}
+    handlers = {"methods": _methods, "demo": _demo, "reproduce": _reproduce, "sweep": _sweep,
+                "serve": _serve}
     return handlers[args.command](args)
 
 
