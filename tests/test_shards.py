@@ -116,3 +116,22 @@ def test_sharded_activation_statistics_and_bases_equal_one_pass(net_and_data, da
                          scheduler=dask_client)
     reference = wb.fit_basis(model, x, "6", kind="pca", progress=False)
     torch.testing.assert_close(basis.variances, reference.variances, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_a_sanity_check_table_over_shards_equals_the_one_process_table(dask_client):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 8 * 8, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    x = torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(2))
+    check = functools.partial(wb.sanity_check, model, methods=["gradient", "guided_backprop"],
+                              target=0, progress=False)
+    single = check(x)
+    sharded = map_shards(check, Shards.split(x, 2), scheduler=dask_client, progress=False)
+    assert sorted(sharded["shard"].unique()) == [0, 1] and sharded["sample"].max() == 5
+    key = ["method", "stage_index", "sample", "metric", "reference"]
+    left = single.sort_values(key).reset_index(drop=True)
+    right = sharded.drop(columns="shard").sort_values(key).reset_index(drop=True)
+    assert left[key].equals(right[key])
+    torch.testing.assert_close(torch.tensor(right["value"].to_numpy()),
+                               torch.tensor(left["value"].to_numpy()), equal_nan=True)

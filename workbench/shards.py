@@ -66,13 +66,15 @@ class Shards:
         return cls(tuple(functools.partial(load, str(path)) for path in paths))
 
 
-def _apply(function: Callable[[Any], Any], piece: Callable[[], Any]) -> Any:
-    return function(piece())
+def _apply(function: Callable[[Any], Any], piece: Callable[[], Any]) -> tuple[Any, int | None]:
+    """``function(shard)`` and the shard's number of samples (``None`` if it has no length)."""
+    data = piece()
+    return function(data), (len(data) if hasattr(data, "__len__") else None)
 
 
 def _run(function: Callable[[Any], Any], shards: Shards, scheduler: Any, workers: int,
-         description: str, progress: bool) -> list[Any]:
-    """``function(shard)`` for every shard on Dask, in shard order."""
+         description: str, progress: bool) -> list[tuple[Any, int | None]]:
+    """``(function(shard), len(shard))`` for every shard on Dask, in shard order."""
     from distributed import as_completed
 
     if not isinstance(shards, Shards):
@@ -91,16 +93,28 @@ def _run(function: Callable[[Any], Any], shards: Shards, scheduler: Any, workers
 def map_shards(function: Callable[[Any], Any], shards: Shards, *, scheduler: Any = "local",
                workers: int = 2, progress: bool = True, description: str = "shards") -> Any:
     """``function`` applied to every shard on Dask, the results joined in shard order:
-    tensors concatenated along dimension 0, pandas tables stacked, lists chained; anything
-    else comes back as the list of per-shard results."""
-    results = _run(function, shards, scheduler, workers, description, progress)
+    tensors concatenated along dimension 0; pandas tables stacked with a ``shard`` column, and
+    a ``sample`` column (a tidy table's per-shard sample index, as in ``wb.sanity_check``)
+    offset by the samples of the shards before, so it indexes the whole data set; lists
+    chained; anything else comes back as the list of per-shard results."""
+    outputs = _run(function, shards, scheduler, workers, description, progress)
+    results = [result for result, _ in outputs]
     first = results[0]
     if isinstance(first, torch.Tensor):
         return torch.cat(results)
     if type(first).__name__ == "DataFrame":
         import pandas as pd
 
-        return pd.concat(results, ignore_index=True)
+        tables, offset = [], 0
+        for index, (table, length) in enumerate(outputs):
+            table = table.assign(shard=index)
+            if "sample" in table:
+                if length is None:
+                    raise ValueError("a table with a 'sample' column needs shards with a length")
+                table["sample"] = table["sample"] + offset
+            offset += length or 0
+            tables.append(table)
+        return pd.concat(tables, ignore_index=True)
     if isinstance(first, list):
         return [item for result in results for item in result]
     return results
@@ -111,6 +125,7 @@ def reduce_shards(function: Callable[[Any], Any], shards: Shards, *,
                   workers: int = 2, progress: bool = True, description: str = "shards") -> Any:
     """``function`` on every shard on Dask, the results added up in shard order (``combine``,
     default ``+``): for statistics that are sums over samples."""
-    results = _run(function, shards, scheduler, workers, description, progress)
+    results = [result for result, _ in _run(function, shards, scheduler, workers, description,
+                                             progress)]
     combine = combine or (lambda a, b: a + b)
     return functools.reduce(combine, results)
