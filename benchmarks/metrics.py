@@ -242,16 +242,16 @@ def build_contenders(s: Settings) -> list[Contender]:
                 sensitivity_n_as_quantus, g(), s.n_max_percentage, b)))
         out.append(Contender(row, "quantus", lambda g=gray: partial(
             quantus_sensitivity_n, g(), s.n_max_percentage)))
-        out.append(Contender(row, "floor", lambda g=gray: floor(g(), n_max * s.batch,
-                                                                 s.batch_size)))
+        out.append(Contender(row, "floor", lambda g=gray, m=n_max: floor(g(), m * s.batch,
+                                                                          s.batch_size)))
         # Ancona: as many model evaluations as quantus.SensitivityN makes (N * n_features)
         subsets = max(2, n_features // len(s.ancona_ns))
         note = f"{len(s.ancona_ns)} values of n x {subsets} subsets"
         row = f"sensitivity_n[ancona]/{kind}"
-        out.append(Contender(row, "workbench", lambda g=gray: partial(
-            ancona, g(), list(s.ancona_ns), subsets, s.seed, s.batch_size), note=note))
-        out.append(Contender(row, "floor", lambda g=gray: floor(
-            g(), len(s.ancona_ns) * subsets * s.batch, s.batch_size)))
+        out.append(Contender(row, "workbench", lambda g=gray, k=subsets: partial(
+            ancona, g(), list(s.ancona_ns), k, s.seed, s.batch_size), note=note))
+        out.append(Contender(row, "floor", lambda g=gray, k=subsets: floor(
+            g(), len(s.ancona_ns) * k * s.batch, s.batch_size)))
 
         def color(kind=kind):
             return case(kind, s.color)
@@ -264,8 +264,8 @@ def build_contenders(s: Settings) -> list[Contender]:
                     region_drops, c(), o, s.patch, b, s.seed)))
             out.append(Contender(row, "quantus", lambda c=color, o=order: partial(
                 quantus_region_drops, c(), o, s.patch)))
-            out.append(Contender(row, "floor", lambda c=color: floor(c(), regions * s.batch,
-                                                                      s.batch_size)))
+            out.append(Contender(row, "floor", lambda c=color, r=regions: floor(
+                c(), r * s.batch, s.batch_size)))
     return out
 
 
@@ -434,7 +434,7 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, r in report["rows"].items():
-        def cell(lib):
+        def cell(lib, r=r):
             t = r["times"].get(lib)
             return f"{t['median_s'] * 1e3:.1f} ({t['iqr_s'] * 1e3:.1f})" if t else "-"
 

@@ -487,9 +487,10 @@ def machine_info(s: Settings) -> dict:
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from importlib.metadata import version
+
     import captum
     import zennit  # noqa: F401
-    from importlib.metadata import version
     return {
         "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
@@ -658,7 +659,7 @@ def markdown(report: dict) -> str:
     for row, e in report["methods"].items():
         libs = e["libraries"]
 
-        def mem(name):
+        def mem(name, libs=libs):
             return _fmt_mib(libs[name]["peak_rss_increase_mib"]) if name in libs else "-"
         ratio = (f"{e['memory_ratio_to_lowest_peer']:.2f} ({e['lowest_memory_peer']})"
                  if "memory_ratio_to_lowest_peer" in e else "-")

@@ -50,7 +50,8 @@ def test_integrated_gradients_batching_does_not_change_the_result():
 
 @pytest.mark.parametrize("model", [
     mlp(nn.Tanh, seed=0), mlp(nn.ReLU, seed=1), mlp(nn.Sigmoid, seed=2), mlp(nn.Softplus, seed=3),
-    mlp(nn.ELU, seed=4), mlp(nn.LeakyReLU, seed=5), cnn(nn.ReLU, nn.AvgPool2d), cnn(nn.Tanh, nn.AvgPool2d),
+    mlp(nn.ELU, seed=4), mlp(nn.LeakyReLU, seed=5), cnn(nn.ReLU, nn.AvgPool2d),
+    cnn(nn.Tanh, nn.AvgPool2d),
 ], ids=["tanh", "relu", "sigmoid", "softplus", "elu", "leaky_relu", "relu-cnn", "tanh-cnn"])
 def test_deeplift_summation_to_delta_is_exact(model):
     """sum_i (x_i - x0_i) m_i = f(x) - f(x0) when only elementwise nonlinearities and affine
@@ -119,7 +120,8 @@ def test_shapley_sampling_converges_to_exact_shapley_values():
 
 
 BIAS_FREE = [
-    mlp(nn.ReLU, bias=False, sizes=(32, 64, 64, 5)), mlp(nn.Tanh, bias=False, sizes=(32, 64, 64, 5)),
+    mlp(nn.ReLU, bias=False, sizes=(32, 64, 64, 5)),
+    mlp(nn.Tanh, bias=False, sizes=(32, 64, 64, 5)),
     cnn(nn.ReLU, nn.MaxPool2d, bias=False), cnn(nn.ReLU, nn.AvgPool2d, bias=False),
 ]
 BIAS_FREE_IDS = ["relu-mlp", "tanh-mlp", "relu-cnn-maxpool", "relu-cnn-avgpool"]
@@ -127,7 +129,8 @@ BIAS_FREE_IDS = ["relu-mlp", "tanh-mlp", "relu-cnn-maxpool", "relu-cnn-avgpool"]
 
 def _positive_inputs(model):
     shape = (4, 32) if isinstance(model[0], nn.Linear) else (4, 3, 8, 8)
-    return torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(5)).abs() + 0.1
+    generator = torch.Generator().manual_seed(5)
+    return torch.randn(shape, dtype=torch.float64, generator=generator).abs() + 0.1
 
 
 @pytest.mark.parametrize("model", BIAS_FREE, ids=BIAS_FREE_IDS)

@@ -37,7 +37,8 @@ def test_bad_targets(model, target, error, message):
 
 def test_targets_in_every_accepted_form_agree(model):
     x = torch.randn(3, 8)
-    forms = [1, [1, 1, 1], (1, 1, 1), torch.tensor([1, 1, 1]), torch.tensor([1, 1, 1], dtype=torch.int32)]
+    forms = [1, [1, 1, 1], (1, 1, 1), torch.tensor([1, 1, 1]),
+             torch.tensor([1, 1, 1], dtype=torch.int32)]
     results = [wb.attribute(model, x, "gradient", target=t) for t in forms]
     for result in results[1:]:
         torch.testing.assert_close(result, results[0])
@@ -67,10 +68,12 @@ def test_model_and_inputs_on_different_devices():
 @pytest.mark.parametrize("method,options,error,message", [
     ("gradient", {"steps": 3}, TypeError, "unknown option.*'steps'.*accepts: no options"),
     ("integrated_gradients", {"step": 3}, TypeError, "unknown option.*'step'.*steps"),
-    ("integrated_gradients", {"steps": 0}, ValueError, "'steps' of integrated_gradients must be >= 1"),
+    ("integrated_gradients", {"steps": 0}, ValueError,
+     "'steps' of integrated_gradients must be >= 1"),
     ("integrated_gradients", {"steps": 2.5}, TypeError, "'steps'.*an integer"),
     ("integrated_gradients", {"quadrature": "simpson"}, ValueError, "'quadrature'.*one of"),
-    ("integrated_gradients", {"baseline": torch.zeros(3)}, ValueError, "baseline.*does not broadcast"),
+    ("integrated_gradients", {"baseline": torch.zeros(3)}, ValueError,
+     "baseline.*does not broadcast"),
     ("integrated_gradients", {"baseline": "zero"}, TypeError, "'baseline'"),
     ("lrp_epsilon", {"epsilon": -1.0}, ValueError, "'epsilon'.*>= 0"),
     ("smoothgrad", {"seed": 1.5}, TypeError, "'seed'"),

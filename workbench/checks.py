@@ -56,7 +56,8 @@ def expand_target(target: Target, n_samples: int, device: torch.device | str = "
     if target is None:
         return None
     if isinstance(target, bool):
-        raise TypeError("target must be an int, a sequence of ints or a 1-D integer tensor, got bool")
+        raise TypeError("target must be an int, a sequence of ints or a 1-D integer tensor, "
+                        "got bool")
     if isinstance(target, int):
         return torch.full((n_samples,), target, dtype=torch.long, device=device)
     if isinstance(target, torch.Tensor):
@@ -76,7 +77,8 @@ def expand_target(target: Target, n_samples: int, device: torch.device | str = "
             f"{type(target).__name__}"
         )
     if indices.numel() != n_samples:
-        raise ValueError(f"target has {indices.numel()} entries but inputs have {n_samples} samples")
+        raise ValueError(f"target has {indices.numel()} entries but inputs have {n_samples} "
+                         "samples")
     return indices
 
 

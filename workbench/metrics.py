@@ -17,7 +17,6 @@ seed gives the same subsets and orders on every device and for every ``batch_siz
 """
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass

@@ -247,7 +247,8 @@ class Patterns:
                                  f"{None if weight is None else tuple(weight.shape)}")
 
     def to(self, device) -> Patterns:
-        return Patterns(self.estimator, {k: LayerPattern(v.positive.to(device), v.negative.to(device))
+        return Patterns(self.estimator, {k: LayerPattern(v.positive.to(device),
+                                                         v.negative.to(device))
                                          for k, v in self.layers.items()})
 
 

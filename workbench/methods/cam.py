@@ -25,7 +25,8 @@ def find_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn
         for name, module in named.items():
             if module is layer:
                 return name, module
-        raise ValueError(f"option 'layer': the module {type(layer).__name__} is not part of the model")
+        raise ValueError(f"option 'layer': the module {type(layer).__name__} is not part of "
+                         "the model")
     if layer not in named:
         raise ValueError(
             f"option 'layer': the model has no module named '{layer}'; modules: "

@@ -55,7 +55,8 @@ def occlusion(model, inputs, target, window, stride, baseline, batch_size):
             rows = slice(k * n_samples, (k + 1) * n_samples)
             occluded[(rows, *where)] = baseline[(slice(None), *where)]
         output = predict(model, occluded, batch_size)
-        drops = scores.repeat(len(chunk)) - output.gather(1, indices.repeat(len(chunk))[:, None])[:, 0]
+        chosen = output.gather(1, indices.repeat(len(chunk))[:, None])[:, 0]
+        drops = scores.repeat(len(chunk)) - chosen
         drops = drops.view(len(chunk), n_samples)
         for k, where in enumerate(chunk):
             total[(slice(None), *where)] += drops[k].view(-1, *[1] * len(sample_shape))
