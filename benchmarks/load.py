@@ -56,28 +56,41 @@ TARGET_SESSIONS = 8
 TARGET_P95_S = 1.0
 
 # Runs in every page before its scripts: records (performance.now(), status text, title of
-# heat-map column 1) whenever one of them changes. performance.now() counts from navigation
-# start, so the first "ready" time is the time to the first heat map.
+# heat-map column 1, its image's URL) whenever one of them changes. performance.now() counts
+# from navigation start, so the first "ready" time is the time to the first heat map. The heat
+# maps are PNG tiles (.wb-heatmap-tile: a .wb-heatmap-title and an img.wb-heatmap-image, the
+# input first); "drawn" (firstTitle) is when every tile's image is decoded and column 1 has a
+# title.
 OBSERVER_JS = r"""
 (() => {
   if (window.__wb) return;
-  const rec = {events: [], firstReady: null, firstTitle: null, status: null, title: null};
+  const rec = {events: [], firstReady: null, firstTitle: null, status: null, title: null,
+               src: null};
   window.__wb = rec;
   const scan = () => {
     const s = document.querySelector('.wb-status');
     const status = s ? s.textContent.trim() : null;
-    const titles = document.querySelectorAll('.wb-heatmaps .annotation-text');
-    const title = titles.length > 1 ? titles[1].textContent.trim() : null;
-    if (status === rec.status && title === rec.title) return;
+    const tiles = document.querySelectorAll('.wb-heatmaps .wb-heatmap-tile');
+    const column = tiles.length > 1 ? tiles[1] : null;
+    const heading = column && column.querySelector('.wb-heatmap-title');
+    const title = heading ? heading.textContent.trim() : null;
+    const image = column && column.querySelector('img.wb-heatmap-image');
+    const src = image ? image.src : null;
     const t = performance.now();
-    rec.status = status; rec.title = title;
-    rec.events.push({t, status, title});
+    if (rec.firstTitle === null && title && tiles.length > 1 && [...tiles].every(tile => {
+          const i = tile.querySelector('img.wb-heatmap-image');
+          return i && i.src && i.complete && i.naturalWidth > 0; }))
+      rec.firstTitle = t;
+    if (status === rec.status && title === rec.title && src === rec.src) return;
+    rec.status = status; rec.title = title; rec.src = src;
+    rec.events.push({t, status, title, src});
     if (rec.firstReady === null && status && status.startsWith('ready')) rec.firstReady = t;
-    if (rec.firstTitle === null && title && title.trim()) rec.firstTitle = t;
   };
   const start = () => {
     new MutationObserver(scan).observe(document.documentElement,
-      {subtree: true, childList: true, characterData: true, attributes: false});
+      {subtree: true, childList: true, characterData: true, attributes: true,
+       attributeFilter: ['src']});
+    document.addEventListener('load', scan, true);  // an image decoded (load does not bubble)
     scan();
   };
   if (document.documentElement) start();
@@ -103,39 +116,53 @@ SELECT_JS = r"""
 """
 
 # Progress of one change: the first event after it where column 1's title turns into `method`
-# (the heat map redrawn), the first whose status is a "ready: ..." line other than the one before (the
-# kernel's update done), and the first where both hold (the change is complete).
+# (the heat map redrawn: the tile's image is sent before its title), the first whose status is
+# a "ready: ..." line other than the one before (the kernel's update done), and the first where
+# both hold (the change is complete). Also: when column 1's image URL changed (an identical
+# picture, e.g. two methods that agree, leaves it as it was, so this is reported, not needed).
 DONE_JS = r"""
 ({n, method, old}) => {
   const ev = window.__wb.events;
-  let titled = null, status = null;
+  let titled = null, status = null, image = null;
   let previous = n > 0 ? ev[n - 1].title : null;  // column 1's title when the change was made
+  const oldSrc = n > 0 ? ev[n - 1].src : null;
   for (let i = n; i < ev.length; i++) {
     const e = ev[i];
-    // a redraw: the title turns into the method (a figure that keeps showing the method it
+    // a redraw: the title turns into the method (a tile that keeps showing the method it
     // showed before the change has not redrawn)
     if (titled === null && e.title === method && previous !== method) titled = e;
     previous = e.title;
+    if (image === null && e.src !== oldSrc) image = e;
     if (status === null && e.status && e.status.startsWith('ready') && e.status !== old)
       status = e;
     if (titled !== null && status !== null)
       return {done: true, t: Math.max(titled.t, status.t), titled: titled.t, statusT: status.t,
-              status: status.status};
+              status: status.status, imageT: image && image.t};
   }
   return {done: false, titled: titled && titled.t, statusT: status && status.t,
-          status: status && status.status, now: performance.now()};
+          status: status && status.status, imageT: image && image.t, now: performance.now()};
 }
 """
 
 # Diagnostic, off by default (--stretch-anywidget-timeout): anywidget 0.11 gives a model 2 s to
 # load its ES module (plotly's FigureWidget bundle is ~5 MB, imported once per figure) before
 # it rejects with "[anywidget] Failed to initialize model."; this stretches that timeout to
-# 60 s in the page, to measure the app as it would behave without that failure.
+# 60 s in the page. It mattered while the heat maps were a FigureWidget; the default Explorer
+# page now holds no anywidget model (the layer inspector creates its figure when opened).
 STRETCH_JS = r"""
 (() => {
   const timeout = AbortSignal.timeout.bind(AbortSignal);
   AbortSignal.timeout = (ms) => timeout(ms === 2000 ? 60000 : ms);
 })();
+"""
+
+PAGE_STATE_JS = r"""
+() => ({readyState: document.readyState,
+        status: (document.querySelector('.wb-status') || {}).textContent || null,
+        tiles: document.querySelectorAll('.wb-heatmaps .wb-heatmap-tile').length,
+        widgets: document.querySelectorAll('.jupyter-widgets').length,
+        events: window.__wb ? window.__wb.events.length : null,
+        text: (document.body ? document.body.innerText : '').slice(-200)})
 """
 
 ERRORS_JS = r"""
@@ -463,16 +490,25 @@ async def open_session(browser, url: str, session: Session, timeout_s: float,
             "() => window.__wb && window.__wb.firstReady !== null",
             timeout=max(1.0, timeout_s - (time.monotonic() - start)) * 1000, polling=100)
         session.first_ready_s = await page.evaluate("() => window.__wb.firstReady") / 1000
-        # the status turns "ready" before plotly has drawn the figure (plotly.js is loaded and
-        # evaluated in the page first); changes start once the heat map is on screen
+        # the status can turn "ready" before the browser has decoded every tile's image;
+        # changes start once the heat maps are on screen
         await page.wait_for_function(
             "() => window.__wb.firstTitle !== null",
             timeout=max(1.0, timeout_s - (time.monotonic() - start)) * 1000,
             polling=100)
         session.first_title_s = await page.evaluate("() => window.__wb.firstTitle") / 1000
     except Exception as error:  # noqa: BLE001 - reported, the other sessions go on
-        session.errors.append(f"first heat map: {type(error).__name__}: {str(error)[:200]}")
+        session.errors.append(f"first heat map: {type(error).__name__}: {str(error)[:200]}; "
+                              f"page: {await _page_state(page)}")
     session.errors.extend(await _page_errors(page))
+
+
+async def _page_state(page) -> str:
+    """What a page shows when it did not get ready: status line, tiles, widgets, loading."""
+    try:
+        return json.dumps(await page.evaluate(PAGE_STATE_JS))
+    except Exception as error:  # noqa: BLE001
+        return f"unreadable ({type(error).__name__})"
 
 
 async def _page_errors(page) -> list[str]:
@@ -529,6 +565,7 @@ async def change_methods(session: Session, methods: list[str], pause_s: float,
                 raise TimeoutError(f"no update for {method} within {timeout_s:g} s")
             record.update(latency_s=(result["t"] - change["t"]) / 1000,
                           title_s=(result["titled"] - change["t"]) / 1000,
+                          image_changed=result.get("imageT") is not None,
                           status_unchanged=bool(result.get("status_unchanged")))
         except Exception as error:  # noqa: BLE001 - reported, the next change goes on
             record["error"] = f"{type(error).__name__}: {str(error)[:240]}"
@@ -660,6 +697,7 @@ async def run_round(playwright, server: Server, n: int, methods: list[str], args
     result["updates_by_method"] = {
         m: _stats([u["latency_s"] for u in updates if u["method"] == m]) for m in methods}
     result["status_unchanged"] = sum(u.get("status_unchanged", False) for u in updates)
+    result["image_unchanged"] = sum(not u.get("image_changed", True) for u in updates)
     result["failed_updates"] = sum(1 for s in sessions for u in s.updates if "error" in u)
     result["sessions_without_heatmap"] = n - len(first)
     extra = lambda key: max(0, open_memory[key] - idle[key])  # noqa: E731
@@ -862,10 +900,10 @@ def markdown(report: dict[str, Any]) -> str:
     lines += [
         "",
         "- *first ready*: navigation start to the first \"ready: ...\" status line; *heat map "
-        "drawn*: to plotly showing the figure's titles (plotly.js is loaded and run in the page "
-        "after the kernel is done).",
+        "drawn*: to every heat-map tile's PNG decoded in the page, with column 1 titled.",
         "- *update*: selecting a method in the picker to the status line changing to a new "
-        "\"ready: ...\" while column 1 of the heat maps is titled with the new method. *Failed*: "
+        "\"ready: ...\" while column 1 of the heat maps is titled with the new method (its tile's "
+        "image is sent before its title). *Failed*: "
         "no such state within the timeout, or the status changed and the heat map did not "
         f"follow within {s.get('stale_after_s', 5):g} s. *Kernel answer*: selecting to the new "
         "status line alone (the round trip browser - Voilà - kernel - Voilà - browser, also for "
@@ -913,6 +951,7 @@ def markdown(report: dict[str, Any]) -> str:
                      f"{m['server_process_rss_per_session_mb']} | "
                      f"{m['kernel_rss_per_session_mb']} | {m['kernels_open']} | "
                      f"{c['left_after_unload']} of {r['sessions']} (waited {c['wait_s']} s; "
+                     f"pages with the _xsrf cookie: {c.get('pages_with_xsrf_cookie', '-')}; "
                      f"shut down through the API: {c.get('shut_down_by_api', 0)}) |")
     errors = [(r["sessions"], e) for r in report["rounds"] for e in r["errors"]]
     page_errors = [e for r in report["rounds"] for e in r["page_errors"]]
@@ -927,8 +966,12 @@ def markdown(report: dict[str, Any]) -> str:
               for r in report["rounds"]]
     init_failures = sum("Failed to initialize model" in e for e in page_errors)
     lines += ["", "Sessions whose heat map never redrew after a change (the kernel answered, the "
-              f"figure kept its first state): {'; '.join(frozen) or '-'}. Page errors "
+              f"heat maps kept their first state): {'; '.join(frozen) or '-'}. Page errors "
               f"\"[anywidget] Failed to initialize model.\": {init_failures}."]
+    same_picture = sum(r.get("image_unchanged", 0) for r in report["rounds"])
+    if same_picture:
+        lines += ["", f"{same_picture} completed update(s) left column 1's image as it was (the "
+                  "new method's map gave the same picture as the previous one)."]
     if page_errors:
         lines += ["", f"JavaScript page errors ({len(page_errors)}):", ""]
         lines += [f"- {e}" for e in page_errors[:10]]
@@ -957,9 +1000,9 @@ def main(argv: list[str] | None = None) -> int:
                              "changed this many seconds later counts as failed (default 3)")
     parser.add_argument("--settle", type=float, default=1.0,
                         help="pause after all sessions show their heat map, s (default 1)")
-    parser.add_argument("--close-timeout", type=float, default=3.0,
+    parser.add_argument("--close-timeout", type=float, default=10.0,
                         help="wait for the kernels to end after the pages unload, then shut "
-                             "the rest down through Voilà's endpoint, s (default 3)")
+                             "the rest down through Voilà's endpoint, s (default 10)")
     parser.add_argument("--deadline", type=float, default=450.0,
                         help="the run ends within about this many seconds: the open timeout "
                              "and the changes are cut to fit, a round with under 100 s left is "

@@ -7,7 +7,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -61,7 +60,13 @@ def voila_url():
 
 
 @pytest.fixture
-def page(voila_url):
+def page_errors() -> list[str]:
+    """JavaScript errors of the page (e.g. "[anywidget] Failed to initialize model.")."""
+    return []
+
+
+@pytest.fixture
+def page(voila_url, page_errors):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -70,6 +75,7 @@ def page(voila_url):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
             tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.on("pageerror", lambda error: page_errors.append(str(error)))
             tab.goto(voila_url, timeout=120_000)
             yield tab
         finally:
@@ -82,30 +88,61 @@ def _wait_ready(page, timeout_ms: int = 120_000):
         " return s && s.innerText.startsWith('ready'); }", timeout=timeout_ms)
 
 
-def _heatmap_picture(page) -> bytes:
-    page.wait_for_timeout(500)  # let plotly finish drawing
-    return page.locator(".wb-heatmaps").screenshot()
+# Each heat map tile: its title, its image's blob URL, and the image's decoded width (0 until
+# the browser has decoded a valid picture).
+TILES_JS = """
+() => [...document.querySelectorAll('.wb-heatmaps .wb-heatmap-tile')].map(tile => {
+  const image = tile.querySelector('img.wb-heatmap-image');
+  return {title: tile.querySelector('.wb-heatmap-title').textContent.trim(),
+          src: image ? image.src : '', width: image && image.complete ? image.naturalWidth : 0};
+})
+"""
+
+# The tiles once column 1 shows `method` with a decoded picture other than `old_src`.
+COLUMN_SHOWN_JS = """
+({method, old_src}) => {
+  const tiles = [...document.querySelectorAll('.wb-heatmaps .wb-heatmap-tile')];
+  if (tiles.length < 2) return false;
+  const title = tiles[1].querySelector('.wb-heatmap-title').textContent.trim();
+  const image = tiles[1].querySelector('img.wb-heatmap-image');
+  return title === method && image && image.src !== old_src && image.complete
+         && image.naturalWidth > 0;
+}
+"""
+
+ERRORS_JS = """
+() => [...document.querySelectorAll('.wb-error, .wb-option-error, .wb-inspector-error')]
+  .map(e => e.textContent.trim()).filter(t => t)
+"""
 
 
-def test_changing_the_method_changes_the_heat_map(page):
+def test_changing_the_method_changes_the_heat_map(page, page_errors):
     _wait_ready(page)
-    before = _heatmap_picture(page)
+    page.wait_for_function(COLUMN_SHOWN_JS, arg={"method": "gradient", "old_src": ""},
+                           timeout=30_000)
+    before = page.evaluate(TILES_JS)
+    assert [tile["title"] for tile in before[1:]] == [
+        "gradient", "integrated_gradients", "lrp_epsilon", "guided_backprop"]
+    assert before[0]["title"].startswith("input (label ")
+    assert all(tile["width"] == 160 for tile in before), before  # 8x8 maps in 20 px blocks
     status_before = page.locator(".wb-status").inner_text()
     dropdown = page.locator(".wb-method-picker .wb-method-dropdown select")
-    assert dropdown.input_value() != "deconvnet"
+    assert dropdown.input_value() == "gradient"  # the picker edits column 1
     dropdown.select_option("deconvnet")
     page.wait_for_function(
         "(old) => { const s = document.querySelector('.wb-status');"
         " return s && s.innerText.startsWith('ready') && s.innerText !== old; }",
         arg=status_before, timeout=60_000)
-    page.wait_for_function(  # plotly redraws the subplot titles with the new method
-        "() => document.querySelector('.wb-heatmaps').textContent.includes('deconvnet')",
-        timeout=30_000)
-    deadline = time.monotonic() + 30
-    after = _heatmap_picture(page)
-    while after == before and time.monotonic() < deadline:
-        after = _heatmap_picture(page)
-    assert after != before
-    errors = [e.strip() for e in page.locator(".wb-error").all_inner_texts()]
-    assert not any(errors), errors
+    page.wait_for_function(COLUMN_SHOWN_JS,
+                           arg={"method": "deconvnet", "old_src": before[1]["src"]},
+                           timeout=30_000)
+    after = page.evaluate(TILES_JS)
+    assert after[1]["title"] == "deconvnet" and after[1]["src"] != before[1]["src"]
+    assert [t["title"] for t in after[2:]] == [t["title"] for t in before[2:]]
+    assert all(tile["width"] == 160 for tile in after), after
+    errors = page.evaluate(ERRORS_JS)
+    assert not errors, errors
     assert "Traceback" not in page.content()
+    # the default page holds no plotly figure (the layer inspector creates its own when opened)
+    assert page.locator(".wb-layer-figure").count() == 0
+    assert not page_errors, page_errors

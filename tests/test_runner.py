@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from workbench import runner
-from workbench.serve import voila_command
+from workbench.serve import VOILA_CONFIG_DIR, voila_command
 
 
 def _notebook(path, body: str, parameters: str):
@@ -102,3 +102,28 @@ def test_voila_binds_loopback_without_token_and_requires_one_elsewhere():
     assert token == "given-secret" and "--Voila.token=given-secret" in command
     with pytest.raises(ValueError, match="port"):
         voila_command(port=0)
+
+
+def test_voila_pages_get_the_xsrf_cookie_their_shutdown_beacon_needs():
+    """Voilà's page posts its ``_xsrf`` cookie when it closes; Voilà never set one, so each closed
+    tab kept its kernel (403). Our config's hook sets it; XSRF checking itself stays on."""
+    from unittest import mock
+
+    import tornado.httputil
+    import tornado.web
+    from traitlets.config.loader import PyFileConfigLoader
+
+    command, _token = voila_command()
+    paths = [c.split("=", 1)[1] for c in command if c.startswith("--Voila.config_file_paths=")]
+    assert paths[0] == "." and paths[-1] == str(VOILA_CONFIG_DIR)  # a user's config goes first
+    assert not any("xsrf" in c.lower() for c in command)
+    config = PyFileConfigLoader("voila.py", path=str(VOILA_CONFIG_DIR)).load_config()
+    hook = config.VoilaConfiguration.prelaunch_hook
+    request = tornado.httputil.HTTPServerRequest(
+        start_line=tornado.httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
+        headers=tornado.httputil.HTTPHeaders({"Host": "127.0.0.1:8866"}),
+        connection=mock.Mock())
+    handler = tornado.web.RequestHandler(tornado.web.Application(), request)
+    assert hook(handler, notebook=None, cwd=".") is None  # the notebook is left as it is
+    cookie = handler._new_cookie["_xsrf"]
+    assert cookie.value and cookie["path"] == "/" and not cookie["httponly"]

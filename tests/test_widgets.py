@@ -6,17 +6,22 @@ is marked slow and runs only when that model is already in the cache.
 """
 from __future__ import annotations
 
+import io
 import math
 import time
 
+import anywidget
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
-from ipywidgets import Checkbox, Dropdown, FloatText, IntText, Label, Text
+from ipywidgets import Checkbox, Dropdown, FloatText, IntText, Label, Text, Widget
+from PIL import Image
 
 import workbench as wb
 from widgets import Explorer, LayerInspector, MethodPicker
-from workbench import models
+from widgets.heatmap_tiles import HeatmapTiles
+from workbench import models, plots
 from workbench.layers import layer_output, layer_rules
 from workbench.rules import AlphaBetaRule
 
@@ -281,6 +286,28 @@ def test_invalid_rule_epsilon_is_rejected_with_a_message(digits_inputs):
     assert inspector.error.message == ""
 
 
+def test_a_deferred_figure_is_created_on_first_use_with_the_current_layer(digits_inputs):
+    model = tiny_model()
+    inspector = LayerInspector(model, digits_inputs, layer="features.conv1", defer_figure=True)
+    assert not inspector.has_figure
+    assert not any(isinstance(child, go.FigureWidget) for child in inspector.children)
+    inspector.layer = "classifier.linear1"  # edits before the figure exists are kept
+    inspector.rule_dropdown.value = "epsilon"
+    assert list(inspector.layer_rules) == ["classifier.linear1"]
+    figure = inspector.show_figure()
+    assert inspector.has_figure and inspector.figure is figure
+    assert inspector.children[1] is figure and "wb-layer-figure" in figure._dom_classes
+    heat, bar, weights = figure.data
+    assert bar.visible and not heat.visible
+    np.testing.assert_allclose(
+        np.asarray(bar.y), layer_output(model, digits_inputs[:1], "classifier.linear1")[0])
+    assert np.asarray(weights.y).sum() == model.classifier.linear1.weight.numel()
+    inspector.layer = "features.conv1"  # and it follows later changes
+    np.testing.assert_allclose(np.asarray(heat.z),
+                               layer_output(model, digits_inputs[:1], "features.conv1")[0][0])
+    assert inspector.show_figure() is figure
+
+
 def test_rule_editor_only_at_weighted_layers(digits_inputs):
     inspector = LayerInspector(tiny_model(), digits_inputs, layer="features.relu1")
     assert inspector._editor.layout.display == "none"
@@ -290,7 +317,56 @@ def test_rule_editor_only_at_weighted_layers(digits_inputs):
     assert inspector._editor.layout.display != "none"
 
 
-# --- Explorer -------------------------------------------------------------------------------
+# --- HeatmapTiles and the Explorer ----------------------------------------------------------
+
+
+def decode(png: bytes) -> np.ndarray:
+    """The RGB pixels of a PNG (and a check that it is one)."""
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.format == "PNG" and picture.mode == "RGB"
+        return np.asarray(picture)
+
+
+def expected_tile(heat: np.ndarray, block: int) -> np.ndarray:
+    """The pixels a map's tile must show: its symmetric RdBu_r colours, in blocks."""
+    return np.repeat(np.repeat(plots.diverging_rgb(heat, "RdBu_r"), block, axis=0), block, axis=1)
+
+
+def widget_tree(widget: Widget) -> list[Widget]:
+    found = [widget]
+    for child in getattr(widget, "children", ()):
+        found.extend(widget_tree(child))
+    return found
+
+
+def test_tiles_show_titles_pngs_and_the_value_range():
+    tiles = HeatmapTiles(tile_pixels=40)
+    image = np.linspace(0, 1, 16).reshape(1, 4, 4)
+    heat = np.array([[-2.0, 0.0, 1.0, 2.0]] * 4)
+    tiles.show("input", image, [("gradient", heat), ("broken", None),
+                                ("zeros", np.zeros((4, 4))), ("nan", np.full((4, 4), np.nan))])
+    assert tiles.titles == ["input", "gradient", "broken (failed)", "zeros", "nan"]
+    assert "wb-heatmaps" in tiles._dom_classes
+    pictures = [decode(png) for png in tiles.images]
+    assert all(picture.shape == (40, 40, 3) for picture in pictures)  # 4x4 in 10 px blocks
+    np.testing.assert_array_equal(pictures[1], expected_tile(heat, 10))
+    np.testing.assert_array_equal(pictures[0][::10, ::10], plots.image_rgb(image))
+    tile = tiles.children[1]
+    assert [child._dom_classes for child in tile.children] == [
+        ("wb-heatmap-title",), ("wb-heatmap-image",), ("wb-heatmap-scale",)]
+    assert ">-2<" in tile.children[2].value and ">2<" in tile.children[2].value
+    assert "linear-gradient" in tile.children[2].value
+    assert "no map" in tiles.children[2].children[2].value
+    assert "all 0" in tiles.children[3].children[2].value
+    assert "16 not finite" in tiles.children[4].children[2].value
+    first = tiles.children[1]
+    tiles.show("input", image, [("gradient", -heat)])  # fewer columns: tiles reused, rest closed
+    assert tiles.titles == ["input", "gradient"] and tiles.children[1] is first
+    np.testing.assert_array_equal(decode(tiles.images[1]), expected_tile(-heat, 10))
+    two_channels = np.stack([image[0], 2 * image[0]])  # neither gray nor RGB: the channel sum
+    tiles.show("two channels", two_channels, [])
+    np.testing.assert_array_equal(decode(tiles.images[0])[::10, ::10], plots.image_rgb(image))
 
 
 def test_explorer_shows_maps_of_the_default_methods(explorer):
@@ -299,9 +375,18 @@ def test_explorer_shows_maps_of_the_default_methods(explorer):
     assert list(explorer.maps) == ["gradient", "integrated_gradients", "lrp_epsilon",
                                    "guided_backprop"]
     assert all(heat.shape == (8, 8) for heat in explorer.maps.values())
-    figure = explorer.figure
+    truth = explorer.data.classes[int(explorer.data.y_test[0])]
+    assert explorer.heatmaps.titles == [f"input (label {truth})", *explorer.maps]
+    images = explorer.heatmaps.images
+    assert len(images) == 5
+    for png, heat in zip(images[1:], explorer.maps.values()):
+        np.testing.assert_array_equal(decode(png), expected_tile(heat, 20))  # 8x8 -> 160x160
+    assert decode(images[0]).shape == (160, 160, 3)
+    figure = explorer.figure  # a static figure of the same maps, for reports
+    assert isinstance(figure, go.Figure) and not isinstance(figure, go.FigureWidget)
     assert len(figure.data) == 5
-    np.testing.assert_allclose(np.asarray(figure.data[3].z), explorer.maps["lrp_epsilon"])
+    np.testing.assert_allclose(np.asarray(figure.data[3].z),
+                               np.flipud(explorer.maps["lrp_epsilon"]))
     for widget, css in [(explorer, "wb-explorer"), (explorer.picker, "wb-method-picker"),
                         (explorer.picker.dropdown, "wb-method-dropdown"),
                         (explorer.heatmaps, "wb-heatmaps"), (explorer._status, "wb-status"),
@@ -312,17 +397,42 @@ def test_explorer_shows_maps_of_the_default_methods(explorer):
     assert explorer.index_slider.max == len(explorer.data.x_test) - 1
 
 
+def test_a_default_explorer_creates_no_plotly_figure_until_the_inspector_is_opened(explorer):
+    """Each plotly FigureWidget (an anywidget) makes the page load a 5 MB module, which failed
+    under load (anywidget's 2 s initialisation timeout): the default page has none."""
+    assert not any(isinstance(w, anywidget.AnyWidget) for w in widget_tree(explorer))
+    assert not explorer.inspector.has_figure
+    explorer._layers.selected_index = 0  # the user opens "layer inspector"
+    assert explorer.inspector.has_figure
+    figures = [w for w in widget_tree(explorer) if isinstance(w, go.FigureWidget)]
+    assert figures == [explorer.inspector.figure]
+    explorer.model_dropdown.value = "digits_mlp_relu"  # the open inspector follows the model
+    assert explorer.inspector.figure.layout.annotations[0].text.startswith(
+        explorer.inspector.layer)
+
+
 def test_explorer_updates_when_the_input_or_the_method_changes(explorer):
     before = explorer.maps
+    tiles_before = explorer.heatmaps.images
     explorer.index_slider.value = 5  # as from the browser
     after = explorer.maps
     assert explorer.status.startswith("ready")
     assert all(not np.allclose(before[k], after[k]) for k in before)
+    assert all(not np.array_equal(decode(b), decode(a))
+               for a, b in zip(tiles_before, explorer.heatmaps.images))
+    tiles_before = explorer.heatmaps.images
     explorer.select(0)
     explorer.picker.dropdown.value = "gradient_x_input"
     assert explorer.columns[0] == ("gradient_x_input", {})
     assert list(explorer.maps)[0] == "gradient_x_input"
     assert not np.allclose(explorer.maps["gradient_x_input"], after["gradient"])
+    tiles = explorer.heatmaps  # column 1's tile changed, the others did not
+    assert tiles.titles[1:] == ["gradient_x_input", "integrated_gradients", "lrp_epsilon",
+                                "guided_backprop"]
+    assert tiles.images[1] != tiles_before[1]
+    np.testing.assert_array_equal(decode(tiles.images[1]),
+                                  expected_tile(explorer.maps["gradient_x_input"], 20))
+    assert tiles.images[0] == tiles_before[0] and tiles.images[2:] == tiles_before[2:]
     explorer.select(2)
     assert explorer.picker.method == "lrp_epsilon"
     explorer.picker.controls["epsilon"].value = 10.0
@@ -340,11 +450,12 @@ def test_explorer_adds_and_removes_columns(explorer):
     explorer.add_button.click()
     assert explorer.labels == ["gradient", "integrated_gradients(steps=4)", "lrp_epsilon",
                                "guided_backprop", "integrated_gradients(steps=4) #2"]
-    assert explorer.selected == 4 and len(explorer.figure.data) == 6
+    assert explorer.selected == 4 and explorer.heatmaps.titles[1:] == explorer.labels
     explorer.picker.method = "deconvnet"
     assert explorer.labels[-1] == "deconvnet" and "deconvnet" in explorer.maps
+    assert explorer.heatmaps.titles[-1] == "deconvnet"
     explorer.remove_button.click()
-    assert len(explorer.columns) == 4 and len(explorer.figure.data) == 5
+    assert len(explorer.columns) == 4 and len(explorer.heatmaps.titles) == 5
     assert explorer.status.startswith("ready")
 
 
@@ -371,6 +482,8 @@ def test_a_failing_method_does_not_stop_the_others(explorer):
     assert "grad_cam" in explorer.error_message and "convolution" in explorer.error_message
     assert explorer.status.startswith("failed")
     assert len(explorer.maps) == 4 and "grad_cam" not in explorer.maps
+    assert explorer.heatmaps.titles[-1] == "grad_cam (failed)"
+    assert decode(explorer.heatmaps.images[-1]).shape == (160, 160, 3)
 
 
 def test_a_model_that_cannot_be_loaded_leaves_the_previous_one(digits_inputs):

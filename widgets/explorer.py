@@ -4,9 +4,11 @@
 >>> app                       # doctest: +SKIP  (display in Jupyter or serve with Voilà)
 
 Every change (model, test image, target, a method or its options, an LRP rule override in the
-layer inspector) recomputes what changed and redraws one plotly ``FigureWidget``. Errors show
-in the app's error area (class ``wb-error``); the status line (``wb-status``) says "ready" after
-each successful update.
+layer inspector) recomputes what changed and redraws the heat maps: PNG tiles coloured in Python
+(:class:`widgets.heatmap_tiles.HeatmapTiles`), so the page loads no plotly.js. The layer
+inspector's plotly figure is created only when its section is opened. Errors show in the app's
+error area (class ``wb-error``); the status line (``wb-status``) says "ready" after each
+successful update.
 """
 from __future__ import annotations
 
@@ -20,17 +22,17 @@ import ipywidgets as widgets
 import numpy as np
 import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from torch import nn
 
 import workbench as wb
-from widgets._common import ErrorArea, describe, log, sync_figure, torch_threads
+from widgets._common import ErrorArea, describe, log, torch_threads
+from widgets.heatmap_tiles import HeatmapTiles
 from widgets.layer_inspector import LayerInspector
 from widgets.method_picker import MethodPicker, validate_options
 from workbench import models
 from workbench.checks import resolve_target
 from workbench.data import ImageData
-from workbench.plots import to_map
+from workbench.plots import heatmap_grid, to_map
 
 DEFAULT_MODELS = ("digits_cnn_relu", "digits_cnn_tanh", "digits_mlp_relu", "digits_mlp_tanh",
                   "shapes_cnn")
@@ -75,26 +77,6 @@ def _takes_layer_rules(method: str) -> bool:
     return any(option.name == "layer_rules" for option in wb.method_info(method).options)
 
 
-def _subplots(n_methods: int) -> go.Figure:
-    """One row: the input in gray, then one red-blue heat map (centred on 0) per method."""
-    columns = n_methods + 1
-    figure = make_subplots(rows=1, cols=columns, horizontal_spacing=0.02,
-                           subplot_titles=[" "] * columns)
-    figure.add_trace(go.Heatmap(z=None, colorscale="gray", showscale=False,
-                                hovertemplate="input: %{z:.3g}<extra></extra>"), row=1, col=1)
-    for col in range(2, columns + 1):
-        figure.add_trace(go.Heatmap(z=None, colorscale="RdBu_r", zmid=0, showscale=False),
-                         row=1, col=col)
-    figure.update_xaxes(visible=False, constrain="domain")
-    figure.update_yaxes(visible=False, autorange="reversed", constrain="domain")
-    for col in range(1, columns + 1):
-        figure.update_yaxes(scaleanchor="x" if col == 1 else f"x{col}", row=1, col=col)
-    figure.update_annotations(font=dict(size=11))
-    figure.update_layout(width=170 * columns + 40, height=250,
-                         margin=dict(l=10, r=10, t=40, b=10))
-    return figure
-
-
 class Explorer(widgets.VBox):
     """Heat maps of several attribution methods for one test image of a zoo model.
 
@@ -119,9 +101,11 @@ class Explorer(widgets.VBox):
     (``wb-model-dropdown``), ``index_slider`` (``wb-index-slider``), ``target_dropdown``
     (``wb-target-dropdown``), ``column_dropdown`` (``wb-column-dropdown``: the column the
     picker edits), ``add_button`` / ``remove_button`` (``wb-add-method`` / ``wb-remove-method``),
-    ``picker`` (a :class:`MethodPicker`, ``wb-method-picker``), ``heatmaps`` (``wb-heatmaps``,
-    holding ``figure``), ``error`` (``wb-error``), the status line (``wb-status``), and
-    ``inspector`` (a :class:`LayerInspector` in the ``wb-layers`` accordion).
+    ``picker`` (a :class:`MethodPicker`, ``wb-method-picker``), ``heatmaps`` (a
+    :class:`HeatmapTiles`, ``wb-heatmaps``: the input, then one tile per column, each with a
+    ``wb-heatmap-title``), ``error`` (``wb-error``), the status line (``wb-status``), and
+    ``inspector`` (a :class:`LayerInspector` in the ``wb-layers`` accordion; its figure is
+    created when the accordion is first opened).
     """
 
     def __init__(self, model_names: Sequence[str] = DEFAULT_MODELS,
@@ -169,8 +153,7 @@ class Explorer(widgets.VBox):
         self.remove_button.add_class("wb-remove-method")
         method, options = self._columns[0]
         self.picker = MethodPicker(method=method, options=options)
-        self.heatmaps = widgets.Box()
-        self.heatmaps.add_class("wb-heatmaps")
+        self.heatmaps = HeatmapTiles()
         self._status = widgets.HTML()
         self._status.add_class("wb-status")
         self.error = ErrorArea("wb-error")
@@ -187,6 +170,7 @@ class Explorer(widgets.VBox):
         ])
         self.add_class("wb-explorer")
         self._refresh_columns(0)
+        self._layers.observe(self._guard(self._on_layers_opened), names="selected_index")
 
         guard = self._guard
         self.model_dropdown.observe(guard(self._on_model), names="value")
@@ -219,9 +203,13 @@ class Explorer(widgets.VBox):
         self.model_dropdown.value = name
 
     @property
-    def figure(self) -> go.FigureWidget | None:
-        """The figure of the heat maps: the input, then one column per method."""
-        return self.heatmaps.children[0] if self.heatmaps.children else None
+    def figure(self) -> go.Figure | None:
+        """A plotly figure of what the tiles show (the input, then each computed map), for
+        reports and notebooks; built on each call (the app itself shows PNG tiles)."""
+        if self._data is None or not self._maps:
+            return None
+        maps = {label: torch.from_numpy(heat)[None] for label, heat in self._maps.items()}
+        return heatmap_grid(self.inputs, maps)
 
     @property
     def data(self) -> ImageData | None:
@@ -428,9 +416,10 @@ class Explorer(widgets.VBox):
         """Show ``model`` in the layer inspector; a model it cannot show still loads."""
         try:
             if self.inspector is None:
-                self.inspector = LayerInspector(model, self.inputs)
+                self.inspector = LayerInspector(model, self.inputs, defer_figure=True)
                 self.inspector.on_change(self._guard(self._on_rules))
                 self._layers.children = [self.inspector]
+                self._on_layers_opened()
             else:
                 self.inspector.set_model(model, self.inputs)
         except (TypeError, ValueError) as error:
@@ -456,37 +445,15 @@ class Explorer(widgets.VBox):
         return self._cache[key]
 
     def _draw(self, labels: list[str], predicted: int) -> None:
-        """Redraw the heat maps; the subplots are rebuilt when the number of columns changed.
-
-        The figure widget itself is kept: each new ``FigureWidget`` ships plotly.js (megabytes)
-        to the browser.
-        """
-        figure = self.figure
-        if figure is None:
-            figure = go.FigureWidget()
-            figure.add_class("wb-heatmap-figure")
-            self.heatmaps.children = (figure,)
-        if len(figure.data) != len(labels) + 1:
-            template = _subplots(len(labels))
-            with figure.batch_update():
-                figure.data = ()
-                figure.layout = template.layout
-            figure.add_traces(template.data)
+        """Show the input and each column's map (a failed column shows a blank tile)."""
         classes = self._data.classes
         truth = classes[int(self._data.y_test[self.index])]
         target = "predicted" if self.target is None else f"class {classes[self.target]}"
         self._sample.value = html.escape(
             f"label {truth}, predicted {classes[predicted]}; explaining {target}")
-        image = to_map(self.inputs.detach().float().cpu())[0].numpy()
-        with figure.batch_update():
-            figure.data[0].z = image
-            figure.layout.annotations[0].text = f"input (label {html.escape(truth)})"
-            for trace, title, label in zip(figure.data[1:], figure.layout.annotations[1:],
-                                           labels):
-                trace.z = self._maps.get(label)
-                trace.hovertemplate = f"{html.escape(label)}: %{{z:.3g}}<extra></extra>"
-                title.text = html.escape(label if label in self._maps else f"{label} (failed)")
-        sync_figure(figure)
+        image = self.inputs[0].detach().float().cpu().numpy()
+        self.heatmaps.show(f"input (label {truth})", image,
+                           [(label, self._maps.get(label)) for label in labels])
 
     def _refresh_columns(self, selected: int) -> None:
         """Relabel the column dropdown and show column ``selected`` in the picker."""
@@ -526,6 +493,13 @@ class Explorer(widgets.VBox):
         self._columns[position] = (method, dict(options))
         self._refresh_columns(position)
         self.update()
+
+    def _on_layers_opened(self, _change: dict[str, Any] | None = None) -> None:
+        """Create the inspector's plotly figure the first time its section is open: a
+        ``FigureWidget`` makes the page load plotly.js (megabytes), so a page that never opens
+        the inspector loads none."""
+        if self._layers.selected_index is not None and self.inspector is not None:
+            self.inspector.show_figure()
 
     def _on_rules(self, _layer_rules: dict[str, Any]) -> None:
         if not self._loading:

@@ -108,10 +108,14 @@ class LayerInspector(widgets.VBox):
     (``wb-channel-slider``), the rule table (``wb-rule-table``), ``rule_dropdown`` and
     ``rule_epsilon`` (``wb-rule-dropdown``, ``wb-rule-epsilon``), ``error``
     (``wb-inspector-error``).
+
+    ``defer_figure=True`` creates the plotly figure only on :meth:`show_figure` (or the first
+    use of ``figure``): each ``FigureWidget`` makes the page load plotly.js (megabytes), which
+    an app can spare until the inspector is opened.
     """
 
     def __init__(self, model: nn.Module, inputs: torch.Tensor | None = None,
-                 layer: str | None = None) -> None:
+                 layer: str | None = None, defer_figure: bool = False) -> None:
         self.error = ErrorArea("wb-inspector-error")
         self.layer_dropdown = widgets.Dropdown(description="layer",
                                                 style={"description_width": "initial"})
@@ -121,8 +125,7 @@ class LayerInspector(widgets.VBox):
         self.channel_slider = widgets.IntSlider(description="channel", min=0, max=0,
                                                 continuous_update=False)
         self.channel_slider.add_class("wb-channel-slider")
-        self.figure = _figure()
-        self.figure.add_class("wb-layer-figure")
+        self._figure: go.FigureWidget | None = None
         self._table = widgets.HTML()
         self._table.add_class("wb-rule-table")
         self.rule_dropdown = widgets.Dropdown(options=list(RULE_CHOICES),
@@ -149,7 +152,7 @@ class LayerInspector(widgets.VBox):
         self._quiet = False
         super().__init__(children=[
             widgets.HBox([self.layer_dropdown, self._info]),
-            self.figure, self.channel_slider,
+            self.channel_slider,
             self._table, self._editor, widgets.HBox([self._overrides_html, self._clear]),
             self.error,
         ])
@@ -161,8 +164,34 @@ class LayerInspector(widgets.VBox):
         self.rule_epsilon.observe(guard(self._on_rule), names="value")
         self._clear.on_click(guard(lambda _button: self.clear_rules()))
         self.set_model(model, inputs, layer)
+        if not defer_figure:
+            self.show_figure()
 
     # --- public API --------------------------------------------------------------------------
+
+    @property
+    def figure(self) -> go.FigureWidget:
+        """The plotly figure: activations left, the weight histogram right (created now if it
+        was deferred)."""
+        return self.show_figure()
+
+    @property
+    def has_figure(self) -> bool:
+        """Whether the plotly figure exists (see ``defer_figure``)."""
+        return self._figure is not None
+
+    def show_figure(self) -> go.FigureWidget:
+        """Create the figure if it was deferred, draw the current layer into it, and show it
+        below the layer dropdown; returns it."""
+        if self._figure is None:
+            self._figure = _figure()
+            self._figure.add_class("wb-layer-figure")
+            first, *rest = self.children
+            self.children = (first, self._figure, *rest)
+            self._draw_weights()
+            self._draw_activation()
+            sync_figure(self._figure)
+        return self._figure
 
     @property
     def model(self) -> nn.Module:
@@ -183,7 +212,6 @@ class LayerInspector(widgets.VBox):
         self._inputs = inputs
         self.error.clear()
         self._show_activation()
-        sync_figure(self.figure)
 
     @property
     def layers(self) -> list[str]:
@@ -310,7 +338,6 @@ class LayerInspector(widgets.VBox):
     def _on_channel(self, _change: dict[str, Any]) -> None:
         if not self._quiet:
             self._show_activation()
-            sync_figure(self.figure)
 
     def _on_rule(self, _change: dict[str, Any]) -> None:
         if self._quiet:
@@ -331,9 +358,11 @@ class LayerInspector(widgets.VBox):
                             f"{parameters:,} parameters")
         self._show_rules()
         self._show_editor()
-        self._show_weights(module)
-        self._show_activation()
-        sync_figure(self.figure)
+        self._show_activation(draw=False)
+        if self._figure is not None:
+            self._draw_weights()
+            self._draw_activation()
+            sync_figure(self._figure)
 
     def _show_rules(self) -> None:
         lines = ["<table><tr><th align='left'>method</th><th align='left'>rule at "
@@ -363,10 +392,12 @@ class LayerInspector(widgets.VBox):
         self.rule_epsilon.remove_class("wb-invalid")
         self.rule_epsilon.disabled = choice != "epsilon"
 
-    def _show_weights(self, module: nn.Module) -> None:
+    def _draw_weights(self) -> None:
+        """The histogram of the current layer's weights (into the figure, which must exist)."""
+        module = dict(self._model.named_modules())[self.layer]
         weight = getattr(module, "weight", None)
-        with self.figure.batch_update():
-            bar = self.figure.data[2]
+        with self._figure.batch_update():
+            bar = self._figure.data[2]
             if isinstance(weight, torch.Tensor) and weight.numel():
                 values = weight.detach().float().cpu().flatten()
                 counts, edges = torch.histogram(values, bins=_HISTOGRAM_BINS)
@@ -376,17 +407,16 @@ class LayerInspector(widgets.VBox):
             else:
                 bar.x, bar.y = None, None
                 title = f"{self.layer} has no weights"
-            self.figure.layout.annotations[1].text = html.escape(title)
+            self._figure.layout.annotations[1].text = html.escape(title)
 
-    def _show_activation(self) -> None:
-        """Channel ``channel_slider`` of (C, H, W) outputs, (C, L) as one heat map, else bars."""
+    def _show_activation(self, draw: bool = True) -> None:
+        """Compute the current layer's output; set up the channel slider for (C, H, W) outputs;
+        redraw it if the figure exists (and ``draw``)."""
         self._activation = None
         if self._inputs is not None:
             self._activation = layer_output(self._model, self._inputs[:1], self.layer)[0]
-        heat, bar, _weights = self.figure.data
         activation = self._activation
-        as_image = activation is None or activation.dim() in (2, 3)
-        channels = as_image and activation is not None and activation.dim() == 3
+        channels = activation is not None and activation.dim() == 3
         self.channel_slider.layout.display = None if channels else "none"
         if channels:
             self._quiet = True
@@ -394,7 +424,17 @@ class LayerInspector(widgets.VBox):
                 self.channel_slider.max = activation.shape[0] - 1
             finally:
                 self._quiet = False
-        with self.figure.batch_update():
+        if draw and self._figure is not None:
+            self._draw_activation()
+            sync_figure(self._figure)
+
+    def _draw_activation(self) -> None:
+        """Channel ``channel_slider`` of (C, H, W) outputs, (C, L) as one heat map, else bars."""
+        heat, bar, _weights = self._figure.data
+        activation = self._activation
+        as_image = activation is None or activation.dim() in (2, 3)
+        channels = as_image and activation is not None and activation.dim() == 3
+        with self._figure.batch_update():
             if activation is None:
                 heat.z, bar.y = None, None
                 title = "no input"
@@ -407,7 +447,8 @@ class LayerInspector(widgets.VBox):
                 bar.y = activation.float().cpu().flatten().numpy()
                 title = f"{activation.numel()} values"
             heat.visible, bar.visible = as_image, not as_image
-            self.figure.layout.yaxis.visible = as_image
-            self.figure.layout.yaxis3.visible = not as_image
+            self._figure.layout.yaxis.visible = as_image
+            self._figure.layout.yaxis3.visible = not as_image
             shape = "" if activation is None else f" {tuple(activation.shape)}"
-            self.figure.layout.annotations[0].text = html.escape(f"{self.layer}{shape}: {title}")
+            self._figure.layout.annotations[0].text = html.escape(
+                f"{self.layer}{shape}: {title}")

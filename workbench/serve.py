@@ -2,7 +2,9 @@
 
 Bound to 127.0.0.1 unless told otherwise; any other address requires a token (generated and
 printed unless given). Idle kernels are culled. Voilà's defaults that hide source code and
-tracebacks from the browser are kept.
+tracebacks from the browser are kept. A closed or reloaded page shuts its kernel down at once:
+``voila_config/voila.py`` gives the page the ``_xsrf`` cookie that Voilà's shutdown beacon needs
+(XSRF checks stay on).
 """
 from __future__ import annotations
 
@@ -13,11 +15,22 @@ from pathlib import Path
 from workbench.runner import NOTEBOOK_DIR, notebooks
 
 LOCAL_ADDRESSES = {"127.0.0.1", "localhost", "::1"}
+#: holds ``voila.py``: the hook that issues the ``_xsrf`` cookie on each app page
+VOILA_CONFIG_DIR = Path(__file__).resolve().parent / "voila_config"
+
+
+def config_file_paths() -> list[str]:
+    """Voilà's config search path: its defaults (the working folder, then Jupyter's config
+    folders), then ours, so a user's own ``voila.py`` still takes precedence."""
+    from jupyter_core.paths import jupyter_config_path
+
+    return [".", *jupyter_config_path(), str(VOILA_CONFIG_DIR)]
 
 
 def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int = 8866,
                   token: str | None = None, cull_idle_timeout: int = 600,
-                  cull_interval: int = 60, open_browser: bool = False) -> tuple[list[str], str | None]:
+                  cull_interval: int = 60,
+                  open_browser: bool = False) -> tuple[list[str], str | None]:
     """The ``voila`` command line, and the token in force (None on a local address)."""
     if not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, got {port}")
@@ -32,6 +45,7 @@ def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int 
         f"--MappingKernelManager.cull_interval={cull_interval}",
         "--MappingKernelManager.cull_connected=False",
         f"--Voila.open_browser={open_browser}",
+        *(f"--Voila.config_file_paths={path}" for path in config_file_paths()),
     ]
     if token:
         command.append(f"--Voila.token={token}")
