@@ -64,6 +64,7 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
         del start  # not kept alive through the forward and backward pass
         grads = modified_gradient(model, points, indices[samples])
         total.index_add_(0, samples, grads.mul_(weights_per_row[rows].view(shape)))
+        del points, grads  # not alive while the next chunk's are built
     return (inputs - baseline) * total
 
 
@@ -80,7 +81,9 @@ def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
     for chunk in rows.split(batch_size):
         draws = torch.randn((len(chunk), *inputs.shape[1:]), generator=rng, dtype=inputs.dtype)
         points = inputs[chunk] + draws.to(inputs.device) * sigma[chunk].view(shape)
+        del draws
         total.index_add_(0, chunk, modified_gradient(model, points, indices[chunk]))
+        del points
     return total / n_samples
 
 
