@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-import time
 
 import anywidget
 import numpy as np
@@ -543,27 +542,3 @@ def test_rule_overrides_in_the_inspector_change_the_lrp_maps(explorer):
     expected = wb.attribute(explorer.model, explorer.inputs, "lrp_epsilon",
                             layer_rules=explorer.inspector.layer_rules)
     np.testing.assert_allclose(after["lrp_epsilon"], expected[0, 0].numpy(), rtol=1e-5)
-
-
-def _cached(name: str) -> bool:
-    arguments = dict(models.ZOO[name])
-    architecture, dataset = arguments.pop("architecture"), arguments.pop("dataset")
-    key = models.cache_key(models.settings(architecture, dataset, **arguments))
-    return (models.cache_dir() / f"{dataset}-{architecture}-{key[:20]}.pt").is_file()
-
-
-@pytest.mark.slow
-def test_updates_of_the_default_model_are_fast():
-    if not _cached("digits_cnn_relu"):
-        pytest.skip("digits_cnn_relu is not in the cache (training it takes about a minute)")
-    explorer = Explorer(model_names=("digits_cnn_relu",))
-    if explorer.model is None:
-        pytest.skip(f"the cached digits_cnn_relu could not be loaded: {explorer.error_message}")
-    explorer.picker.method = "lrp_alpha_beta"  # warm every method up once
-    durations = []
-    for index in range(1, 8):
-        start = time.perf_counter()
-        explorer.index_slider.value = index
-        durations.append(time.perf_counter() - start)
-        assert explorer.status.startswith("ready")
-    assert sorted(durations)[len(durations) // 2] < 0.3
