@@ -66,6 +66,7 @@ from torch import nn  # noqa: E402
 
 import workbench as wb  # noqa: E402
 from workbench.metrics import degradation, sensitivity_n  # noqa: E402
+from benchmarks.run import _reset_peak_rss, _status_kib  # noqa: E402  (same protocol)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -319,17 +320,6 @@ def time_row(members: list[Contender], reps: int) -> tuple[dict[str, list[float]
     return times, agree
 
 
-def _status_kib(field: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
 def memory_child(s: Settings, key: str) -> dict:
     _quiet()
     torch.set_num_threads(s.threads)
@@ -340,12 +330,7 @@ def memory_child(s: Settings, key: str) -> dict:
     contender.run()                                         # untimed, unmeasured call
     gc.collect()
     rss_before = _status_kib("VmRSS")
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")                                    # reset VmHWM to the current RSS
-        reset = True
-    except OSError:
-        reset = False
+    reset = _reset_peak_rss()                               # VmHWM := the current RSS
     result = contender.run()
     peak = _status_kib("VmHWM")
     del result
