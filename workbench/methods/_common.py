@@ -45,9 +45,8 @@ def compact_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
         and (baseline.dim() < inputs.dim() or baseline.shape[0] == 1))
     if not shared:
         return expand_baseline(baseline, inputs, name)
-    if isinstance(baseline, torch.Tensor):
-        expand_baseline(baseline, inputs[:0], name, shape=inputs.shape)  # checks only
-    return expand_baseline(baseline, inputs[:1], name)
+    # a shared baseline broadcasts to one sample exactly when it broadcasts to all of them
+    return expand_baseline(baseline, inputs[:1], name, shape=inputs.shape)
 
 
 @torch.no_grad()
