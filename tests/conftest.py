@@ -84,3 +84,17 @@ def dask_client():
     with distributed.Client(cluster) as client:
         yield client
     cluster.close()
+
+
+def write_notebook(path, body: str, parameters: str):
+    """A two-cell notebook at ``path``: a papermill ``parameters`` cell, then ``body``."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell(parameters)
+    cell.metadata["tags"] = ["parameters"]
+    notebook.cells = [cell, nbformat.v4.new_code_cell(body)]
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                       "language": "python"}
+    nbformat.write(notebook, path)
+    return path

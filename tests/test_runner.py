@@ -5,22 +5,11 @@ import json
 import subprocess
 import sys
 
-import nbformat
 import pytest
+from conftest import write_notebook
 
 from workbench import runner
 from workbench.serve import VOILA_CONFIG_DIR, voila_command
-
-
-def _notebook(path, body: str, parameters: str):
-    notebook = nbformat.v4.new_notebook()
-    cell = nbformat.v4.new_code_cell(parameters)
-    cell.metadata["tags"] = ["parameters"]
-    notebook.cells = [cell, nbformat.v4.new_code_cell(body)]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
-    nbformat.write(notebook, path)
-    return path
 
 
 PARAMETERS = '''scale: float = 1.0  # a factor
@@ -37,12 +26,13 @@ pathlib.Path(output_dir, "results.json").write_text(
 
 @pytest.fixture
 def good(tmp_path):
-    return _notebook(tmp_path / "01_good.ipynb", WRITES_RESULTS, PARAMETERS)
+    return write_notebook(tmp_path / "01_good.ipynb", WRITES_RESULTS, PARAMETERS)
 
 
 @pytest.fixture
 def bad(tmp_path):
-    return _notebook(tmp_path / "02_bad.ipynb", "raise ValueError('broken on purpose')", PARAMETERS)
+    return write_notebook(tmp_path / "02_bad.ipynb", "raise ValueError('broken on purpose')",
+                          PARAMETERS)
 
 
 @pytest.mark.slow

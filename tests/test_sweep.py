@@ -11,8 +11,8 @@ import sys
 import threading
 import time
 
-import nbformat
 import pytest
+from conftest import write_notebook
 
 from workbench import runner, sweep
 
@@ -38,15 +38,7 @@ pathlib.Path(output_dir, "results.json").write_text(json.dumps(
 
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory):
-    notebook = nbformat.v4.new_notebook()
-    parameters = nbformat.v4.new_code_cell(PARAMETERS)
-    parameters.metadata["tags"] = ["parameters"]
-    notebook.cells = [parameters, nbformat.v4.new_code_cell(BODY)]
-    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                       "language": "python"}
-    path = tmp_path_factory.mktemp("sweep") / "probe.ipynb"
-    nbformat.write(notebook, path)
-    return path
+    return write_notebook(tmp_path_factory.mktemp("sweep") / "probe.ipynb", BODY, PARAMETERS)
 
 
 @pytest.fixture
