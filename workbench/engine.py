@@ -49,7 +49,7 @@ def modified_gradient(
     if rules is not None and rules.needs_reference:
         if baseline is None:
             raise ValueError(f"{method} needs a baseline")
-        references = References(len(inputs))
+        references = References()
         # requires grad so that the same operations count as input-dependent in both passes;
         # a copy (not a leaf) so that a model may change it in place
         reference_batch = baseline.detach().to(leaf).requires_grad_().clone()
@@ -88,8 +88,7 @@ class References:
     replaying hands them out in the same order and checks that each fits the inputs' ``z``.
     """
 
-    def __init__(self, n_inputs: int):
-        self.n_inputs = n_inputs
+    def __init__(self):
         self.values: list[torch.Tensor] = []
         self.recording, self.position = True, 0
 

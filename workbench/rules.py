@@ -118,7 +118,8 @@ class RatioRule(ActivationRule):
 class RescaleRule(ActivationRule):
     """DeepLIFT Rescale: ``f'(z)`` becomes ``(f(z) - f(z0)) / (z - z0)`` (Ancona, Prop. 2).
 
-    ``z0`` is the pre-activation of the baseline at the same operation (``Rules.reference``).
+    ``z0`` is the pre-activation of the baseline at the same operation, recorded by the engine
+    (``Rules.needs_reference``, ``workbench.engine.References``).
     Where ``|z - z0|`` is tiny the ordinary derivative ``f'(z)`` is used. The multiplier is
     computed in the forward pass and is all the backward keeps.
     """
