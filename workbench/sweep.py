@@ -156,8 +156,6 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]] | Sequence[str
     ``seconds``, ``error``, ``failed_cell``, ``resumed``, then each scalar of the point's
     ``results.json`` (nested keys joined by dots).
     """
-    import pandas as pd
-
     path = runner.notebooks([str(notebook)])[0].resolve()
     declared = runner.parameters_of(path)
     if not isinstance(grid, Mapping):
@@ -183,7 +181,7 @@ def sweep(notebook: str | Path, grid: Mapping[str, Sequence[Any]] | Sequence[str
     if todo:
         rows.update(_run_points(path, out, todo, fixed, smoke, scheduler, workers, retries,
                                 progress))
-    table = _table(grid, points, rows, pd)
+    table = _table(points, rows)
     _write_outputs(table, list(grid), out)
     return table
 
@@ -228,7 +226,10 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
     return {}  # lists and tables stay in the point's results.json
 
 
-def _table(grid, points, rows, pd):
+def _table(points: list[dict[str, Any]], rows: dict[str, dict[str, Any]]):
+    """One row per point, in grid order: its parameters, status and flattened results."""
+    import pandas as pd
+
     records = []
     for values in points:
         row = rows[point_name(values)]
