@@ -10,7 +10,7 @@ from torch import nn
 
 import workbench as wb
 from workbench import metrics
-from workbench.patterns import _shard_statistics, gather_moments
+from workbench.patterns import _combine_statistics, _shard_statistics, gather_moments
 from workbench.shards import Shards, map_shards, reduce_shards
 
 pytest.importorskip("distributed")
@@ -52,8 +52,7 @@ def test_sharded_pattern_moments_equal_the_one_process_pass(net_and_data, dask_c
     model, x = net_and_data
     (single,) = gather_moments(model, x, batch_size=32, progress=False)
     sharded, _ = reduce_shards(functools.partial(_shard_statistics, model, 16),
-                               Shards.split(x, 4), combine=lambda a, b: (
-                                   {k: a[0][k] + b[0][k] for k in a[0]}, a[1]),
+                               Shards.split(x, 4), combine=_combine_statistics,
                                scheduler=dask_client, progress=False)
     assert sharded.keys() == single.keys()
     for layer in single:
