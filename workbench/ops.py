@@ -64,6 +64,11 @@ ACTIVATION_FAMILIES: dict[str, tuple[Callable, ...]] = {
     "hardswish": (F.hardswish,),
 }
 
+#: Families whose function is the identity or a constant on each piece (ReLU, hard tanh,
+#: ReLU6): for them ``f(z) - f(z0)`` and ``z - z0`` are each exact or one rounding, so their
+#: ratio is accurate wherever ``z != z0`` however close the two are.
+UNIT_SLOPE_FAMILIES = frozenset({"relu", "hardtanh"})
+
 AFFINE_OPS: dict[Callable, str] = {
     F.linear: "linear",
     torch.conv1d: "conv1d",

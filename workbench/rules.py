@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from workbench.ops import UNIT_SLOPE_FAMILIES
+
 Forward = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
@@ -65,9 +67,10 @@ class ActivationRule:
         return self.families is None or family in self.families
 
     def multiplier(self, pre: torch.Tensor, output: torch.Tensor, reference: torch.Tensor,
-                   function: Callable) -> torch.Tensor:
+                   function: Callable, family: str) -> torch.Tensor:
         """For ``keeps = "multiplier"``: what replaces ``f'(z)``, from ``z = pre``, the output
-        ``f(z)`` and the baseline's pre-activation ``reference``."""
+        ``f(z)``, the baseline's pre-activation ``reference`` and the activation ``family``
+        (``workbench.ops.ACTIVATION_FAMILIES``)."""
         raise NotImplementedError
 
     def backward(self, grad: torch.Tensor, kept: torch.Tensor | None,
@@ -120,25 +123,36 @@ class RescaleRule(ActivationRule):
 
     ``z0`` is the pre-activation of the baseline at the same operation, recorded by the engine
     (``Rules.needs_reference``, ``workbench.engine.References``).
-    Where ``|z - z0|`` is tiny the ordinary derivative ``f'(z)`` is used. The multiplier is
-    computed in the forward pass and is all the backward keeps.
+    Where ``|z - z0|`` is tiny the ordinary derivative ``f'(z)`` is used; for ReLU-like
+    functions (``ops.UNIT_SLOPE_FAMILIES``) the ratio is exact down to ``z = z0`` and only that
+    case needs it. The multiplier is computed in the forward pass and is all the backward keeps.
     """
 
     name = "rescale"
     keeps = "multiplier"
     needs_reference = True
 
-    def multiplier(self, pre, output, reference, function):
+    def multiplier(self, pre, output, reference, function, family):
         delta_in = pre - reference
         multiplier = (output - function(reference)).div_(delta_in)  # inf or NaN where z = z0
-        # the few places where |z - z0| is tiny get f'(z) instead, found by flat (row-major)
-        # index; le_ in place leaves 1.0 there and 0.0 elsewhere
-        small = delta_in.abs_().le_(tiny(pre.dtype)).reshape(-1).nonzero().squeeze(1)
-        if len(small):
-            point = pre.reshape(-1).index_select(0, small)
+        if family in UNIT_SLOPE_FAMILIES:
+            # the ratio is accurate wherever z != z0 (see ops.UNIT_SLOPE_FAMILIES); it is 0/0
+            # where z = z0 exactly, and there f'(z) = f'(z0), found on the (small) reference;
+            # one sum tells whether there is any such place
+            if not torch.isfinite(multiplier.sum()):
+                slope = elementwise_derivative(function, reference, torch.ones_like(reference))
+                multiplier = torch.where(delta_in == 0, slope, multiplier)
+            return multiplier
+        # elsewhere f(z) - f(z0) cancels when z is close to z0: the few places where |z - z0|
+        # is tiny get f'(z) instead, found by flat (row-major) index; le_ in place leaves 1.0
+        # there and 0.0 elsewhere
+        small = delta_in.abs_().le_(tiny(pre.dtype))
+        if small.any():
+            index = small.reshape(-1).nonzero().squeeze(1)
+            point = pre.reshape(-1).index_select(0, index)
             derivative = elementwise_derivative(function, point, torch.ones_like(point))
             multiplier = multiplier.contiguous()
-            multiplier.view(-1).index_copy_(0, small, derivative)
+            multiplier.view(-1).index_copy_(0, index, derivative)
         return multiplier
 
     def backward(self, grad, multiplier, function):
@@ -153,7 +167,7 @@ class _ActivationFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pre, rule, function, call, inplace, reference):
+    def forward(ctx, pre, rule, function, family, call, inplace, reference):
         ctx.rule, ctx.function = rule, function
         kept_pre = pre.clone() if inplace and rule.keeps in ("pre", "multiplier") else pre
         output = call(pre)
@@ -164,21 +178,23 @@ class _ActivationFunction(torch.autograd.Function):
         elif rule.keeps == "output":
             ctx.save_for_backward(output)
         elif rule.keeps == "multiplier":
-            ctx.save_for_backward(rule.multiplier(kept_pre, output, reference, function))
+            ctx.save_for_backward(rule.multiplier(kept_pre, output, reference, function,
+                                                  family))
         return output
 
     @staticmethod
     def backward(ctx, grad):
         kept = ctx.saved_tensors[0] if ctx.saved_tensors else None
-        return ctx.rule.backward(grad, kept, ctx.function), None, None, None, None, None
+        return ctx.rule.backward(grad, kept, ctx.function), None, None, None, None, None, None
 
 
-def apply_activation(rule: ActivationRule, pre: torch.Tensor, function: Callable,
+def apply_activation(rule: ActivationRule, pre: torch.Tensor, function: Callable, family: str,
                      call: Callable, inplace: bool,
                      reference: torch.Tensor | None = None) -> torch.Tensor:
-    """``call(pre)`` with ``rule`` replacing the derivative; ``function`` is ``f`` out of place;
-    ``reference`` is the baseline's pre-activation for rules that need one."""
-    return _ActivationFunction.apply(pre, rule, function, call, inplace, reference)
+    """``call(pre)`` with ``rule`` replacing the derivative; ``function`` is ``f`` out of place,
+    of the activation ``family``; ``reference`` is the baseline's pre-activation for rules that
+    need one."""
+    return _ActivationFunction.apply(pre, rule, function, family, call, inplace, reference)
 
 
 # ----------------------------------------------------------------------------------------------
