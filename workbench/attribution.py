@@ -6,6 +6,7 @@ from torch import nn
 
 import workbench.methods  # noqa: F401  (registers the methods)
 from workbench.checks import Target, check_inputs, check_same_device
+from workbench.layout import like
 from workbench.registry import get_method
 
 
@@ -30,7 +31,7 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str, *, target: Ta
 
     Returns
     -------
-    Tensor of the inputs' shape, dtype and device.
+    Tensor of the inputs' shape, dtype, device and memory layout.
     """
     spec = get_method(method)
     values = spec.bind(options)
@@ -39,4 +40,4 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str, *, target: Ta
     check_inputs(inputs)
     check_same_device(model, inputs)
     result = spec.run(model, inputs, target, **values)
-    return result.detach().to(dtype=inputs.dtype, device=inputs.device)
+    return like(result.detach().to(dtype=inputs.dtype, device=inputs.device), inputs)

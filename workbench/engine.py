@@ -9,6 +9,7 @@ when the forward pass raises.
 from __future__ import annotations
 
 import inspect
+import weakref
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -18,6 +19,7 @@ from torch.overrides import TorchFunctionMode
 
 from workbench import ops
 from workbench.checks import Target, resolve_target
+from workbench.layout import like, memory_format_of, run_in_fast_layout
 from workbench.ops import OpKind
 from workbench.rules import AffineCall, Rules, apply_activation
 
@@ -41,9 +43,17 @@ def modified_gradient(
     first run ``baseline`` (one sample broadcast to all, or one per input) through the model
     to record each pre-activation; the backward pass then covers the inputs alone.
     """
-    # shares the user's storage without a copy: autograd refuses any in-place change of a leaf
-    # that requires grad before it happens (the engine checks its own in-place rules too), and
-    # such a model is then given a copy
+    gradient = run_in_fast_layout(
+        model, inputs,
+        lambda batch: _gradient(model, batch, target, rules, method, baseline))
+    return like(gradient, inputs)
+
+
+def _gradient(model: nn.Module, inputs: torch.Tensor, target: Target, rules: Rules | None,
+              method: str, baseline: torch.Tensor | None) -> torch.Tensor:
+    # shares the caller's storage without a copy: autograd refuses any in-place change of a
+    # leaf that requires grad before it happens (the engine checks its own in-place rules too),
+    # and such a model is then given a copy
     leaf = inputs.detach().requires_grad_()
     references = None
     if rules is not None and rules.needs_reference:
@@ -51,8 +61,10 @@ def modified_gradient(
             raise ValueError(f"{method} needs a baseline")
         references = References()
         # requires grad so that the same operations count as input-dependent in both passes;
-        # a copy (not a leaf) so that a model may change it in place
-        reference_batch = baseline.detach().to(leaf).requires_grad_().clone()
+        # a copy (not a leaf, in the inputs' memory layout) so that a model may change it in
+        # place
+        reference_batch = baseline.detach().to(leaf).requires_grad_().clone(
+            memory_format=memory_format_of(leaf))
         _forward(model, reference_batch, rules, method, references)
         references.replay()
     try:
@@ -152,8 +164,10 @@ class RuleMode(TorchFunctionMode):
             for name, module in model.named_modules()
             for parameter in module.parameters(recurse=False)
         }
-        # outputs of weighted layers, for merging a following batch norm: id -> (tensor, call)
-        self._affine_outputs: dict[int, tuple[torch.Tensor, AffineCall]] = {}
+        # outputs of weighted layers, for merging a following batch norm: id -> (weak reference
+        # to the output, call); weak, so that pre-activations the model has done with are freed
+        # during the forward pass as they would be without the engine
+        self._affine_outputs: dict[int, tuple[weakref.ref, AffineCall]] = {}
 
     def __exit__(self, *exc):
         self._affine_outputs.clear()
@@ -179,8 +193,8 @@ class RuleMode(TorchFunctionMode):
     # -- handlers by kind ----------------------------------------------------------------------
 
     def _activation(self, func, args, kwargs, layer):
-        rule = self.rules.activation
-        if rule is None or not rule.applies_to(ops.activation_family(func)):
+        rule, family = self.rules.activation, ops.activation_family(func)
+        if rule is None or not rule.applies_to(family):
             return func(*args, **kwargs)
         inplace = ops.is_inplace(func, args, kwargs)
         if inplace and args[0].is_leaf:
@@ -200,7 +214,7 @@ class RuleMode(TorchFunctionMode):
         def function(pre):  # f, out of place
             return func(pre.clone(), *rest, **kwargs) if inplace else func(pre, *rest, **kwargs)
 
-        return apply_activation(rule, args[0], function, call, inplace, reference)
+        return apply_activation(rule, args[0], function, family, call, inplace, reference)
 
     def _affine(self, func, args, kwargs, layer):
         rule = self.rules.affine_for(layer)
@@ -217,7 +231,7 @@ class RuleMode(TorchFunctionMode):
 
         call = AffineCall(inputs, weight, bias, forward, layer, ops.AFFINE_OPS[func], options)
         output = rule.apply(call)
-        self._affine_outputs[id(output)] = (output, call)
+        self._affine_outputs[id(output)] = (weakref.ref(output), call)
         return output
 
     def _batch_norm(self, func, args, kwargs, layer):
@@ -234,7 +248,7 @@ class RuleMode(TorchFunctionMode):
         if bound["bias"] is not None:
             shift = shift + bound["bias"]
         previous = self._affine_outputs.get(id(inputs))
-        if previous is not None and previous[0] is inputs:
+        if previous is not None and previous[0]() is inputs:
             # merge into the weighted layer that produced the input: W' = s W, b' = s b + t
             call = previous[1]
             weight = call.weight * scale.view(-1, *[1] * (call.weight.dim() - 1))
@@ -248,7 +262,7 @@ class RuleMode(TorchFunctionMode):
         if rule is None:
             return func(*args, **kwargs)
         output = rule.apply(merged)
-        self._affine_outputs[id(output)] = (output, merged)
+        self._affine_outputs[id(output)] = (weakref.ref(output), merged)
         return output
 
     def _dropout(self, func, args, kwargs, layer):

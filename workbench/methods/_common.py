@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from workbench.checks import Target, expand_target, resolve_target
+from workbench.layout import run_in_fast_layout
 
 
 def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
@@ -53,8 +54,9 @@ def compact_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
     """Model outputs for ``inputs``, in chunks of ``batch_size`` samples."""
     if batch_size is None or len(inputs) <= batch_size:
-        return model(inputs)
-    return torch.cat([model(chunk) for chunk in inputs.split(batch_size)])
+        return run_in_fast_layout(model, inputs, model)
+    return torch.cat([run_in_fast_layout(model, chunk, model)
+                      for chunk in inputs.split(batch_size)])
 
 
 def tracked_copy(inputs: torch.Tensor) -> torch.Tensor:

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from workbench.engine import modified_gradient
+from workbench.layout import batch_like, fast_format
 from workbench.methods._common import compact_baseline, generator, target_indices
 from workbench.registry import Method, Option, register
 
@@ -56,11 +57,15 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
     sample_of_row = torch.arange(n_samples, device=inputs.device).repeat(steps)
     total = torch.zeros_like(inputs)
     shape = (-1, *[1] * (inputs.dim() - 1))
+    layout = fast_format(model, inputs)
     for rows in torch.arange(steps * n_samples, device=inputs.device).split(batch_size):
         samples = sample_of_row[rows]
         alpha = alphas_per_row[rows].view(shape)
-        start = baseline if len(baseline) == 1 else baseline[samples]
-        points = (inputs[samples] - start).mul_(alpha).add_(start)  # x0 + a (x - x0), in place
+        start = (baseline if len(baseline) == 1 else baseline[samples]).detach()
+        # x0 + a (x - x0), in place, built in the layout the model runs fastest in (no copy)
+        points = torch.sub(inputs.detach()[samples], start,
+                           out=batch_like(inputs, len(rows), layout))
+        points.mul_(alpha).add_(start)
         del start  # not kept alive through the forward and backward pass
         grads = modified_gradient(model, points, indices[samples])
         total.index_add_(0, samples, grads.mul_(weights_per_row[rows].view(shape)))
@@ -72,15 +77,18 @@ def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
     """Mean gradient over ``x + N(0, sigma^2)``, ``sigma = noise * (max(x) - min(x))`` per sample
     (Smilkov et al. 2017)."""
     indices = target_indices(model, inputs, target)
-    flat = inputs.flatten(1)
+    flat = inputs.detach().flatten(1)
     sigma = noise * (flat.max(dim=1).values - flat.min(dim=1).values)
     rng = generator(seed)
     total = torch.zeros_like(inputs)
     shape = (-1, *[1] * (inputs.dim() - 1))
     rows = torch.arange(len(inputs), device=inputs.device).repeat(n_samples)
+    layout = fast_format(model, inputs)
     for chunk in rows.split(batch_size):
         draws = torch.randn((len(chunk), *inputs.shape[1:]), generator=rng, dtype=inputs.dtype)
-        points = inputs[chunk] + draws.to(inputs.device) * sigma[chunk].view(shape)
+        draws = draws.to(inputs.device).mul_(sigma[chunk].view(shape))
+        points = torch.add(inputs.detach()[chunk], draws,
+                           out=batch_like(inputs, len(chunk), layout))
         del draws
         total.index_add_(0, chunk, modified_gradient(model, points, indices[chunk]))
         del points
