@@ -314,3 +314,37 @@ def test_deeplift_with_channels_last_inputs_matches_contiguous_ones():
                         "deeplift_rescale", target=1,
                         baseline=x0.to(memory_format=torch.channels_last))
     torch.testing.assert_close(attr, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.Tanh])
+def test_deeplift_where_inputs_and_baseline_tie_takes_the_ordinary_derivative(dtype, activation):
+    """Where z = z0 exactly the Rescale ratio is 0/0 and f'(z) takes its place. A tie matters
+    when input differences cancel inside a unit: units 0-2 below see ``x1 - x2`` and both
+    inputs moved by the same amount; their biases put them in the active (slope 1), inactive
+    (slope 0) and, for Tanh, curved part. Closed form: ``R = dx * W1^T (m * w2)`` with
+    ``m = f'(z0)`` at the ties and ``(f(z) - f(z0)) / (z - z0)`` at unit 3."""
+    weight1 = torch.tensor([[1.0, -1.0, 0.0], [2.0, -2.0, 0.0], [-1.0, 1.0, 0.0],
+                            [0.5, 0.0, 1.0]], dtype=dtype)
+    bias1 = torch.tensor([0.5, -3.0, 0.25, -0.2], dtype=dtype)
+    weight2 = torch.tensor([[1.0, -2.0, 3.0, 0.7]], dtype=dtype)
+    model = nn.Sequential(nn.Linear(3, 4), activation(), nn.Linear(4, 1)).to(dtype).eval()
+    with torch.no_grad():
+        model[0].weight.copy_(weight1)
+        model[0].bias.copy_(bias1)
+        model[2].weight.copy_(weight2)
+    baseline = torch.tensor([[0.1, 0.1, -0.3]], dtype=dtype)
+    x = baseline + torch.tensor([[0.75, 0.75, 1.5], [-2.0, -2.0, 0.4]], dtype=dtype)
+    attr = wb.attribute(model, x, "deeplift_rescale", target=0, baseline=baseline)
+
+    function = model[1]
+    z, z0 = x @ weight1.T + bias1, baseline @ weight1.T + bias1
+    assert torch.equal(z[:, :3], z0.expand(2, 4)[:, :3])  # the ties are exact
+    point = z0.detach().clone().requires_grad_()
+    (slope,) = torch.autograd.grad(function(point).sum(), point)
+    ratio = (function(z) - function(z0)) / (z - z0)
+    multiplier = torch.cat([slope.expand(2, 4)[:, :3], ratio[:, 3:]], dim=1)
+    expected = (x - baseline) * ((multiplier * weight2) @ weight1)
+    tolerance = {} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    torch.testing.assert_close(attr, expected.detach(), **tolerance)
+    assert slope[0, 0] != 0  # the active tie carries gradient (slope 0 there would be wrong)
