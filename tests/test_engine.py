@@ -348,3 +348,85 @@ def test_deeplift_where_inputs_and_baseline_tie_takes_the_ordinary_derivative(dt
     tolerance = {} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
     torch.testing.assert_close(attr, expected.detach(), **tolerance)
     assert slope[0, 0] != 0  # the active tie carries gradient (slope 0 there would be wrong)
+
+
+# -- weighted layers keep no inputs for the backward -------------------------------------------
+
+
+class ConvOptionsNet(nn.Module):
+    """Every convolution option the input gradient must honour, and functional calls with
+    defaults left out."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(4, 6, (3, 2), stride=(2, 1), padding=(1, 2), dilation=(1, 2),
+                              groups=2)
+        self.same = nn.Conv2d(6, 6, 3, padding="same")  # string padding: the ordinary backward
+        self.conv1d = nn.Conv1d(6, 4, 3, stride=2)
+        self.conv3d = nn.Conv3d(1, 2, (1, 3, 3), padding=1)
+        self.weight = nn.Parameter(torch.randn(5, 2, 3, 3))
+        self.linear = nn.Linear(12, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.same(self.conv(x)))                    # (N, 6, 4, 7)
+        h = self.conv1d(h.flatten(2))                             # (N, 4, 13)
+        h = torch.tanh(self.conv3d(h[:, None, :, :, None]))[..., 0]  # (N, 2, 6, 13)
+        h = F.conv2d(h, self.weight)                              # defaults: stride 1, ...
+        h = F.adaptive_avg_pool2d(h, (1, 4)).flatten(2)           # (N, 5, 4)
+        return self.linear(torch.cat([h, h[:, :, :1].expand(-1, -1, 8)], dim=2)).sum(1)
+
+
+@pytest.mark.parametrize("method", ["gradient", "deeplift_rescale", "lrp_epsilon"])
+def test_input_gradient_of_every_convolution_option_matches_autograd(method):
+    """Layers that keep no inputs compute ``W^T g`` themselves; the result must be autograd's
+    (for the rule-based methods: the same rules on the ordinary layers, via a copy of the model
+    whose layers cannot take that path because their weights need gradients)."""
+    model = ConvOptionsNet().double().eval()
+    x = torch.randn(3, 4, 7, 5, dtype=torch.float64)
+    attr = wb.attribute(model, x, method, target=[0, 1, 2])
+    if method == "gradient":
+        leaf = x.clone().requires_grad_()
+        expected = torch.autograd.grad(model(leaf)[torch.arange(3), [0, 1, 2]].sum(), leaf)[0]
+    else:
+        from workbench import rules
+
+        original = rules.AffineCall.keeping_no_inputs
+        try:  # the ordinary weighted layers, everything else the same
+            rules.AffineCall.keeping_no_inputs = rules.AffineCall.__call__
+            expected = wb.attribute(model, x, method, target=[0, 1, 2])
+        finally:
+            rules.AffineCall.keeping_no_inputs = original
+    torch.testing.assert_close(attr, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["gradient", "guided_backprop", "deeplift_rescale",
+                                    "lrp_epsilon", "integrated_gradients"])
+def test_the_backward_keeps_no_inputs_of_weighted_layers(method):
+    """Autograd keeps a layer's input for the weight gradient; attribution never asks for one.
+    Neither the batch (input of the first conv), the pooled map (input of the second) nor the
+    flattened map (input of the linear layer) may be among the tensors saved for the backward
+    pass."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(5, 7, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(7 * 4 * 4, 4)).eval()
+    x = torch.randn(2, 3, 8, 8)
+    saved: list[tuple[tuple[int, ...], torch.dtype]] = []
+
+    def pack(tensor):
+        saved.append((tuple(tensor.shape), tensor.dtype))
+        return tensor
+
+    options = {"steps": 4} if method == "integrated_gradients" else {}
+    rows = 2 * 4 if options else 2  # IG: path points x samples in one pass
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        wb.attribute(model, x, method, target=1, **options)
+    layer_inputs = [((rows, 3, 8, 8), torch.float32), ((rows, 5, 4, 4), torch.float32),
+                    ((rows, 7 * 4 * 4), torch.float32)]
+    assert saved and not any(kept in saved for kept in layer_inputs)
+    # the same model under plain autograd keeps them all: the probe would see them
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(x.clone().requires_grad_())
+    assert all(((2, *shape[1:]), dtype) in saved for shape, dtype in layer_inputs)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import inspect
 import weakref
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -85,7 +84,8 @@ def _gradient(model: nn.Module, inputs: torch.Tensor, target: Target, rules: Rul
 
 def _forward(model: nn.Module, batch: torch.Tensor, rules: Rules | None, method: str,
              references: References | None = None):
-    mode = RuleMode(model, rules, method, references) if rules is not None else nullcontext()
+    mode = (RuleMode(model, rules, method, references) if rules is not None
+            else NoWeightGradientMode())
     with torch.enable_grad(), mode:
         output = model(batch)
     if references is not None:
@@ -149,6 +149,34 @@ def module_path(model: nn.Module) -> tuple[str, str]:
             return name, type(candidate).__name__
         frame = frame.f_back
     return "<model>", type(model).__name__
+
+
+def affine_call(func: Callable, args: tuple, kwargs: dict, layer: str | None = None
+                ) -> AffineCall:
+    """The weighted-layer call ``func(*args, **kwargs)`` (a Linear or Conv operation)."""
+    bound = ops.bound_arguments(func, args, kwargs) or _positional(func, args, kwargs)
+    inputs, weight, bias = bound.pop("input"), bound.pop("weight"), bound.pop("bias", None)
+    options = dict(bound)
+
+    def forward(x, w, b):
+        return func(x, w, b, **options)
+
+    return AffineCall(inputs, weight, bias, forward, layer, ops.AFFINE_OPS[func], options)
+
+
+class NoWeightGradientMode(TorchFunctionMode):
+    """The plain gradient's forward pass: a weighted layer whose weight is a parameter keeps no
+    inputs for the backward (``AffineCall.keeping_no_inputs``: no weight gradient is ever asked
+    for); every other operation runs as it is, so any model works."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in ops.AFFINE_OPS:
+            return func(*args, **kwargs)
+        args, kwargs = _detach_parameters(args), _detach_parameters(kwargs)
+        if not _any_requires_grad(args, kwargs):
+            return func(*args, **kwargs)
+        return affine_call(func, args, kwargs).keeping_no_inputs()
 
 
 class RuleMode(TorchFunctionMode):
@@ -218,18 +246,11 @@ class RuleMode(TorchFunctionMode):
 
     def _affine(self, func, args, kwargs, layer):
         rule = self.rules.affine_for(layer)
+        call = affine_call(func, args, kwargs, layer)
         if rule is None:
-            return func(*args, **kwargs)
-        bound = ops.bound_arguments(func, args, kwargs) or _positional(func, args, kwargs)
-        inputs, weight, bias = bound.pop("input"), bound.pop("weight"), bound.pop("bias", None)
-        if weight.requires_grad:
+            return call.keeping_no_inputs()
+        if call.weight.requires_grad:
             self._unsupported(func, "its weight depends on the input")
-        options = dict(bound)
-
-        def forward(x, w, b):
-            return func(x, w, b, **options)
-
-        call = AffineCall(inputs, weight, bias, forward, layer, ops.AFFINE_OPS[func], options)
         output = rule.apply(call)
         self._affine_outputs[id(output)] = (weakref.ref(output), call)
         return output

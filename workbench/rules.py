@@ -220,6 +220,62 @@ class AffineCall:
     def __call__(self) -> torch.Tensor:
         return self.forward(self.inputs, self.weight, self.bias)
 
+    def keeping_no_inputs(self) -> torch.Tensor:
+        """``self()``, differentiable in the inputs only, keeping only the weight for the
+        backward (``g_x = W^T g_z``): autograd would also keep ``x``, for a weight gradient that
+        attribution never asks for. Falls back to ``self()`` where the input gradient has no
+        closed form here (a weight that depends on the inputs, string padding, a channel
+        affine)."""
+        if (self.weight.requires_grad or self.kind not in _INPUT_GRADIENTS
+                or isinstance(self.options.get("padding"), str)):
+            return self()
+        return _KeepingNoInputs.apply(self.inputs, self.weight, self.bias, self)
+
+
+def _linear_input_gradient(weight: torch.Tensor, options: Mapping[str, Any],
+                           grad: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+    return grad.matmul(weight)
+
+
+def _conv_input_gradient(weight: torch.Tensor, options: Mapping[str, Any],
+                         grad: torch.Tensor, layout: torch.Tensor) -> torch.Tensor:
+    dims = layout.dim() - 2
+
+    def tupled(name: str, default: int) -> list[int]:
+        value = options.get(name, default)
+        return list(value) if isinstance(value, (tuple, list)) else [value] * dims
+
+    return torch.ops.aten.convolution_backward(
+        grad, layout, weight, None, tupled("stride", 1), tupled("padding", 0),
+        tupled("dilation", 1), False, [0] * dims, options.get("groups", 1),
+        (True, False, False))[0]
+
+
+_INPUT_GRADIENTS = {"linear": _linear_input_gradient, "conv1d": _conv_input_gradient,
+                    "conv2d": _conv_input_gradient, "conv3d": _conv_input_gradient}
+
+
+class _KeepingNoInputs(torch.autograd.Function):
+    """A weighted layer whose backward keeps only the weight (see
+    :meth:`AffineCall.keeping_no_inputs`)."""
+
+    @staticmethod
+    def forward(ctx, inputs, weight, bias, call):
+        ctx.save_for_backward(weight)
+        ctx.kind, ctx.options = call.kind, call.options
+        ctx.shape, ctx.strides = inputs.shape, inputs.stride()
+        ctx.dtype, ctx.device = inputs.dtype, inputs.device
+        return call.forward(inputs, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weight,) = ctx.saved_tensors
+        # the convolution's backward reads the inputs' shape and layout, never their values:
+        # an unwritten tensor of that layout costs no memory
+        layout = torch.empty_strided(ctx.shape, ctx.strides, dtype=ctx.dtype, device=ctx.device)
+        grad_inputs = _INPUT_GRADIENTS[ctx.kind](weight, ctx.options, grad, layout)
+        return grad_inputs, None, None, None
+
 
 class AffineRule:
     """Replaces the backward ``W^T`` of a weighted layer."""
@@ -242,7 +298,7 @@ class EpsilonRule(AffineRule):
         self.epsilon = float(epsilon)
 
     def apply(self, call: AffineCall) -> torch.Tensor:
-        output = call()
+        output = call.keeping_no_inputs()
         if output.requires_grad:
             with torch.no_grad():  # z / (z + eps sign z) = |z| / (|z| + eps)
                 magnitude = output.abs()
