@@ -20,7 +20,7 @@ from workbench import ops
 from workbench.checks import Target, resolve_target
 from workbench.layout import like, memory_format_of, run_in_fast_layout
 from workbench.ops import OpKind
-from workbench.rules import AffineCall, Rules, apply_activation
+from workbench.rules import ActivationCall, AffineCall, Rules, apply_activation
 
 
 class UnsupportedOperationError(NotImplementedError):
@@ -119,7 +119,9 @@ class References:
         if reference.shape[1:] != pre.shape[1:] or reference.shape[0] not in (1, len(pre)):
             self._mismatch(model, method, f"gives a pre-activation of shape {tuple(pre.shape)} "
                            f"for the inputs but {tuple(reference.shape)} for the baseline")
-        return reference
+        # in the inputs' memory layout: elementwise arithmetic across layouts is slow (a batch
+        # of one may take another convolution path with another output layout)
+        return reference.contiguous(memory_format=memory_format_of(pre))
 
     def check_all_used(self, model: nn.Module, method: str) -> None:
         if not self.recording and self.position != len(self.values):
@@ -236,13 +238,14 @@ class RuleMode(TorchFunctionMode):
             reference = self.references.next_for(args[0], self.model, self.method)
         rest = args[1:]
 
-        def call(pre):
+        def run(pre):
             return func(pre, *rest, **kwargs)
 
         def function(pre):  # f, out of place
             return func(pre.clone(), *rest, **kwargs) if inplace else func(pre, *rest, **kwargs)
 
-        return apply_activation(rule, args[0], function, family, call, inplace, reference)
+        call = ActivationCall(run, function, family, inplace, reference)
+        return apply_activation(rule, args[0], call)
 
     def _affine(self, func, args, kwargs, layer):
         rule = self.rules.affine_for(layer)

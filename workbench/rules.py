@@ -48,6 +48,22 @@ def elementwise_derivative(function: Callable, pre: torch.Tensor, grad: torch.Te
 # Elementwise nonlinearities
 
 
+@dataclass(frozen=True)
+class ActivationCall:
+    """One elementwise nonlinearity ``a = f(z)`` as the model runs it.
+
+    ``run`` is the model's own call on ``z`` (in place if ``inplace``), ``function`` is ``f``
+    out of place, ``family`` its family in ``workbench.ops.ACTIVATION_FAMILIES``; rules that
+    compare with a baseline get its pre-activation ``reference``.
+    """
+
+    run: Callable[[torch.Tensor], torch.Tensor]
+    function: Callable[[torch.Tensor], torch.Tensor]
+    family: str
+    inplace: bool = False
+    reference: torch.Tensor | None = None
+
+
 class ActivationRule:
     """Replaces ``f'(z)`` in the backward pass of ``a = f(z)``.
 
@@ -66,11 +82,10 @@ class ActivationRule:
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
 
-    def multiplier(self, pre: torch.Tensor, output: torch.Tensor, reference: torch.Tensor,
-                   function: Callable, family: str) -> torch.Tensor:
+    def multiplier(self, pre: torch.Tensor, output: torch.Tensor,
+                   call: ActivationCall) -> torch.Tensor:
         """For ``keeps = "multiplier"``: what replaces ``f'(z)``, from ``z = pre``, the output
-        ``f(z)``, the baseline's pre-activation ``reference`` and the activation ``family``
-        (``workbench.ops.ACTIVATION_FAMILIES``)."""
+        ``f(z)`` and the call (its function, family, the baseline's pre-activation)."""
         raise NotImplementedError
 
     def backward(self, grad: torch.Tensor, kept: torch.Tensor | None,
@@ -132,16 +147,17 @@ class RescaleRule(ActivationRule):
     keeps = "multiplier"
     needs_reference = True
 
-    def multiplier(self, pre, output, reference, function, family):
+    def multiplier(self, pre, output, call):
+        function, reference = call.function, call.reference
         delta_in = pre - reference
         multiplier = (output - function(reference)).div_(delta_in)  # inf or NaN where z = z0
-        if family in UNIT_SLOPE_FAMILIES:
+        if call.family in UNIT_SLOPE_FAMILIES:
             # the ratio is accurate wherever z != z0 (see ops.UNIT_SLOPE_FAMILIES); it is 0/0
             # where z = z0 exactly, and there f'(z) = f'(z0), found on the (small) reference;
             # one sum tells whether there is any such place
             if not torch.isfinite(multiplier.sum()):
                 slope = elementwise_derivative(function, reference, torch.ones_like(reference))
-                multiplier = torch.where(delta_in == 0, slope, multiplier)
+                torch.where(delta_in == 0, slope, multiplier, out=multiplier)
             return multiplier
         # elsewhere f(z) - f(z0) cancels when z is close to z0: the few places where |z - z0|
         # is tiny get f'(z) instead, found by flat (row-major) index; le_ in place leaves 1.0
@@ -167,34 +183,30 @@ class _ActivationFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, pre, rule, function, family, call, inplace, reference):
-        ctx.rule, ctx.function = rule, function
-        kept_pre = pre.clone() if inplace and rule.keeps in ("pre", "multiplier") else pre
-        output = call(pre)
-        if inplace:
+    def forward(ctx, pre, rule, call):
+        ctx.rule, ctx.function = rule, call.function
+        kept_pre = pre.clone() if call.inplace and rule.keeps in ("pre", "multiplier") else pre
+        output = call.run(pre)
+        if call.inplace:
             ctx.mark_dirty(output)
         if rule.keeps == "pre":
             ctx.save_for_backward(kept_pre)
         elif rule.keeps == "output":
             ctx.save_for_backward(output)
         elif rule.keeps == "multiplier":
-            ctx.save_for_backward(rule.multiplier(kept_pre, output, reference, function,
-                                                  family))
+            ctx.save_for_backward(rule.multiplier(kept_pre, output, call))
         return output
 
     @staticmethod
     def backward(ctx, grad):
         kept = ctx.saved_tensors[0] if ctx.saved_tensors else None
-        return ctx.rule.backward(grad, kept, ctx.function), None, None, None, None, None, None
+        return ctx.rule.backward(grad, kept, ctx.function), None, None
 
 
-def apply_activation(rule: ActivationRule, pre: torch.Tensor, function: Callable, family: str,
-                     call: Callable, inplace: bool,
-                     reference: torch.Tensor | None = None) -> torch.Tensor:
-    """``call(pre)`` with ``rule`` replacing the derivative; ``function`` is ``f`` out of place,
-    of the activation ``family``; ``reference`` is the baseline's pre-activation for rules that
-    need one."""
-    return _ActivationFunction.apply(pre, rule, function, family, call, inplace, reference)
+def apply_activation(rule: ActivationRule, pre: torch.Tensor,
+                     call: ActivationCall) -> torch.Tensor:
+    """``call.run(pre)`` with ``rule`` replacing the derivative."""
+    return _ActivationFunction.apply(pre, rule, call)
 
 
 # ----------------------------------------------------------------------------------------------
