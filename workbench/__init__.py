@@ -11,12 +11,14 @@ from workbench import metrics  # noqa: E402  (after attribute: metrics calls it)
 from workbench.metrics import quantus_explain
 from workbench.randomization import randomize, sanity_check, train_with_random_labels
 from workbench.device import default_device
+from workbench.layout import set_channels_last
 from workbench.registry import Method, Option, get_method as method_info, methods
 from workbench.basis import (Basis, ablation_curve, activations, direction_activation,
                               feature_visualisation, fit_basis, top_activating,
                               variance_explained)
 
 __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
+           "set_channels_last",
            "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "quantus_explain",
            "activations", "fit_basis", "Basis", "variance_explained", "ablation_curve",
            "top_activating", "feature_visualisation", "direction_activation",
