@@ -13,9 +13,9 @@ from workbench.randomization import randomize, sanity_check, train_with_random_l
 from workbench.device import default_device
 from workbench.layout import set_channels_last
 from workbench.registry import Method, Option, get_method as method_info, methods
-from workbench.basis import (Basis, ablation_curve, activations, direction_activation,
-                              feature_visualisation, fit_basis, top_activating,
+from workbench.basis import (Basis, ablation_curve, activations, fit_basis,
                               variance_explained)
+from workbench.features import direction_activation, feature_visualisation, top_activating
 
 __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
            "set_channels_last",

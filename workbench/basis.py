@@ -28,7 +28,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -87,13 +86,16 @@ def batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor 
                             f"got {type(batch).__name__}")
 
 
-def _progress(data, batch_size: int, progress: bool, description: str):
+def progress_batches(data, batch_size: int, progress: bool, description: str):
+    """``batches(data, batch_size)`` under a tqdm progress bar (off when ``progress`` is
+    false)."""
     total = math.ceil(len(data) / batch_size) if isinstance(data, torch.Tensor) else None
     return tqdm(batches(data, batch_size), total=total, desc=description, disable=not progress,
                 leave=False)
 
 
-def _to_model(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+def to_model_device(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """``inputs`` on the device of ``model``'s parameters (as they are for a stateless model)."""
     device = model_device(model)
     return inputs if device is None else inputs.to(device)
 
@@ -226,9 +228,9 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
     handles = [module.register_forward_hook(recorder(name)) for name, module in resolved]
     try:
         with torch.no_grad():
-            for inputs, _ in _progress(data, batch_size, progress, "activations"):
+            for inputs, _ in progress_batches(data, batch_size, progress, "activations"):
                 calls.update({name: 0 for name, _ in resolved})
-                model(_to_model(model, inputs))
+                model(to_model_device(model, inputs))
                 for name, count in calls.items():
                     if count != 1:
                         raise ValueError(f"layer '{name}' ran {count} times in one forward pass; "
@@ -430,11 +432,11 @@ def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Seque
     try:
         with torch.no_grad():
             for index, (inputs, batch_labels) in enumerate(
-                    _progress(data, batch_size, progress, f"ablation ({basis.kind})")):
+                    progress_batches(data, batch_size, progress, f"ablation ({basis.kind})")):
                 if labels is not None:
                     offset = index * batch_size
                     batch_labels = labels[offset:offset + len(inputs)]
-                inputs = _to_model(model, inputs)
+                inputs = to_model_device(model, inputs)
                 state["kept"] = None
                 original = model(inputs).argmax(1).cpu()
                 labelled = labelled and batch_labels is not None
@@ -455,165 +457,3 @@ def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Seque
     return AblationCurve(name, basis.kind, keep, fill, ks, (agree / samples).tolist(),
                          (correct / samples).tolist() if labelled else None,
                          original_correct / samples if labelled else None, samples)
-
-
-# ----------------------------------------------------------------------------------------------
-# Per direction: top-activating inputs and feature visualisation
-
-
-def _check_directions(basis: Basis, directions: Sequence[int]) -> list[int]:
-    if isinstance(directions, int) or not isinstance(directions, Sequence) or not directions:
-        raise ValueError(f"directions must be a non-empty sequence of indices, got {directions!r}")
-    for index in directions:
-        if not isinstance(index, int) or not 0 <= index < basis.dimension:
-            raise ValueError(f"direction index must be an integer in [0, {basis.dimension - 1}] "
-                             f"(layer '{basis.layer}'), got {index!r}")
-    return list(directions)
-
-
-def direction_activation(model: nn.Module, inputs: torch.Tensor, basis: Basis,
-                         directions: Sequence[int]) -> torch.Tensor:
-    """``(a - mean) . v`` for each input and direction ``v`` (rows of ``basis.directions``),
-    averaged over the positions of a conv layer; shape (N, len(directions)). Differentiable
-    with respect to ``inputs`` (the objective of the feature visualisation); for a neuron it
-    is the neuron's activation minus its mean."""
-    directions = _check_directions(basis, directions)
-    name, module = resolve_layer(model, basis.layer)
-    captured: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, output: captured.append(output))
-    try:
-        model(inputs)
-    finally:
-        handle.remove()
-    if len(captured) != 1:
-        raise ValueError(f"layer '{name}' ran {len(captured)} times in one forward pass")
-    output = captured[0]
-    vectors = basis.directions[directions].to(output.device)
-    channels_last = output.movedim(1, -1) if output.dim() > 2 else output[:, None]
-    scores = (channels_last.double() - basis.mean.to(output.device)) @ vectors.T
-    return scores.flatten(1, -2).mean(1)
-
-
-@dataclass(frozen=True)
-class TopActivating:
-    """Per direction (rows), the ``n`` inputs with the highest ``direction_activation``:
-    ``scores`` and ``indices`` (position in ``data``) of shape (m, n), ``inputs`` (m, n, ...)."""
-
-    directions: list[int]
-    scores: torch.Tensor
-    indices: torch.Tensor
-    inputs: torch.Tensor
-
-
-def top_activating(model: nn.Module, data, basis: Basis, directions: Sequence[int],
-                   n: int = 8, batch_size: int = 256, progress: bool = True) -> TopActivating:
-    """The ``n`` inputs of ``data`` that activate each of ``directions`` of ``basis`` most, in
-    one streaming pass (only the current best ``n`` inputs per direction are kept)."""
-    directions = _check_directions(basis, directions)
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    best_scores = best_indices = best_inputs = None
-    seen = 0
-    with torch.no_grad():
-        for inputs, _ in _progress(data, batch_size, progress, "top-activating inputs"):
-            scores = direction_activation(model, _to_model(model, inputs), basis,
-                                          directions).T.cpu()                 # (m, B)
-            indices = torch.arange(seen, seen + len(inputs)).expand_as(scores)
-            candidates = inputs.cpu()[None].expand(len(directions), *inputs.shape)
-            if best_scores is not None:
-                scores = torch.cat([best_scores, scores], 1)
-                indices = torch.cat([best_indices, indices], 1)
-                candidates = torch.cat([best_inputs, candidates], 1)
-            order = scores.argsort(dim=1, descending=True, stable=True)[:, :n]
-            best_scores, best_indices = scores.gather(1, order), indices.gather(1, order)
-            best_inputs = torch.stack([candidates[i, order[i]] for i in range(len(directions))])
-            seen += len(inputs)
-    if best_scores is None:
-        raise ValueError("data is empty: no batch reached the model")
-    return TopActivating(directions, best_scores, best_indices, best_inputs)
-
-
-@dataclass(frozen=True)
-class FeatureVisualisation:
-    """Synthesised inputs (m, ...) for ``directions``, and ``direction_activation`` of each
-    at the start of the optimisation and at its end."""
-
-    directions: list[int]
-    inputs: torch.Tensor
-    start_objective: torch.Tensor
-    objective: torch.Tensor
-
-
-def _blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A separable Gaussian blur of (N, C, H, W) images, reflecting at the borders."""
-    radius = max(1, math.ceil(2 * sigma))
-    taps = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="reflect")
-    rows = F.conv2d(padded, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    return F.conv2d(rows, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-def feature_visualisation(model: nn.Module, basis: Basis, directions: Sequence[int],
-                          start: torch.Tensor, steps: int = 256, learning_rate: float = 0.05,
-                          l2: float = 1e-3, jitter: int = 1, blur_every: int = 4,
-                          blur_sigma: float = 0.5,
-                          value_range: tuple[float, float] | None = None,
-                          radius: float | None = None, noise: float = 0.01,
-                          seed: int = 0) -> FeatureVisualisation:
-    """Activation maximisation (Erhan et al. 2009; Olah et al. 2017) of each direction.
-
-    From ``start`` (one input, e.g. the data mean, without batch dimension) plus seeded noise
-    of scale ``noise``, Adam ascends ``direction_activation(x) - l2 * mean((x - start)^2)``
-    for ``steps`` steps; images (C, H, W) are shifted by up to ``jitter`` pixels at random
-    each step and blurred (``blur_sigma``) every ``blur_every`` steps; values are clipped to
-    ``value_range`` and the distance ``||x - start||`` to ``radius`` if given (e.g. the data's
-    typical distance from their mean: without it a ReLU net's activations grow with the
-    input's scale and the optimum saturates every pixel). The same objective serves neurons
-    and PCs: for a PC it is the projection onto the direction. Seeded on the CPU: a seed gives
-    the same images anywhere. A direction with no gradient at the start (a ReLU neuron that is
-    off there) stays put: start from an input that activates it, or take the layer before the
-    ReLU.
-    """
-    directions = _check_directions(basis, directions)
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    generator = torch.Generator().manual_seed(seed)
-    device = model_device(model) or torch.device("cpu")
-    start = start.detach().to(device)
-    noise_draw = torch.randn((len(directions), *start.shape), generator=generator) * noise
-    images = (start + noise_draw.to(device=device, dtype=start.dtype)).requires_grad_()
-    is_image = start.dim() == 3
-    optimizer = torch.optim.Adam([images], lr=learning_rate)
-    diagonal = torch.arange(len(directions))
-
-    def objective(x: torch.Tensor) -> torch.Tensor:
-        return direction_activation(model, x, basis, directions)[diagonal, diagonal]
-
-    with torch.no_grad():
-        start_objective = objective(images).cpu()
-    for step in range(steps):
-        shifted = images
-        if is_image and jitter > 0:
-            dy, dx = torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
-            shifted = images.roll((dy, dx), dims=(2, 3))
-        penalty = l2 * ((images - start) ** 2).flatten(1).mean(1)
-        loss = (penalty - objective(shifted)).sum()
-        (gradient,) = torch.autograd.grad(loss, images)
-        images.grad = gradient
-        optimizer.step()
-        with torch.no_grad():
-            if is_image and blur_every and (step + 1) % blur_every == 0 and blur_sigma > 0:
-                images.copy_(_blur(images, blur_sigma))
-            if radius is not None:
-                offset = images - start
-                norms = offset.flatten(1).norm(dim=1).clamp(min=1e-12)
-                scale = (radius / norms).clamp(max=1).view(-1, *[1] * start.dim())
-                images.copy_(start + offset * scale)
-            if value_range is not None:
-                images.clamp_(*value_range)
-    with torch.no_grad():
-        final = objective(images).cpu()
-    return FeatureVisualisation(directions, images.detach(), start_objective, final)

@@ -11,7 +11,7 @@ from torch import nn
 from workbench.registry import get_method
 from workbench.rules import Rules
 
-_ACTIVATION_MODULES = {
+ACTIVATION_MODULES = {
     nn.ReLU: "relu", nn.LeakyReLU: "leaky_relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
     nn.Softplus: "softplus", nn.ELU: "elu", nn.SELU: "selu", nn.CELU: "celu", nn.GELU: "gelu",
     nn.SiLU: "silu", nn.Mish: "mish", nn.Hardtanh: "hardtanh", nn.Hardsigmoid: "hardsigmoid",
@@ -34,7 +34,7 @@ class LayerRule:
 
 
 def _family(module: nn.Module) -> str | None:
-    for module_type, family in _ACTIVATION_MODULES.items():
+    for module_type, family in ACTIVATION_MODULES.items():
         if isinstance(module, module_type):
             return family
     return None

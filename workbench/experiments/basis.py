@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from workbench import basis as bases
-from workbench.basis import AblationCurve, Basis, FeatureVisualisation, TopActivating
-from workbench.layers import _ACTIVATION_MODULES
+from workbench import features
+from workbench.basis import AblationCurve, Basis
+from workbench.features import FeatureVisualisation, TopActivating
+from workbench.layers import ACTIVATION_MODULES
 
 KIND_LABELS = {"pca": "PCs", "neurons": "neurons"}
 
@@ -20,7 +22,7 @@ KIND_LABELS = {"pca": "PCs", "neurons": "neurons"}
 def default_layers(model: nn.Module) -> list[str]:
     """The activation modules (ReLU, Tanh, ...) of ``model`` in order: the neurons' outputs."""
     return [name for name, module in model.named_modules()
-            if name and isinstance(module, tuple(_ACTIVATION_MODULES))]
+            if name and isinstance(module, tuple(ACTIVATION_MODULES))]
 
 
 def ablation_ks(dimension: int, points: int = 10) -> list[int]:
@@ -93,10 +95,10 @@ def direction_gallery(model: nn.Module, inputs: torch.Tensor, basis: Basis,
     inputs that activate each most, and a feature visualisation started from the inputs' mean
     and kept within their mean distance from it."""
     directions = list(range(min(n_directions, basis.dimension)))
-    top = bases.top_activating(model, inputs, basis, directions, n_images, batch_size, progress)
+    top = features.top_activating(model, inputs, basis, directions, n_images, batch_size, progress)
     mean = inputs.mean(0)
     radius = float((inputs - mean).flatten(1).norm(dim=1).mean())
-    visualisation = bases.feature_visualisation(model, basis, directions, mean, steps=steps,
+    visualisation = features.feature_visualisation(model, basis, directions, mean, steps=steps,
                                                 value_range=value_range, radius=radius,
                                                 seed=seed)
     if basis.kind == "pca":
