@@ -134,3 +134,12 @@ def test_a_sanity_check_table_over_shards_equals_the_one_process_table(dask_clie
     assert left[key].equals(right[key])
     torch.testing.assert_close(torch.tensor(right["value"].to_numpy()),
                                torch.tensor(left["value"].to_numpy()), equal_nan=True)
+
+
+def test_adding_shard_statistics_needs_the_same_layers_in_both():
+    from workbench.shards import add_by_key
+
+    total = add_by_key({"a": torch.tensor(1.0), "b": 2}, {"a": torch.tensor(3.0), "b": 5})
+    assert total == {"a": torch.tensor(4.0), "b": 7}
+    with pytest.raises(ValueError, match=r"shards ran different layers: \['a'\] vs \['b'\]"):
+        add_by_key({"a": 1}, {"b": 1})

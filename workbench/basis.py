@@ -177,10 +177,6 @@ def _shard_activations(model, names, spatial, batch_size, data):
     return activations(model, data, names, spatial, batch_size, progress=False)
 
 
-def _add_statistics(first: dict, second: dict) -> dict:
-    return {name: first[name] + second[name] for name in first}
-
-
 def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
                 spatial: str = "positions", batch_size: int = 256,
                 progress: bool = True, scheduler="local",
@@ -196,7 +192,7 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
     shard's statistics are then computed by a Dask worker (``scheduler``, ``workers``: see
     ``workbench.cluster.connect``) and merged, equal to one pass to float64 round-off.
     """
-    from workbench.shards import Shards, reduce_shards
+    from workbench.shards import Shards, add_by_key, reduce_shards
 
     _choice("spatial", spatial, SPATIAL)
     if isinstance(layers, (str, nn.Module)):
@@ -208,7 +204,7 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
         names = [name for name, _ in resolved]
         return reduce_shards(
             functools.partial(_shard_activations, model, names, spatial, batch_size), data,
-            combine=_add_statistics, scheduler=scheduler, workers=workers, progress=progress,
+            combine=add_by_key, scheduler=scheduler, workers=workers, progress=progress,
             description="activations")
     statistics: dict[str, ActivationStatistics] = {}
     calls: dict[str, int] = {}

@@ -314,11 +314,11 @@ def _shard_statistics(model: nn.Module, batch_size: int, data):
 
 
 def _combine_statistics(first, second):
+    """Two shards' moments added layer by layer; the layer matrices are the same in both."""
+    from workbench.shards import add_by_key
+
     (moments, matrices), (more, _) = first, second
-    if moments.keys() != more.keys():
-        raise ValueError(f"shards ran different weighted layers: {sorted(moments)} vs "
-                         f"{sorted(more)}")
-    return {layer: moments[layer] + more[layer] for layer in moments}, matrices
+    return add_by_key(moments, more, "weighted layers"), matrices
 
 
 def _layer_matrices(model: nn.Module, data, batch_size: int) -> dict[str, torch.Tensor]:

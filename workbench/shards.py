@@ -10,7 +10,7 @@ in shard order (:func:`map_shards`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,6 +118,15 @@ def map_shards(function: Callable[[Any], Any], shards: Shards, *, scheduler: Any
     if isinstance(first, list):
         return [item for result in results for item in result]
     return results
+
+
+def add_by_key(first: Mapping[str, Any], second: Mapping[str, Any],
+               what: str = "layers") -> dict[str, Any]:
+    """``{key: first[key] + second[key]}``: two shards' per-layer statistics together (a
+    ``combine`` for :func:`reduce_shards`); both must name the same ``what``."""
+    if first.keys() != second.keys():
+        raise ValueError(f"shards ran different {what}: {sorted(first)} vs {sorted(second)}")
+    return {key: first[key] + second[key] for key in first}
 
 
 def reduce_shards(function: Callable[[Any], Any], shards: Shards, *,
