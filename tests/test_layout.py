@@ -32,6 +32,7 @@ class SeesLayout(nn.Module):
         self.conv = nn.Conv2d(3, 4, 3, padding=1)
         self.linear = nn.Linear(4 * 8 * 8, 3)
         self.view, self.seen = view, []
+        self.eval()
 
     def forward(self, x):
         self.seen.append(x.dim() == 4 and not x.is_contiguous()
@@ -123,3 +124,21 @@ def test_the_engine_does_not_keep_pre_activations_alive_during_the_forward_pass(
     for method in ("lrp_epsilon", "lrp_alpha_beta", "guided_backprop", "gradient"):
         wb.attribute(model, torch.randn(2, 3, 8, 8), method, target=0)
     assert model.freed == [True] * 4
+
+
+def test_a_model_in_training_mode_is_run_once_as_it_is():
+    """A training-mode forward updates batch-norm statistics: it must never run twice (as a
+    refused channels-last attempt would), so such a model gets its batch unconverted."""
+    class TrainingView(SeesLayout):
+        def __init__(self):
+            super().__init__(view=True)
+            self.norm = nn.BatchNorm2d(3)
+
+        def forward(self, x):
+            return super().forward(self.norm(x))
+
+    model = TrainingView().train()
+    wb.attribute(model, torch.randn(2, 3, 8, 8), "gradient", target=0)
+    assert model.seen == [False] and model.norm.num_batches_tracked == 1
+    assert layout.fast_format(model, torch.randn(2, 3, 8, 8)) is None
+    assert layout.fast_format(model.eval(), torch.randn(2, 3, 8, 8)) == torch.channels_last

@@ -8,7 +8,9 @@ same up to float round-off; the model itself is never touched.
 
 A model that cannot run on a channels-last batch (e.g. it calls ``x.view(len(x), -1)`` on a
 feature map, which needs contiguous NCHW memory) is run again in its own layout and remembered,
-so later calls go straight to it. ``set_channels_last(False)`` turns the conversion off.
+so later calls go straight to it. A model with a module in training mode is left alone (its
+forward pass has side effects, such as batch-norm statistics, that must not happen twice).
+``set_channels_last(False)`` turns the conversion off.
 """
 from __future__ import annotations
 
@@ -36,14 +38,19 @@ def set_channels_last(enabled: bool) -> None:
 
 def fast_format(model: nn.Module, batch: torch.Tensor) -> torch.memory_format | None:
     """The memory format ``model`` runs ``batch`` fastest in: ``torch.channels_last`` for a 4-D
-    float32 CPU batch and a model with a Conv2d that has not refused it (oneDNN present),
-    ``torch.contiguous_format`` for a model that has refused it, ``None`` (as it is) otherwise.
+    float32 CPU batch and a model in eval mode with a Conv2d that has not refused it (oneDNN
+    present), ``torch.contiguous_format`` for a model that has refused it, ``None`` (as it is)
+    otherwise.
     Callers that build a batch themselves can build it in this format and save a copy."""
     if not (_enabled and batch.dim() == 4 and batch.dtype == torch.float32
             and batch.device.type == "cpu" and torch.backends.mkldnn.is_available()):
         return None
     if model in _refused:
         return torch.contiguous_format
+    if any(module.training for module in model.modules()):
+        # a training-mode forward has side effects (batch-norm running statistics): never
+        # risk running it twice
+        return None
     has_conv = _has_conv.get(model)
     if has_conv is None:
         has_conv = _has_conv[model] = any(isinstance(m, nn.Conv2d) for m in model.modules())
