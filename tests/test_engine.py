@@ -373,6 +373,8 @@ class ConvOptionsNet(nn.Module):
         h = self.conv1d(h.flatten(2))                             # (N, 4, 13)
         h = torch.tanh(self.conv3d(h[:, None, :, :, None]))[..., 0]  # (N, 2, 6, 13)
         h = F.conv2d(h, self.weight)                              # defaults: stride 1, ...
+        h = torch.stack([F.conv2d(sample, self.same.weight[:5, :5], padding=1)  # unbatched
+                         for sample in h])
         h = F.adaptive_avg_pool2d(h, (1, 4)).flatten(2)           # (N, 5, 4)
         return self.linear(torch.cat([h, h[:, :, :1].expand(-1, -1, 8)], dim=2)).sum(1)
 

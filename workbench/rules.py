@@ -236,10 +236,11 @@ class AffineCall:
         """``self()``, differentiable in the inputs only, keeping only the weight for the
         backward (``g_x = W^T g_z``): autograd would also keep ``x``, for a weight gradient that
         attribution never asks for. Falls back to ``self()`` where the input gradient has no
-        closed form here (a weight that depends on the inputs, string padding, a channel
-        affine)."""
+        closed form here (a weight that depends on the inputs, string padding, an unbatched
+        convolution, a channel affine)."""
         if (self.weight.requires_grad or self.kind not in _INPUT_GRADIENTS
-                or isinstance(self.options.get("padding"), str)):
+                or isinstance(self.options.get("padding"), str)
+                or self.inputs.dim() != _BATCHED_DIMS.get(self.kind, self.inputs.dim())):
             return self()
         return _KeepingNoInputs.apply(self.inputs, self.weight, self.bias, self)
 
@@ -263,6 +264,8 @@ def _conv_input_gradient(weight: torch.Tensor, options: Mapping[str, Any],
         (True, False, False))[0]
 
 
+#: the input's dimensions for a batched convolution (N, C, *spatial)
+_BATCHED_DIMS = {"conv1d": 3, "conv2d": 4, "conv3d": 5}
 _INPUT_GRADIENTS = {"linear": _linear_input_gradient, "conv1d": _conv_input_gradient,
                     "conv2d": _conv_input_gradient, "conv3d": _conv_input_gradient}
 
