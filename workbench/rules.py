@@ -76,7 +76,7 @@ class ActivationRule:
     #: what the backward needs: "pre" (z), "output" (f(z), for a mask), "nothing", or
     #: "multiplier" (a tensor computed in the forward pass by :meth:`multiplier`)
     keeps = "pre"
-    #: the rule compares each pre-activation with the baseline's (``Rules.reference``)
+    #: the rule compares each pre-activation with the baseline's (``Rules.needs_reference``)
     needs_reference = False
 
     def applies_to(self, family: str) -> bool:
