@@ -294,13 +294,14 @@ def test_the_model_is_never_modified(conv_net, images):
 
 
 def test_errors_name_the_bad_argument(conv_net, images):
-    with pytest.raises(ValueError, match=r"no layer named 'features.9'; layers: 0, 1, 2"):
+    with pytest.raises(ValueError,
+                       match=r"layer: the model has no module named 'features.9'; modules: 0, 1"):
         wb.fit_basis(conv_net, images, "features.9", progress=False)
     with pytest.raises(ValueError, match=r"kind must be one of \['pca', 'neurons'\]"):
         wb.fit_basis(conv_net, images, "1", kind="ica", progress=False)
     with pytest.raises(ValueError, match="spatial must be one of"):
         wb.fit_basis(conv_net, images, "1", spatial="flat", progress=False)
-    with pytest.raises(ValueError, match="not a module of the model"):
+    with pytest.raises(ValueError, match="layer: the module ReLU is not part of the model"):
         wb.fit_basis(conv_net, images, nn.ReLU(), progress=False)
     basis = wb.fit_basis(conv_net, images, "1", progress=False)
     with pytest.raises(ValueError, match=r"k must be an integer in \[0, 6\].*'1'.*got 7"):

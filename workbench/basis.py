@@ -32,36 +32,18 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from workbench.checks import model_device
+from workbench.model_layers import Layer, find_layer
 
 KINDS = ("pca", "neurons")
 SPATIAL = ("positions", "pooled")
 KEEP = ("top", "bottom")
 FILL = ("mean", "zero")
 
-Layer = str | nn.Module
 
 
 def _choice(argument: str, value, accepted: Sequence[str]) -> None:
     if value not in accepted:
         raise ValueError(f"{argument} must be one of {list(accepted)}, got {value!r}")
-
-
-def resolve_layer(model: nn.Module, layer: Layer) -> tuple[str, nn.Module]:
-    """The dotted name and the module of ``layer`` (a module of ``model`` or its name)."""
-    modules = dict(model.named_modules())
-    if isinstance(layer, nn.Module):
-        for name, module in modules.items():
-            if module is layer:
-                return name, module
-        raise ValueError(f"layer {type(layer).__name__} is not a module of the model")
-    if not isinstance(layer, str):
-        raise TypeError(f"layer must be a module of the model or its dotted name, got "
-                        f"{type(layer).__name__}")
-    if layer not in modules:
-        names = [n for n in modules if n]
-        shown = ", ".join(names[:25]) + (f", ... ({len(names)} in all)" if len(names) > 25 else "")
-        raise ValueError(f"the model has no layer named '{layer}'; layers: {shown}")
-    return layer, modules[layer]
 
 
 def batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
@@ -197,7 +179,7 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
     _choice("spatial", spatial, SPATIAL)
     if isinstance(layers, (str, nn.Module)):
         layers = [layers]
-    resolved = list(dict([resolve_layer(model, layer) for layer in layers]).items())
+    resolved = list(dict([find_layer(model, layer) for layer in layers]).items())
     if not resolved:
         raise ValueError("layers is empty; name at least one layer")
     if isinstance(data, Shards):  # per-shard statistics on Dask workers, then merged
@@ -397,7 +379,7 @@ def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Seque
     """
     _choice("keep", keep, KEEP)
     _choice("fill", fill, FILL)
-    name, module = resolve_layer(model, layer)
+    name, module = find_layer(model, layer)
     if name != basis.layer:
         raise ValueError(f"the basis is of layer '{basis.layer}', not of layer '{name}'")
     if isinstance(ks, int) or not isinstance(ks, Sequence) or not ks:

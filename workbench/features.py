@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.basis import Basis, progress_batches, resolve_layer, to_model_device
+from workbench.basis import Basis, progress_batches, to_model_device
+from workbench.model_layers import captured_outputs, find_layer, single_output
 from workbench.checks import model_device
 from workbench.metrics import gaussian_blur
 
@@ -33,16 +34,10 @@ def direction_activation(model: nn.Module, inputs: torch.Tensor, basis: Basis,
     with respect to ``inputs`` (the objective of the feature visualisation); for a neuron it
     is the neuron's activation minus its mean."""
     directions = _check_directions(basis, directions)
-    name, module = resolve_layer(model, basis.layer)
-    captured: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, output: captured.append(output))
-    try:
+    name, module = find_layer(model, basis.layer)
+    with captured_outputs(module, name) as outputs:
         model(inputs)
-    finally:
-        handle.remove()
-    if len(captured) != 1:
-        raise ValueError(f"layer '{name}' ran {len(captured)} times in one forward pass")
-    output = captured[0]
+    output = single_output(outputs, name, module)
     vectors = basis.directions[directions].to(output.device)
     channels_last = output.movedim(1, -1) if output.dim() > 2 else output[:, None]
     scores = (channels_last.double() - basis.mean.to(output.device)) @ vectors.T

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench.model_layers import Layer, captured_outputs, describe, find_layer
 from workbench.registry import get_method
 from workbench.rules import Rules
 
@@ -75,23 +76,12 @@ def layer_rules(model: nn.Module, method: str, **options) -> list[LayerRule]:
     ]
 
 
-def layer_output(model: nn.Module, inputs: torch.Tensor, layer: str) -> torch.Tensor:
-    """The output of module ``layer`` (dotted name) for ``inputs``, without gradients.
-
-    The hook used to read it is removed before returning, even if the forward pass raises.
-    """
-    modules = dict(model.named_modules())
-    if layer not in modules:
-        raise ValueError(f"the model has no module named '{layer}'; modules: "
-                         f"{', '.join(n for n in modules if n)}")
-    captured: list[torch.Tensor] = []
-    handle = modules[layer].register_forward_hook(
-        lambda _m, _i, output: captured.append(output.detach().clone()))
-    try:
-        with torch.no_grad():
-            model(inputs)
-    finally:
-        handle.remove()
-    if not captured:
-        raise ValueError(f"module '{layer}' did not run in the forward pass")
-    return captured[-1]
+def layer_output(model: nn.Module, inputs: torch.Tensor, layer: Layer) -> torch.Tensor:
+    """The output of ``layer`` (a module of ``model`` or its dotted name) for ``inputs``, without
+    gradients, at its last call. The hook that reads it never outlives the call."""
+    name, module = find_layer(model, layer)
+    with captured_outputs(module, name) as outputs, torch.no_grad():
+        model(inputs)
+    if not outputs:
+        raise ValueError(f"layer {describe(name, module)} did not run in the forward pass")
+    return outputs[-1]

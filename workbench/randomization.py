@@ -31,6 +31,7 @@ from workbench.attribution import attribute
 from workbench.checks import Target, check_inputs, check_same_device
 from workbench.data import ImageData
 from workbench.methods._common import target_indices
+from workbench.model_layers import find_layer
 
 MODES = ("cascading", "independent")
 INITS = ("default", "truncated_normal")
@@ -68,27 +69,13 @@ def _resolve_layers(model: nn.Module, layers: Layers) -> list[tuple[str, nn.Modu
     if isinstance(layers, (str, nn.Module)) or not isinstance(layers, Sequence):
         raise TypeError("layers must be a sequence of modules of the model or their dotted "
                         f"names, in forward order, or None; got {type(layers).__name__}")
-    named = dict(model.named_modules())
-    names_of = {id(module): name for name, module in named.items()}
-    known = ", ".join(_label(n) for n, _ in candidates)
+    known = [_label(n) for n, _ in candidates]
     resolved: list[tuple[str, nn.Module]] = []
     for layer in layers:
-        if isinstance(layer, str):
-            if layer not in named:
-                raise ValueError(f"layers: the model has no module named '{layer}'; layers with "
-                                 f"parameters: {known}")
-            name, module = layer, named[layer]
-        elif isinstance(layer, nn.Module):
-            if id(layer) not in names_of:
-                raise ValueError(f"layers: the module {type(layer).__name__} is not part of the "
-                                 f"model; layers with parameters: {known}")
-            name, module = names_of[id(layer)], layer
-        else:
-            raise TypeError(f"layers must hold modules or dotted names (str), got "
-                            f"{type(layer).__name__}")
+        name, module = find_layer(model, layer, "layers", known, "layers with parameters")
         if next(module.parameters(recurse=False), None) is None:
             raise ValueError(f"layers: '{_label(name)}' ({type(module).__name__}) has no "
-                             f"parameters of its own; layers with parameters: {known}")
+                             f"parameters of its own; layers with parameters: {', '.join(known)}")
         if any(name == seen for seen, _ in resolved):
             raise ValueError(f"layers: '{_label(name)}' is listed twice")
         resolved.append((name, module))

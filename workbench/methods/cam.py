@@ -8,57 +8,28 @@ from torch import nn
 
 from workbench.checks import resolve_target
 from workbench.methods._common import target_indices, tracked_copy
+from workbench.model_layers import Layer, captured_outputs, find_layer, single_output
 from workbench.registry import Method, Option, get_method, register
 
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
-def find_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str, nn.Module]:
+def cam_layer(model: nn.Module, layer: Layer | None) -> tuple[str, nn.Module]:
     """The layer given by module or dotted name; ``None`` means the last convolution."""
-    named = dict(model.named_modules())
-    if layer is None:
-        convolutions = [(n, m) for n, m in named.items() if isinstance(m, _CONVOLUTIONS)]
-        if not convolutions:
-            raise ValueError("the model has no convolution layer; pass option 'layer'")
-        return convolutions[-1]
-    if isinstance(layer, nn.Module):
-        for name, module in named.items():
-            if module is layer:
-                return name, module
-        raise ValueError(f"option 'layer': the module {type(layer).__name__} is not part of "
-                         "the model")
-    if layer not in named:
-        raise ValueError(
-            f"option 'layer': the model has no module named '{layer}'; modules: "
-            f"{', '.join(n for n in named if n)}"
-        )
-    return layer, named[layer]
+    if layer is not None:
+        return find_layer(model, layer, argument="option 'layer'")
+    convolutions = [(n, m) for n, m in model.named_modules() if isinstance(m, _CONVOLUTIONS)]
+    if not convolutions:
+        raise ValueError("the model has no convolution layer; pass option 'layer'")
+    return convolutions[-1]
 
 
 def grad_cam(model, inputs, target, layer):
     """``relu(sum_k mean(dy/dA_k) A_k)`` at ``layer``, upsampled to the input size."""
-    name, module = find_layer(model, layer)
-    captured: list[torch.Tensor] = []
-
-    def keep_output(_module, _inputs, output):
-        if not isinstance(output, torch.Tensor):
-            raise ValueError(f"layer '{name}' ({type(module).__name__}) returns no single tensor")
-        output = output.clone()  # later in-place operations must not change what we keep
-        captured.append(output)
-        return output
-
-    handle = module.register_forward_hook(keep_output)
-    try:
-        with torch.enable_grad():
-            output = model(tracked_copy(inputs))
-    finally:
-        handle.remove()
-    if len(captured) != 1:
-        raise ValueError(
-            f"layer '{name}' ({type(module).__name__}) ran {len(captured)} times in one forward "
-            "pass; Grad-CAM needs a layer that runs exactly once"
-        )
-    activation = captured[0]
+    name, module = cam_layer(model, layer)
+    with captured_outputs(module, name) as outputs, torch.enable_grad():
+        output = model(tracked_copy(inputs))
+    activation = single_output(outputs, name, module)
     if activation.dim() < 3:
         raise ValueError(
             f"layer '{name}' ({type(module).__name__}) has output shape "
