@@ -40,6 +40,8 @@ class Option:
     minimum: float | None = None
     maximum: float | None = None
     choices: tuple[str, ...] = ()
+    #: the method cannot run without a value from the caller (the default is only a placeholder)
+    required: bool = False
 
     def validate(self, value: Any, method: str) -> Any:
         """Return ``value`` converted to the option's kind, or raise naming the option."""

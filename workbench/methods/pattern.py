@@ -6,7 +6,8 @@ from workbench.methods._common import target_scores
 from workbench.patterns import pattern_rules
 from workbench.registry import Method, Option, register
 
-PATTERNS = Option("patterns", "object", None, "learned patterns: wb.fit_patterns(model, data)")
+PATTERNS = Option("patterns", "object", None, "learned patterns: wb.fit_patterns(model, data)",
+                  required=True)
 
 
 def _pattern_method(name: str, mode: str):
