@@ -13,7 +13,7 @@ from torch import nn
 
 import workbench as wb
 from conftest import cnn, mlp
-from workbench.methods._common import generator
+from workbench.arguments import generator
 from workbench.metrics import (
     DegradationCurve,
     SensitivityCurve,

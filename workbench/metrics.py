@@ -26,11 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from workbench.arguments import expand_baseline, feature_groups, generator
 from workbench.attribution import attribute
 from workbench.checks import Target, check_inputs, check_same_device, model_device
-from workbench.methods._common import (
-    expand_baseline, feature_groups, generator, predict, target_scores,
-)
+from workbench.forward import predict, target_scores
 from workbench.similarity import edge_map, hog_similarity, spearman, ssim  # noqa: F401
 
 ORDERS = ("most_relevant_first", "least_relevant_first", "random")

@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from workbench.engine import RuleMode
-from workbench.methods._common import tracked_copy
+from workbench.forward import tracked_copy
 from workbench.rules import AffineCall, AffineRule, Rules
 
 ESTIMATORS = ("x", "w", "a", "a+-", "random")

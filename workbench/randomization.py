@@ -30,7 +30,7 @@ from workbench import similarity as similarities
 from workbench.attribution import attribute
 from workbench.checks import Target, check_inputs, check_same_device
 from workbench.data import ImageData
-from workbench.methods._common import target_indices
+from workbench.forward import target_indices
 from workbench.model_layers import find_layer
 
 MODES = ("cascading", "independent")

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from workbench.checks import resolve_target
-from workbench.methods._common import target_indices, tracked_copy
+from workbench.forward import target_indices, tracked_copy
 from workbench.model_layers import Layer, captured_outputs, find_layer, single_output
 from workbench.registry import Method, Option, get_method, register
 

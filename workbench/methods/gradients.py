@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from workbench.arguments import compact_baseline, generator
 from workbench.engine import modified_gradient
+from workbench.forward import target_indices
 from workbench.layout import batch_like, fast_format
-from workbench.methods._common import compact_baseline, generator, target_indices
 from workbench.registry import Method, Option, register
 
 BASELINE = Option("baseline", "baseline", 0.0, "reference input: a number or a tensor")

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from workbench.engine import modified_gradient
-from workbench.methods._common import target_scores
+from workbench.forward import target_scores
 from workbench.patterns import pattern_rules
 from workbench.registry import Method, Option, register
 

@@ -6,9 +6,8 @@ import math
 
 import torch
 
-from workbench.methods._common import (
-    expand_baseline, feature_groups, generator, predict, target_scores,
-)
+from workbench.arguments import expand_baseline, feature_groups, generator
+from workbench.forward import predict, target_scores
 from workbench.methods.gradients import BASELINE, BATCH_SIZE
 from workbench.registry import Method, Option, register
 

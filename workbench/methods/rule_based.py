@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from workbench.arguments import compact_baseline
 from workbench.engine import modified_gradient
-from workbench.methods._common import compact_baseline
 from workbench.methods.gradients import BASELINE
 from workbench.registry import Method, Option, register
 from workbench.rules import (

@@ -1,14 +1,11 @@
-"""Small helpers shared by the method declarations."""
+"""Arguments that several methods and metrics share, checked and expanded: baselines, feature
+masks and seeded random generators. Each error names the argument and what would be accepted."""
 from __future__ import annotations
 
 import math
 import numbers
 
 import torch
-from torch import nn
-
-from workbench.checks import Target, expand_target, resolve_target
-from workbench.layout import run_in_fast_layout
 
 
 def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
@@ -50,50 +47,6 @@ def compact_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
     return expand_baseline(baseline, inputs[:1], name, shape=inputs.shape)
 
 
-@torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int | None = None) -> torch.Tensor:
-    """Model outputs for ``inputs``, in chunks of ``batch_size`` samples."""
-    if batch_size is None or len(inputs) <= batch_size:
-        return run_in_fast_layout(model, inputs, model)
-    return torch.cat([run_in_fast_layout(model, chunk, model)
-                      for chunk in inputs.split(batch_size)])
-
-
-def tracked_copy(inputs: torch.Tensor) -> torch.Tensor:
-    """A copy of ``inputs`` that requires grad and is not a leaf, so that a model may change it
-    in place (an in-place first activation) without touching the user's tensor."""
-    return inputs.detach().clone().requires_grad_().clone()
-
-
-def target_scores(model: nn.Module, inputs: torch.Tensor, target: Target,
-                  batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Resolved target indices and the target score of each input (on a copy of the inputs:
-    the model may change its input in place)."""
-    output = predict(model, inputs.clone(), batch_size)
-    indices = resolve_target(target, output)
-    return indices, output.gather(1, indices[:, None])[:, 0]
-
-
-def target_indices(model: nn.Module, inputs: torch.Tensor, target: Target,
-                   batch_size: int | None = None) -> torch.Tensor:
-    """One class per sample: ``target`` expanded, or the predicted class when it is ``None``
-    (the only case that costs a forward pass; the range is checked by the engine)."""
-    indices = expand_target(target, len(inputs), inputs.device)
-    if indices is None:
-        indices = predict(model, inputs.clone(), batch_size).argmax(dim=1)
-    return indices
-
-
-def generator(seed: int | None) -> torch.Generator:
-    """A CPU generator, seeded if ``seed`` is given (results then match on any device)."""
-    rng = torch.Generator()
-    if seed is None:
-        rng.seed()
-    else:
-        rng.manual_seed(seed)
-    return rng
-
-
 def feature_groups(feature_mask: torch.Tensor | None,
                     inputs: torch.Tensor) -> tuple[torch.Tensor, int]:
     """Group index ``0..G-1`` of every feature of one sample (flattened), and ``G``."""
@@ -114,3 +67,13 @@ def feature_groups(feature_mask: torch.Tensor | None,
         raise ValueError("feature_mask must group features the same way for every sample")
     _, groups = torch.unique(mask[0].flatten(), return_inverse=True)
     return groups, int(groups.max()) + 1
+
+
+def generator(seed: int | None) -> torch.Generator:
+    """A CPU generator, seeded if ``seed`` is given (results then match on any device)."""
+    rng = torch.Generator()
+    if seed is None:
+        rng.seed()
+    else:
+        rng.manual_seed(seed)
+    return rng
