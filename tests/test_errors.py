@@ -65,6 +65,23 @@ def test_model_and_inputs_on_different_devices():
         wb.attribute(model, torch.randn(2, 8), "gradient", target=0)
 
 
+@pytest.mark.parametrize("model, inputs, error, message", [
+    (lambda x: x, torch.randn(2, 8), TypeError, "model must be a torch.nn.Module, got function"),
+    (nn.Linear(8, 2), torch.randn(8), ValueError, "batch dimension"),
+    (nn.Linear(8, 2, device="meta"), torch.randn(2, 8), ValueError,
+     "different devices.*'weight' is on meta"),
+])
+def test_attribute_and_the_metrics_check_model_and_inputs_alike(model, inputs, error, message):
+    calls = [
+        lambda: wb.attribute(model, inputs, "gradient", target=0),
+        lambda: wb.metrics.sensitivity_n(model, inputs, torch.ones_like(inputs), 1, target=0),
+        lambda: wb.metrics.degradation(model, inputs, torch.ones_like(inputs), target=0),
+    ]
+    for call in calls:
+        with pytest.raises(error, match=message):
+            call()
+
+
 @pytest.mark.parametrize("method,options,error,message", [
     ("gradient", {"steps": 3}, TypeError, "unknown option.*'steps'.*accepts: no options"),
     ("integrated_gradients", {"step": 3}, TypeError, "unknown option.*'step'.*steps"),

@@ -58,6 +58,42 @@ def test_cnn_and_vgg_are_named_features_then_classifier():
     assert "conv3_2" in dict(vgg.features.named_children())
     assert models.mlp(64, 10)(torch.randn(4, 64)).shape == (4, 10)  # flat inputs work too
 
+#: state-dict keys and shapes of the builders as cached weights hold them (written down from
+#: the builders before ``cnn`` and ``vgg_style`` shared one body); a cached file loads only if
+#: they stay the same
+CNN_1_10_8 = [
+    ("features.conv1.weight", (32, 1, 3, 3)), ("features.conv1.bias", (32,)),
+    ("features.conv2.weight", (64, 32, 3, 3)), ("features.conv2.bias", (64,)),
+    ("classifier.linear1.weight", (128, 256)), ("classifier.linear1.bias", (128,)),
+    ("classifier.linear2.weight", (10, 128)), ("classifier.linear2.bias", (10,)),
+]
+VGG_3_4_16_WIDTHS_5_6_HIDDEN_9 = [
+    ("features.conv1_1.weight", (5, 3, 3, 3)), ("features.conv1_1.bias", (5,)),
+    ("features.conv1_2.weight", (5, 5, 3, 3)), ("features.conv1_2.bias", (5,)),
+    ("features.conv2_1.weight", (6, 5, 3, 3)), ("features.conv2_1.bias", (6,)),
+    ("features.conv2_2.weight", (6, 6, 3, 3)), ("features.conv2_2.bias", (6,)),
+    ("classifier.linear1.weight", (9, 96)), ("classifier.linear1.bias", (9,)),
+    ("classifier.linear2.weight", (4, 9)), ("classifier.linear2.bias", (4,)),
+]
+
+
+@pytest.mark.parametrize("model, expected", [
+    (lambda: models.cnn(1, 10, 8), CNN_1_10_8),
+    (lambda: models.vgg_style(3, 4, 16, widths=(5, 6), activation="tanh", hidden=9),
+     VGG_3_4_16_WIDTHS_5_6_HIDDEN_9),
+])
+def test_builders_keep_the_state_dict_keys_of_cached_weights(model, expected):
+    assert [(k, tuple(v.shape)) for k, v in model().state_dict().items()] == expected
+
+
+def test_builder_signatures_are_the_cache_settings():
+    """The cache key hashes the builder's parameters and defaults: they must not change."""
+    assert models.settings("cnn", "digits")["model"] == {
+        "activation": "relu", "channels": [32, 64], "hidden": 128}
+    assert models.settings("vgg_style", "digits")["model"] == {
+        "widths": [16, 32, 64], "activation": "relu", "hidden": 128}
+
+
 
 @pytest.mark.parametrize("build, arguments, word", [
     (models.cnn, dict(in_channels=1, classes=10, size=8, activation="sigmoid"), "activation"),

@@ -20,8 +20,10 @@ from PIL import Image
 import workbench as wb
 from widgets import Explorer, LayerInspector, MethodPicker
 from widgets.heatmap_tiles import HeatmapTiles
+from widgets.option_controls import CONTROLS, control_for
 from workbench import models, plots
 from workbench.layers import layer_output, layer_rules
+from workbench.registry import OPTION_KINDS, Option
 from workbench.rules import AlphaBetaRule
 
 #: the control each option kind gets (without a model)
@@ -85,6 +87,26 @@ def test_picker_generates_controls_for_every_method_from_declared_options():
                 assert control.value == option.default
         assert picker.options == {}
         assert picker.error_message == ""
+
+
+def test_every_option_kind_has_a_control():
+    assert set(CONTROLS) == set(OPTION_KINDS) == set(CONTROL)
+    defaults = {"float": 0.5, "int": 3, "bool": True, "baseline": 1.0, "shape": (2, 2),
+                "seed": 7, "layer": "features.conv1", "choice": "b"}
+    for kind, control_type in CONTROL.items():
+        option = Option("x", kind, defaults.get(kind), "h", choices=("a", "b"))
+        control = control_for(option, "m")
+        assert type(control.widget) is control_type, kind
+        assert control.value() == option.default
+
+
+def test_defaults_a_control_cannot_show_get_a_label():
+    baseline = Option("baseline", "baseline", torch.zeros(3), "h")
+    layer = Option("layer", "layer", torch.nn.ReLU(), "h")
+    for option in (baseline, layer):
+        control = control_for(option, "m", tiny_model())
+        assert isinstance(control.widget, Label) and not control.editable
+        assert control.value() is option.default
 
 
 def test_layer_option_is_a_dropdown_of_the_model_modules():
@@ -495,6 +517,7 @@ def test_a_model_that_cannot_be_loaded_leaves_the_previous_one(digits_inputs):
     model = explorer.model
     explorer.model_dropdown.value = "broken"
     assert "could not be loaded" in explorer.error_message
+    assert explorer.status.startswith("error")
     assert explorer.model is model and explorer.model_name == "digits_cnn_relu"
     assert explorer.model_dropdown.value == "digits_cnn_relu"
     explorer.index_slider.value = 1
@@ -515,7 +538,7 @@ def test_explorer_loads_through_the_zoo_by_default(monkeypatch):
 
 def test_the_test_set_follows_the_model():
     def loader(name):
-        if name.startswith("shapes"):  # no settings in the info: the name's prefix decides
+        if name.startswith("shapes"):  # no settings in the info: the zoo's data set (zoo_data)
             return models.cnn(1, 4, 32, channels=(4,), hidden=8, seed=0).eval(), {}
         return tiny_zoo(name)
 
@@ -530,6 +553,16 @@ def test_the_test_set_follows_the_model():
     assert [label for label, _ in explorer.target_dropdown.options][1:] == [
         f"class {c}" for c in explorer.data.classes]
     assert explorer.inspector.model is explorer.model
+
+
+def test_a_model_outside_the_zoo_needs_its_data_set_in_the_info():
+    def loader(name):
+        return tiny_model(), {}  # no settings and not a zoo name: no data set to guess
+
+    explorer = Explorer(model_names=("digits_net",), methods=("gradient",), load_model=loader)
+    assert "'digits_net' is not in the zoo (digits_cnn_relu" in explorer.error_message
+    assert "names no data set" in explorer.error_message
+    assert explorer.model is None and explorer.status.startswith("error")
 
 
 def test_rule_overrides_in_the_inspector_change_the_lrp_maps(explorer):

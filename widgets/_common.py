@@ -10,7 +10,6 @@ import copy
 import functools
 import html
 import logging
-import math
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -34,12 +33,16 @@ class ErrorArea(widgets.HTML):
     """An HTML line showing the last error (empty when there is none).
 
     ``css_class`` names it for browser tests; ``wb-error`` is the app's main error area.
+    ``on_error(error)``, if given, is called after a guarded callback's error is shown (e.g. to
+    update a status line).
     """
 
-    def __init__(self, css_class: str = "wb-error") -> None:
+    def __init__(self, css_class: str = "wb-error",
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
         super().__init__(value="")
         self.add_class(css_class)
         self._message = ""
+        self._on_error = on_error
 
     @property
     def message(self) -> str:
@@ -67,9 +70,31 @@ class ErrorArea(widgets.HTML):
             except Exception as error:  # noqa: BLE001 - a widget callback must not die
                 log.exception("error in widget callback %s", function.__name__)
                 self.show(error)
+                if self._on_error is not None:
+                    self._on_error(error)
                 return None
 
         return guarded  # type: ignore[return-value]
+
+
+class Callbacks:
+    """The callbacks a widget calls after each change, each guarded by ``error``: one that
+    raises shows its error there and the others still run."""
+
+    def __init__(self, error: ErrorArea) -> None:
+        self._error = error
+        self._callbacks: list[Callable[..., Any]] = []
+
+    def register(self, callback: Callable[..., Any], remove: bool = False) -> None:
+        """Add ``callback`` (``remove``: take it out again)."""
+        if remove:
+            self._callbacks.remove(callback)
+        else:
+            self._callbacks.append(callback)
+
+    def __call__(self, *args: Any) -> None:
+        for callback in list(self._callbacks):
+            self._error.guard(callback)(*args)
 
 
 def sync_figure(figure: go.FigureWidget) -> None:
@@ -82,12 +107,6 @@ def sync_figure(figure: go.FigureWidget) -> None:
     """
     figure._widget_layout = copy.deepcopy(figure._layout_obj._props)
     figure._widget_data = copy.deepcopy(figure._data)
-
-
-def check_finite(value: Any, where: str) -> None:
-    """Raise ``ValueError`` naming ``where`` if ``value`` is an infinite or NaN float."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} must be a finite number, got {value}")
 
 
 @contextlib.contextmanager

@@ -28,11 +28,12 @@ import workbench as wb
 from widgets._common import ErrorArea, describe, log, torch_threads
 from widgets.heatmap_tiles import HeatmapTiles
 from widgets.layer_inspector import LayerInspector
-from widgets.method_picker import MethodPicker, validate_options
+from widgets.method_picker import MethodPicker
 from workbench import models
 from workbench.checks import resolve_target
 from workbench.data import ImageData
 from workbench.plots import heatmap_grid, to_map
+from workbench.registry import takes_layer_rules, validate_options
 
 DEFAULT_MODELS = ("digits_cnn_relu", "digits_cnn_tanh", "digits_mlp_relu", "digits_mlp_tanh",
                   "shapes_cnn")
@@ -53,13 +54,19 @@ def _load_zoo(name: str) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def _data_for(name: str, info: Mapping[str, Any]) -> ImageData:
-    """The data set a model was trained on: from its settings, else from its name's prefix."""
+    """The data set a model was trained on: from its settings (``info["settings"]``, as
+    ``models.trained`` gives them), else the zoo's (``models.zoo_data``)."""
     settings = info.get("settings") or {}
-    dataset = settings.get("dataset") or name.split("_")[0].rstrip("0123456789")
-    if dataset not in models.DATASETS:
-        raise ValueError(f"model '{name}': no data set '{dataset}'; known: "
+    if not settings.get("dataset"):
+        if name not in models.ZOO:
+            raise ValueError(f"model '{name}' is not in the zoo ({', '.join(models.ZOO)}) and "
+                             "its info names no data set; give info['settings'] = "
+                             "{'dataset': ..., 'data': {...}} as models.trained does")
+        return models.zoo_data(name)
+    if settings["dataset"] not in models.DATASETS:
+        raise ValueError(f"model '{name}': no data set '{settings['dataset']}'; known: "
                          f"{list(models.DATASETS)}")
-    return models.DATASETS[dataset](**settings.get("data", {}))
+    return models.DATASETS[settings["dataset"]](**settings.get("data", {}))
 
 
 def _format(value: Any) -> str:
@@ -71,10 +78,6 @@ def _label(method: str, options: Mapping[str, Any]) -> str:
     if not options:
         return method
     return f"{method}({', '.join(f'{k}={_format(v)}' for k, v in options.items())})"
-
-
-def _takes_layer_rules(method: str) -> bool:
-    return any(option.name == "layer_rules" for option in wb.method_info(method).options)
 
 
 class Explorer(widgets.VBox):
@@ -92,7 +95,7 @@ class Explorer(widgets.VBox):
     load_model:
         ``name -> (model, info)``; default ``workbench.models.zoo`` (trains once, then cached).
         The test set comes from ``info["settings"]`` (data set and its arguments), else from
-        the name's prefix (``digits_*``, ``shapes_*``).
+        ``workbench.models.zoo_data(name)``.
     threads:
         Torch threads while computing (``None``: leave torch's setting). One is fastest for the
         small zoo nets, above all when the cores are shared.
@@ -156,7 +159,8 @@ class Explorer(widgets.VBox):
         self.heatmaps = HeatmapTiles()
         self._status = widgets.HTML()
         self._status.add_class("wb-status")
-        self.error = ErrorArea("wb-error")
+        self.error = ErrorArea("wb-error",
+                               on_error=lambda _error: self._set_status("error (see below)"))
         self._log = widgets.Output()
         self._log.add_class("wb-log")
         self._layers = widgets.Accordion(children=[widgets.HTML("no model loaded")],
@@ -170,9 +174,9 @@ class Explorer(widgets.VBox):
         ])
         self.add_class("wb-explorer")
         self._refresh_columns(0)
-        self._layers.observe(self._guard(self._on_layers_opened), names="selected_index")
+        self._layers.observe(self.error.guard(self._on_layers_opened), names="selected_index")
 
-        guard = self._guard
+        guard = self.error.guard
         self.model_dropdown.observe(guard(self._on_model), names="value")
         self.index_slider.observe(guard(self._on_input), names="value")
         self.target_dropdown.observe(guard(self._on_input), names="value")
@@ -340,20 +344,6 @@ class Explorer(widgets.VBox):
 
     # --- internals ---------------------------------------------------------------------------
 
-    def _guard(self, function: Callable[..., Any]) -> Callable[..., Any]:
-        """``function`` with errors shown in the error area and the status (never raised)."""
-
-        def guarded(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return function(*args, **kwargs)
-            except Exception as error:  # noqa: BLE001 - a widget callback must not die
-                log.exception("error in the Explorer")
-                self.error.show(error)
-                self._set_status("error (see below)")
-                return None
-
-        return guarded
-
     @staticmethod
     def _column(spec: MethodSpec) -> tuple[str, dict[str, Any]]:
         """A validated column; only options that differ from the defaults are kept."""
@@ -405,9 +395,11 @@ class Explorer(widgets.VBox):
                 self._quiet = False
 
     def _dataset(self, name: str, info: Mapping[str, Any]) -> ImageData:
+        """``_data_for``, kept per data set and its arguments (per zoo name without them)."""
         settings = info.get("settings") or {}
-        key = json.dumps([name.split("_")[0], settings.get("dataset"), settings.get("data")],
-                         sort_keys=True, default=str)
+        source = ([settings["dataset"], settings.get("data")] if settings.get("dataset")
+                  else ["zoo", name])
+        key = json.dumps(source, sort_keys=True, default=str)
         if key not in self._data_cache:
             self._data_cache[key] = _data_for(name, info)
         return self._data_cache[key]
@@ -417,7 +409,7 @@ class Explorer(widgets.VBox):
         try:
             if self.inspector is None:
                 self.inspector = LayerInspector(model, self.inputs, defer_figure=True)
-                self.inspector.on_change(self._guard(self._on_rules))
+                self.inspector.on_change(self.error.guard(self._on_rules))
                 self._layers.children = [self.inspector]
                 self._on_layers_opened()
             else:
@@ -432,7 +424,7 @@ class Explorer(widgets.VBox):
     def _heat_map(self, method: str, options: Mapping[str, Any],
                   inputs: torch.Tensor) -> np.ndarray:
         options = dict(options)
-        if self.inspector is not None and self.inspector.layer_rules and _takes_layer_rules(
+        if self.inspector is not None and self.inspector.layer_rules and takes_layer_rules(
                 method):
             options["layer_rules"] = self.inspector.layer_rules
         key = (id(self._model), self.index, self.target, method,

@@ -21,9 +21,10 @@ import torch
 from torch import nn
 
 import workbench as wb
-from widgets._common import ErrorArea, check_finite, sync_figure
+from widgets._common import Callbacks, ErrorArea, sync_figure
+from workbench.checks import check_finite, check_model
 from workbench.layers import LayerRule, layer_output, layer_rules, rule_for
-from workbench.registry import Option
+from workbench.registry import Option, takes_layer_rules
 from workbench.rules import AffineRule, AlphaBetaRule, EpsilonRule, Rules
 
 #: the rule overrides offered at a weighted layer: label -> rule (given the epsilon field)
@@ -64,10 +65,6 @@ def accepts_affine_rule(model: nn.Module, layer: str) -> bool:
 def rule_methods() -> list[str]:
     """The registered methods that declare backward rules."""
     return [name for name in wb.methods() if wb.method_info(name).rules is not None]
-
-
-def _takes_layer_rules(method: str) -> bool:
-    return any(option.name == "layer_rules" for option in wb.method_info(method).options)
 
 
 def _leaf_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -148,7 +145,7 @@ class LayerInspector(widgets.VBox):
         self._layer_rules: dict[str, AffineRule] = {}
         self._rows: dict[str, dict[str, LayerRule]] = {}  # method -> layer -> row
         self._activation: torch.Tensor | None = None
-        self._callbacks: list[RulesCallback] = []
+        self._callbacks = Callbacks(self.error)
         self._quiet = False
         super().__init__(children=[
             widgets.HBox([self.layer_dropdown, self._info]),
@@ -248,8 +245,7 @@ class LayerInspector(widgets.VBox):
     def set_model(self, model: nn.Module, inputs: torch.Tensor | None = None,
                   layer: str | None = None) -> None:
         """Inspect ``model`` (with ``inputs``); overrides are cleared, the layer kept if any."""
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        check_model(model)
         leaves = _leaf_layers(model)
         if not leaves:
             raise ValueError("the model has no named leaf modules to inspect")
@@ -301,10 +297,7 @@ class LayerInspector(widgets.VBox):
 
     def on_change(self, callback: RulesCallback, remove: bool = False) -> None:
         """Call ``callback(layer_rules)`` after each change of the overrides."""
-        if remove:
-            self._callbacks.remove(callback)
-        else:
-            self._callbacks.append(callback)
+        self._callbacks.register(callback, remove)
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -319,14 +312,13 @@ class LayerInspector(widgets.VBox):
         self._notify()
 
     def _notify(self) -> None:
-        for callback in list(self._callbacks):
-            self.error.guard(callback)(self.layer_rules)
+        self._callbacks(self.layer_rules)
 
     def _refresh_rows(self) -> None:
         """The rule of every layer for every rule-based method, overrides included."""
         self._rows = {}
         for method in rule_methods():
-            options = {"layer_rules": self._layer_rules} if _takes_layer_rules(method) else {}
+            options = {"layer_rules": self._layer_rules} if takes_layer_rules(method) else {}
             self._rows[method] = {row.name: row for row in
                                   layer_rules(self._model, method, **options)}
 
@@ -369,7 +361,7 @@ class LayerInspector(widgets.VBox):
                  f"{html.escape(self.layer)}</th></tr>"]
         for method, rule in self.rules.items():
             marker = " (override)" if (self.layer in self._layer_rules
-                                       and _takes_layer_rules(method)) else ""
+                                       and takes_layer_rules(method)) else ""
             lines.append(f"<tr><td>{method}</td><td>{html.escape(rule)}{marker}</td></tr>")
         self._table.value = "".join(lines) + "</table>"
         overrides = ", ".join(f"{html.escape(layer)} &rarr; {html.escape(repr(rule))}"
@@ -379,7 +371,7 @@ class LayerInspector(widgets.VBox):
     def _show_editor(self) -> None:
         """Show the override of the current layer; hidden where no affine rule applies."""
         editable = (accepts_affine_rule(self._model, self.layer)
-                    and any(_takes_layer_rules(m) for m in rule_methods()))
+                    and any(takes_layer_rules(m) for m in rule_methods()))
         self._editor.layout.display = None if editable else "none"
         choice, epsilon = self._overrides.get(
             self.layer, ("method default", self.rule_epsilon.value))

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import workbench.methods  # noqa: F401  (registers the methods)
-from workbench.checks import Target, check_inputs, check_same_device
+from workbench.checks import Target, check_model_and_inputs
 from workbench.layout import like
 from workbench.registry import get_method
 
@@ -35,9 +35,6 @@ def attribute(model: nn.Module, inputs: torch.Tensor, method: str, *, target: Ta
     """
     spec = get_method(method)
     values = spec.bind(options)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_inputs(inputs)
-    check_same_device(model, inputs)
+    check_model_and_inputs(model, inputs)
     result = spec.run(model, inputs, target, **values)
     return like(result.detach().to(dtype=inputs.dtype, device=inputs.device), inputs)

@@ -1,15 +1,36 @@
-"""Input validation shared by every method: tensors, targets, devices.
+"""Input validation shared by every method and metric: models, tensors, targets, devices.
 
 Each check raises with a message that names the offending argument and what would be accepted.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 Target = int | Sequence[int] | torch.Tensor | None
+
+
+def check_model(model: nn.Module) -> None:
+    """Require a ``torch.nn.Module``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+
+
+def check_model_and_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
+    """``check_model``, ``check_inputs`` and ``check_same_device``: what every method and metric
+    requires of its model and inputs."""
+    check_model(model)
+    check_inputs(inputs)
+    check_same_device(model, inputs)
+
+
+def check_finite(value: object, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` if ``value`` is an infinite or NaN float."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number, got {value}")
 
 
 def check_inputs(inputs: torch.Tensor) -> None:

@@ -5,6 +5,7 @@ import argparse
 import sys
 
 import workbench as wb
+from workbench.registry import OPTION_KINDS
 
 
 def _methods(args: argparse.Namespace) -> int:
@@ -13,6 +14,9 @@ def _methods(args: argparse.Namespace) -> int:
         print(f"{name}: {method.description} ({method.reference})")
         for option in method.options:
             print(f"    {option.name} [{option.kind}] = {option.default!r}: {option.help}")
+    print("option kinds:")
+    for kind in OPTION_KINDS.values():
+        print(f"    {kind.name}: {kind.accepts}")
     return 0
 
 

@@ -2,14 +2,13 @@
 their activations for an input. What the layer inspector shows."""
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from workbench.model_layers import Layer, captured_outputs, describe, find_layer
-from workbench.registry import get_method
+from workbench.registry import build_rules, get_method
 from workbench.rules import Rules
 
 ACTIVATION_MODULES = {
@@ -62,11 +61,7 @@ def rule_for(module: nn.Module, name: str, rules: Rules | None) -> str:
 def layer_rules(model: nn.Module, method: str, **options) -> list[LayerRule]:
     """Every leaf module of ``model`` with the rule ``method`` (with ``options``) applies."""
     spec = get_method(method)
-    values = spec.bind(options)
-    rules = None
-    if spec.rules is not None:
-        accepted = inspect.signature(spec.rules).parameters
-        rules = spec.rules(**{k: v for k, v in values.items() if k in accepted})
+    rules = build_rules(spec, spec.bind(options))
     return [
         LayerRule(name, type(module).__name__,
                   sum(p.numel() for p in module.parameters(recurse=False)),

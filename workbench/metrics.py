@@ -28,7 +28,7 @@ from torch import nn
 
 from workbench.arguments import expand_baseline, feature_groups, generator
 from workbench.attribution import attribute
-from workbench.checks import Target, check_inputs, check_same_device, model_device
+from workbench.checks import Target, check_model, check_model_and_inputs, model_device
 from workbench.forward import predict, target_scores
 from workbench.similarity import edge_map, hog_similarity, spearman, ssim  # noqa: F401
 
@@ -103,7 +103,7 @@ def sensitivity_n(model: nn.Module, inputs: torch.Tensor, attributions: torch.Te
     instead), and for constant attributions or a model insensitive to the features.
     """
     ns, single = _subset_sizes(n)
-    _check_model_and_inputs(model, inputs)
+    check_model_and_inputs(model, inputs)
     _check_positive_int("n_subsets", n_subsets, minimum=2)
     _check_positive_int("batch_size", batch_size)
     attributions = _check_attributions(attributions, inputs, allow_channel_sum=False)
@@ -262,7 +262,7 @@ def degradation(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tens
     ``DegradationCurve``: ``curve`` ``(N, steps + 1)`` starting with ``f(x)``, the ``ranking``
     and the summaries ``aopc`` and ``area``.
     """
-    _check_model_and_inputs(model, inputs)
+    check_model_and_inputs(model, inputs)
     if inputs.dim() != 4:
         raise ValueError(
             f"inputs must be images of shape (N, C, H, W) for degradation, got shape "
@@ -397,8 +397,7 @@ def quantus_explain(model: nn.Module, inputs: np.ndarray | torch.Tensor,
     """
     if not isinstance(model, nn.Module) and hasattr(model, "get_model"):
         model = model.get_model()  # a Quantus ModelInterface
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    check_model(model)
     where = model_device(model) or torch.device(device if device is not None else "cpu")
     dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
@@ -412,13 +411,6 @@ def quantus_explain(model: nn.Module, inputs: np.ndarray | torch.Tensor,
 
 # ----------------------------------------------------------------------------------------------
 # Checks
-
-
-def _check_model_and_inputs(model: nn.Module, inputs: torch.Tensor) -> None:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    check_inputs(inputs)
-    check_same_device(model, inputs)
 
 
 def _check_attributions(attributions, inputs: torch.Tensor,

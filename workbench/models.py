@@ -95,33 +95,16 @@ def _features_classifier(features: list[tuple[str, nn.Module]], classifier: nn.S
     ))
 
 
-def cnn(in_channels: int, classes: int, size: int, activation: str = "relu",
-        channels: Sequence[int] = (32, 64), hidden: int = 128,
-        seed: int | None = None) -> nn.Sequential:
-    """``features`` (per entry of ``channels``: 3x3 conv, activation, 2x2 max pool), ``flatten``,
-    ``classifier`` (linear, activation, linear), for square inputs of side ``size``."""
-    _positive(in_channels=in_channels, classes=classes, size=size, hidden=hidden)
-    act = _activation(activation)
-    if size < 2 ** len(channels):
-        raise ValueError(f"size must be >= {2 ** len(channels)} for {len(channels)} pooling "
-                         f"blocks, got {size}")
+def _convolutional(in_channels: int, classes: int, size: int, activation: str,
+                   widths: Sequence[int], hidden: int, seed: int | None,
+                   convolutions: int) -> nn.Sequential:
+    """What ``cnn`` and ``vgg_style`` build: per entry of ``widths`` a block of ``convolutions``
+    3x3 convolutions with activations and a 2x2 max pool (``features``), ``flatten``, then
+    ``classifier`` (linear, activation, linear).
 
-    def build() -> nn.Sequential:
-        features, width, side = [], in_channels, size
-        for i, out in enumerate(channels, start=1):
-            features += _conv_block(i, width, out, act, activation)
-            width, side = out, side // 2
-        return _features_classifier(
-            features, _classifier(width * side * side, hidden, classes, act, activation))
-
-    return _seeded(build, seed)
-
-
-def vgg_style(in_channels: int, classes: int, size: int, widths: Sequence[int] = (16, 32, 64),
-              activation: str = "relu", hidden: int = 128,
-              seed: int | None = None) -> nn.Sequential:
-    """VGG in small (Simonyan & Zisserman 2015): per entry of ``widths`` a block of two 3x3
-    convolutions with activations and a 2x2 max pool, then a two-layer ``classifier``."""
+    Module names (``features.conv1`` or ``features.conv1_2``, ``classifier.linear1``, ...) are
+    the state-dict keys of cached weights: they must not change.
+    """
     _positive(in_channels=in_channels, classes=classes, size=size, hidden=hidden)
     act = _activation(activation)
     if size < 2 ** len(widths):
@@ -131,12 +114,30 @@ def vgg_style(in_channels: int, classes: int, size: int, widths: Sequence[int] =
     def build() -> nn.Sequential:
         features, width, side = [], in_channels, size
         for i, out in enumerate(widths, start=1):
-            features += _conv_block(i, width, out, act, activation, convolutions=2)
+            features += _conv_block(i, width, out, act, activation, convolutions)
             width, side = out, side // 2
         return _features_classifier(
             features, _classifier(width * side * side, hidden, classes, act, activation))
 
     return _seeded(build, seed)
+
+
+def cnn(in_channels: int, classes: int, size: int, activation: str = "relu",
+        channels: Sequence[int] = (32, 64), hidden: int = 128,
+        seed: int | None = None) -> nn.Sequential:
+    """``features`` (per entry of ``channels``: 3x3 conv, activation, 2x2 max pool), ``flatten``,
+    ``classifier`` (linear, activation, linear), for square inputs of side ``size``."""
+    return _convolutional(in_channels, classes, size, activation, channels, hidden, seed,
+                          convolutions=1)
+
+
+def vgg_style(in_channels: int, classes: int, size: int, widths: Sequence[int] = (16, 32, 64),
+              activation: str = "relu", hidden: int = 128,
+              seed: int | None = None) -> nn.Sequential:
+    """VGG in small (Simonyan & Zisserman 2015): per entry of ``widths`` a block of two 3x3
+    convolutions with activations and a 2x2 max pool, then a two-layer ``classifier``."""
+    return _convolutional(in_channels, classes, size, activation, widths, hidden, seed,
+                          convolutions=2)
 
 
 # --- training ------------------------------------------------------------------------------
