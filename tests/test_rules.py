@@ -163,3 +163,15 @@ def test_epsilon_zero_is_lrp_zero_and_finite():
     lrp = wb.attribute(model, x, "lrp_epsilon", target=1, epsilon=0.0)
     assert torch.isfinite(lrp).all()
     torch.testing.assert_close(lrp, wb.attribute(model, x, "gradient_x_input", target=1))
+
+
+def test_an_activation_rule_declares_what_it_keeps_with_the_enum():
+    from workbench.rules import ActivationRule, Keeps
+
+    class KeepsOutput(ActivationRule):
+        keeps = Keeps.OUTPUT
+
+    assert KeepsOutput.keeps is Keeps.OUTPUT
+    with pytest.raises(TypeError, match=r"Misdeclared.keeps must be a workbench.rules.Keeps"):
+        class Misdeclared(ActivationRule):
+            keeps = "pre"

@@ -134,3 +134,54 @@ def test_a_model_changing_its_input_in_place_never_changes_the_users_tensor(meth
         active = (x_before > 0).float()
         torch.testing.assert_close(attr, model.linear.weight[1].detach().clamp(
             min=0 if method == "guided_backprop" else -float("inf")) * active)
+
+
+class ChangesInput(nn.Module):
+    """Writes into its input tensor in one of four in-place forms."""
+
+    def __init__(self, form: str):
+        super().__init__()
+        self.form = form
+        torch.manual_seed(0)
+        self.linear = nn.Linear(6, 2)
+
+    def forward(self, x):
+        if self.form == "iadd":
+            x += 1.0
+        elif self.form == "method":
+            x.mul_(2.0)
+        elif self.form == "setitem":
+            x[:, 0] = 0.0
+        else:
+            torch.relu_(x)
+        return self.linear(x)
+
+
+_OUT_OF_PLACE = {"iadd": lambda x: x + 1.0, "method": lambda x: x * 2.0,
+                 "setitem": lambda x: torch.cat([torch.zeros_like(x[:, :1]), x[:, 1:]], 1),
+                 "functional": torch.relu}
+
+
+@pytest.mark.parametrize("form", list(_OUT_OF_PLACE))
+@pytest.mark.parametrize("method", ["gradient", "gradient_x_input", "lrp_epsilon",
+                                    "deeplift_rescale", "integrated_gradients"])
+def test_every_in_place_form_on_the_input_leaves_the_users_tensor(form, method):
+    """``x += 1``, ``x.mul_(2)``, ``x[:, 0] = 0``, ``torch.relu_(x)``: the engine sees the write
+    coming, gives the model a copy, and the result is the out-of-place model's."""
+    model = ChangesInput(form).eval()
+    x = torch.randn(3, 6)
+    x_before = x.clone()
+    options = {"steps": 8} if method == "integrated_gradients" else {}
+    attr = wb.attribute(model, x, method, target=1, **options)
+    assert torch.equal(x, x_before)
+    twin = nn.Sequential(_Lambda(_OUT_OF_PLACE[form]), model.linear).eval()
+    torch.testing.assert_close(attr, wb.attribute(twin, x, method, target=1, **options))
+
+
+class _Lambda(nn.Module):
+    def __init__(self, function):
+        super().__init__()
+        self.function = function
+
+    def forward(self, x):
+        return self.function(x)

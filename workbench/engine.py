@@ -67,10 +67,8 @@ def _gradient(model: nn.Module, inputs: torch.Tensor, target: Target, rules: Rul
         _forward(model, reference_batch, rules, method, references)
         references.replay()
     try:
-        output = _forward(model, leaf, rules, method, references)
-    except RuntimeError as error:  # the model changes its input in place: give it a copy
-        if "leaf Variable that requires grad" not in str(error):
-            raise
+        output = _forward(model, leaf, rules, method, references, guarded=leaf)
+    except InputChangedInPlace:  # the model changes its input in place: give it a copy
         if references is not None:
             references.replay()
         output = _forward(model, leaf.clone(), rules, method, references)
@@ -83,9 +81,11 @@ def _gradient(model: nn.Module, inputs: torch.Tensor, target: Target, rules: Rul
 
 
 def _forward(model: nn.Module, batch: torch.Tensor, rules: Rules | None, method: str,
-             references: References | None = None):
-    mode = (RuleMode(model, rules, method, references) if rules is not None
-            else NoWeightGradientMode())
+             references: References | None = None, guarded: torch.Tensor | None = None):
+    """The model's output for ``batch`` under the rules' mode; ``guarded``: a tensor the model
+    must not change in place (``InputChangedInPlace`` is raised before it would)."""
+    mode = (RuleMode(model, rules, method, references, guarded) if rules is not None
+            else NoWeightGradientMode(guarded))
     with torch.enable_grad(), mode:
         output = model(batch)
     if references is not None:
@@ -166,13 +166,31 @@ def affine_call(func: Callable, args: tuple, kwargs: dict, layer: str | None = N
     return AffineCall(inputs, weight, bias, forward, layer, ops.AFFINE_OPS[func], options)
 
 
-class NoWeightGradientMode(TorchFunctionMode):
+class InputChangedInPlace(Exception):
+    """The model was about to overwrite the tensor it was given (raised before it did)."""
+
+
+class _GuardingMode(TorchFunctionMode):
+    """A mode that refuses, with :class:`InputChangedInPlace`, any operation that would write
+    into ``guarded`` (the input leaf: the engine then gives the model a copy)."""
+
+    def __init__(self, guarded: torch.Tensor | None = None):
+        super().__init__()
+        self.guarded = guarded
+
+    def _guard(self, func, args, kwargs) -> None:
+        if self.guarded is not None and ops.writes_into(func, args, kwargs, self.guarded):
+            raise InputChangedInPlace(ops.op_name(func))
+
+
+class NoWeightGradientMode(_GuardingMode):
     """The plain gradient's forward pass: a weighted layer whose weight is a parameter keeps no
     inputs for the backward (``AffineCall.keeping_no_inputs``: no weight gradient is ever asked
     for); every other operation runs as it is, so any model works."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        self._guard(func, args, kwargs)
         if func not in ops.AFFINE_OPS:
             return func(*args, **kwargs)
         args, kwargs = _detach_parameters(args), _detach_parameters(kwargs)
@@ -181,12 +199,12 @@ class NoWeightGradientMode(TorchFunctionMode):
         return affine_call(func, args, kwargs).keeping_no_inputs()
 
 
-class RuleMode(TorchFunctionMode):
+class RuleMode(_GuardingMode):
     """Routes each torch operation of a forward pass through the rules of one method."""
 
     def __init__(self, model: nn.Module, rules: Rules, method: str,
-                 references: References | None = None):
-        super().__init__()
+                 references: References | None = None, guarded: torch.Tensor | None = None):
+        super().__init__(guarded)
         self.model, self.rules, self.method = model, rules, method
         self.references = references
         self.layer_of = {
@@ -205,6 +223,7 @@ class RuleMode(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        self._guard(func, args, kwargs)
         kind = ops.classify(func)
         if kind is OpKind.NEUTRAL:
             return func(*args, **kwargs)
@@ -228,8 +247,7 @@ class RuleMode(TorchFunctionMode):
             return func(*args, **kwargs)
         inplace = ops.is_inplace(func, args, kwargs)
         if inplace and args[0].is_leaf:
-            raise RuntimeError("a leaf Variable that requires grad is being used in an in-place "
-                               f"operation ({ops.op_name(func)})")
+            raise InputChangedInPlace(ops.op_name(func))
         reference = None
         if self.references is not None:
             if self.references.recording:

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 Result = TypeVar("Result")
 
@@ -69,11 +70,13 @@ def run_in_fast_layout(model: nn.Module, batch: torch.Tensor,
     memory_format = fast_format(model, batch)
     if memory_format is None:
         return run(batch)
-    try:
+    if memory_format != torch.channels_last:
         return run(batch.contiguous(memory_format=memory_format))
-    except RuntimeError as error:
-        if memory_format != torch.channels_last or not _is_layout_error(error):
-            raise
+    try:
+        with _RefusalWatch():
+            return run(batch.contiguous(memory_format=memory_format))
+    except _LayoutRefused:
+        pass
     _refused.add(model)
     return run(batch.contiguous())
 
@@ -102,6 +105,22 @@ def memory_format_of(tensor: torch.Tensor) -> torch.memory_format:
     return torch.contiguous_format
 
 
-def _is_layout_error(error: RuntimeError) -> bool:
-    message = str(error)
-    return "view size is not compatible with input tensor's size and stride" in message
+class _LayoutRefused(Exception):
+    """A ``view`` of a tensor that is not NCHW-contiguous failed: the model needs NCHW order."""
+
+
+class _RefusalWatch(TorchFunctionMode):
+    """Turns a failed ``Tensor.view`` of a tensor that is not contiguous (what a model that
+    flattens a feature map with ``x.view(len(x), -1)`` does with a channels-last batch) into
+    :class:`_LayoutRefused`; every other operation and error passes through unchanged."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not torch.Tensor.view:
+            return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except RuntimeError as error:
+            if args[0].is_contiguous():
+                raise
+            raise _LayoutRefused from error

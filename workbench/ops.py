@@ -188,6 +188,27 @@ def bound_arguments(func: Callable, args: tuple, kwargs: dict) -> dict:
     return dict(bound.arguments)
 
 
+#: Python's in-place operators and item assignment, as a ``TorchFunctionMode`` sees them
+_INPLACE_DUNDERS = frozenset({
+    "__setitem__", "__iadd__", "__isub__", "__imul__", "__itruediv__", "__ifloordiv__",
+    "__imod__", "__ipow__", "__imatmul__", "__iand__", "__ior__", "__ixor__", "__ilshift__",
+    "__irshift__",
+})
+
+
+def writes_into(func: Callable, args: tuple, kwargs: dict, tensor: torch.Tensor) -> bool:
+    """Whether the call overwrites ``tensor``: as its first argument in place (``x.relu_()``,
+    ``x += 1``, ``x[i] = v``, ``inplace=True``) or as its ``out=``."""
+    if kwargs.get("out") is tensor:
+        return True
+    if not args or args[0] is not tensor:
+        return False
+    name = op_name(func)
+    if name.startswith("__"):
+        return name in _INPLACE_DUNDERS
+    return is_inplace(func, args, kwargs)
+
+
 def is_inplace(func: Callable, args: tuple, kwargs: dict) -> bool:
     """Whether a call overwrites its first argument (``relu_``, ``inplace=True``)."""
     if op_name(func).endswith("_"):

@@ -14,6 +14,7 @@ A :class:`Rules` object declares which rules a method uses; the engine applies i
 """
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,6 +65,15 @@ class ActivationCall:
     reference: torch.Tensor | None = None
 
 
+class Keeps(enum.Enum):
+    """What an activation rule's backward needs from the forward pass."""
+
+    PRE = "pre"                 #: the pre-activation ``z``
+    OUTPUT = "output"           #: the output ``f(z)`` (for a mask)
+    NOTHING = "nothing"
+    MULTIPLIER = "multiplier"   #: a tensor computed in the forward pass by ``rule.multiplier``
+
+
 class ActivationRule:
     """Replaces ``f'(z)`` in the backward pass of ``a = f(z)``.
 
@@ -73,18 +83,23 @@ class ActivationRule:
 
     name = "gradient"
     families: frozenset[str] | None = None
-    #: what the backward needs: "pre" (z), "output" (f(z), for a mask), "nothing", or
-    #: "multiplier" (a tensor computed in the forward pass by :meth:`multiplier`)
-    keeps = "pre"
+    #: what the backward needs (see :class:`Keeps`)
+    keeps: Keeps = Keeps.PRE
     #: the rule compares each pre-activation with the baseline's (``Rules.needs_reference``)
     needs_reference = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not isinstance(cls.keeps, Keeps):
+            raise TypeError(f"{cls.__name__}.keeps must be a workbench.rules.Keeps member, got "
+                            f"{cls.keeps!r}")
 
     def applies_to(self, family: str) -> bool:
         return self.families is None or family in self.families
 
     def multiplier(self, pre: torch.Tensor, output: torch.Tensor,
                    call: ActivationCall) -> torch.Tensor:
-        """For ``keeps = "multiplier"``: what replaces ``f'(z)``, from ``z = pre``, the output
+        """For ``keeps = Keeps.MULTIPLIER``: what replaces ``f'(z)``, from ``z = pre``, the output
         ``f(z)`` and the call (its function, family, the baseline's pre-activation)."""
         raise NotImplementedError
 
@@ -100,7 +115,7 @@ class GuidedRule(ActivationRule):
 
     name = "guided"
     families = frozenset({"relu"})
-    keeps = "output"  # relu(z) > 0 exactly where z > 0
+    keeps = Keeps.OUTPUT  # relu(z) > 0 exactly where z > 0
 
     def backward(self, grad, output, function):
         # clamp(g, 0) where relu(z) > 0, else 0, in one kernel (no float mask)
@@ -112,7 +127,7 @@ class DeconvRule(ActivationRule):
 
     name = "deconvnet"
     families = frozenset({"relu"})
-    keeps = "nothing"
+    keeps = Keeps.NOTHING
 
     def backward(self, grad, kept, function):
         return grad.clamp(min=0)
@@ -144,7 +159,7 @@ class RescaleRule(ActivationRule):
     """
 
     name = "rescale"
-    keeps = "multiplier"
+    keeps = Keeps.MULTIPLIER
     needs_reference = True
 
     def multiplier(self, pre, output, call):
@@ -175,6 +190,10 @@ class RescaleRule(ActivationRule):
         return grad * multiplier
 
 
+#: rules that need ``z`` as it was before an in-place activation overwrote it
+_KEEPING_PRE = (Keeps.PRE, Keeps.MULTIPLIER)
+
+
 class _ActivationFunction(torch.autograd.Function):
     """Runs ``a = f(z)`` (in place if the model asked for it) with a rule's backward.
 
@@ -185,15 +204,16 @@ class _ActivationFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, pre, rule, call):
         ctx.rule, ctx.function = rule, call.function
-        kept_pre = pre.clone() if call.inplace and rule.keeps in ("pre", "multiplier") else pre
+        keeps = rule.keeps
+        kept_pre = pre.clone() if call.inplace and keeps in _KEEPING_PRE else pre
         output = call.run(pre)
         if call.inplace:
             ctx.mark_dirty(output)
-        if rule.keeps == "pre":
+        if keeps is Keeps.PRE:
             ctx.save_for_backward(kept_pre)
-        elif rule.keeps == "output":
+        elif keeps is Keeps.OUTPUT:
             ctx.save_for_backward(output)
-        elif rule.keeps == "multiplier":
+        elif keeps is Keeps.MULTIPLIER:
             ctx.save_for_backward(rule.multiplier(kept_pre, output, call))
         return output
 
