@@ -9,14 +9,14 @@ import pytest
 from conftest import write_notebook
 
 from workbench import runner
-from workbench.reporting import Report
+from workbench.reporting import Report, declared_parameters
 
 PARAMETERS = '''scale: float = 1.0  # a factor
 label: str = "x"  # a name
 smoke: bool = False  # fast run
 output_dir: str = ""  # where results go
 '''
-WRITES_REPORT = '''from workbench.reporting import Report
+WRITES_REPORT = '''from workbench.reporting import Report, declared_parameters
 scale = scale * 10  # a change made after the parameters cell is what gets recorded
 report = Report.from_parameters("03_report.ipynb", globals())
 report.add(value=1)
@@ -45,6 +45,9 @@ def test_a_missing_value_or_notebook_is_named(tmp_path):
     no_output = write_notebook(tmp_path / "04_plain.ipynb", "", "scale: float = 1.0  # a\n")
     with pytest.raises(ValueError, match="no 'output_dir'"):
         Report.from_parameters(no_output, {"scale": 1.0})
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "05_none.ipynb")
+    with pytest.raises(ValueError, match="one cell tagged 'parameters', has 0"):
+        Report.from_parameters(tmp_path / "05_none.ipynb", {})
 
 
 @pytest.mark.parametrize("notebook", runner.notebooks(), ids=lambda p: p.stem)
@@ -56,6 +59,7 @@ def test_each_paper_notebook_reports_all_its_parameters(notebook):
     assert f'Report.from_parameters("{notebook.name}", globals())' in code
     assert "Report(" not in code
     declared = runner.parameters_of(notebook)
+    assert declared_parameters(notebook) == list(declared)  # the names papermill finds
     namespace = {name: f"value of {name}" for name in declared} | {"output_dir": ""}
     settings = Report.from_parameters(notebook.name, namespace).results["settings"]
     assert list(settings) == list(declared) and {"smoke", "output_dir"} <= set(settings)

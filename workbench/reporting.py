@@ -7,6 +7,7 @@ app) writes nothing.
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -37,6 +38,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def declared_parameters(notebook: str | Path) -> list[str]:
+    """The names the notebook's cell tagged ``parameters`` assigns, in order (the names
+    papermill's inspection lists, read without importing papermill)."""
+    import nbformat
+
+    cells = [cell for cell in nbformat.read(notebook, as_version=4).cells
+             if "parameters" in cell.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"notebook {notebook} must have one cell tagged 'parameters', has "
+                         f"{len(cells)}")
+    names = []
+    for statement in ast.parse(cells[0].source).body:
+        targets = ([statement.target] if isinstance(statement, ast.AnnAssign)
+                   else statement.targets if isinstance(statement, ast.Assign) else [])
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
 class Report:
     """Collects a notebook's settings, results and figures, and writes them."""
 
@@ -50,21 +69,21 @@ class Report:
     @classmethod
     def from_parameters(cls, notebook: str | Path, namespace: Mapping[str, Any]) -> Report:
         """A report whose settings are all the parameters ``notebook`` declares in its cell
-        tagged ``parameters`` (read by papermill's inspection), each with the value it has now in
+        tagged ``parameters`` (``declared_parameters``), each with the value it has now in
         ``namespace`` (the notebook's ``globals()``): values papermill injected and changes made
         for smoke runs included. Writes to the declared ``output_dir``.
 
         ``notebook`` is a path, or the file name of a notebook in the current folder (where
         papermill, nbval and Voila run a notebook) or in the package's ``notebooks/`` folder.
         """
-        from workbench.runner import NOTEBOOK_DIR, parameters_of
+        from workbench.runner import NOTEBOOK_DIR
 
         path = Path(notebook)
         if not path.is_file() and not path.is_absolute() and (NOTEBOOK_DIR / path).is_file():
             path = NOTEBOOK_DIR / path
         if not path.is_file():
             raise FileNotFoundError(f"notebook: no file '{notebook}' here or in {NOTEBOOK_DIR}")
-        declared = list(parameters_of(path))
+        declared = declared_parameters(path)
         missing = [name for name in declared if name not in namespace]
         if missing:
             raise ValueError(f"namespace has no value for the parameter(s) {missing} declared "
