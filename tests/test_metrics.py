@@ -1,8 +1,8 @@
 """Sensitivity-n, degradation curves and the Quantus explain function (workbench/metrics.py).
 
-Oracles: exact answers on linear models (Ancona et al. 2018, ../shared/PAPERS.md section 2),
-occlusion-1 for Sensitivity-1, and short per-sample loops written straight from the
-definitions, fed the same random draws (the draw order is part of the documented contract).
+Oracles: exact answers on linear models (Ancona et al. 2018, arXiv 1711.06104, section 4,
+Sensitivity-n), occlusion-1 for Sensitivity-1, and short per-sample loops written straight from
+the definitions, fed the same random draws (the draw order is part of the documented contract).
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Heat maps as images (``workbench/plots.py``): colour mapping and PNG encoding.
+"""Figures (``workbench/plots.py``): heat maps as images (colour mapping and PNG encoding), and
+the figures drawn from plain tensors and tables.
 
 The expected colours come from plotly's own sampling of the colour scale, so the tiles and the
 plotly figures use the same colours for the same values.
@@ -104,3 +105,67 @@ def test_bad_arguments_name_what_is_accepted():
         plots.png_bytes(np.zeros((2, 2, 3)))
     with pytest.raises(ValueError, match="scale"):
         plots.png_bytes(np.zeros((2, 2, 3), dtype=np.uint8), scale=0)
+
+
+# --- figures from plain arrays and tables ----------------------------------------------------
+
+
+def test_toy_directions_draws_each_arrow_from_the_origin():
+    import torch
+
+    samples, labels = torch.randn(50, 2), torch.randn(50)
+    arrows = {"a": torch.tensor([1.0, 0.5]), "b": torch.tensor([-2.0, 3.0])}
+    figure = plots.toy_directions(samples, labels, arrows, title="t", max_samples=20)
+    assert len(figure.data[0].x) == 20
+    np.testing.assert_allclose(figure.data[0].y, samples[:20, 1].numpy())
+    drawn = {trace.name: (list(trace.x), list(trace.y)) for trace in figure.data[1:]}
+    assert drawn == {"a": ([0, 1.0], [0, 0.5]), "b": ([0, -2.0], [0, 3.0])}
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        plots.toy_directions(torch.zeros(5, 3), labels, arrows)
+    with pytest.raises(ValueError, match="arrow 'c' must be a 2-vector"):
+        plots.toy_directions(samples, labels, {"c": torch.zeros(3)})
+
+
+def test_direction_gallery_lays_out_ranks_as_rows_and_galleries_side_by_side():
+    import torch
+
+    visualisations = [torch.rand(2, 1, 4, 4), torch.rand(2, 1, 4, 4)]
+    top_inputs = [torch.rand(2, 3, 1, 4, 4), torch.rand(2, 3, 1, 4, 4)]
+    top_scores = [torch.tensor([[3.0, 2.0, 1.0], [0.5, 0.25, 0.125]]), torch.ones(2, 3)]
+    figure = plots.direction_gallery([["PC 1", "PC 2"], ["neuron 7", "neuron 2"]],
+                                     visualisations, top_inputs, top_scores, "layer")
+    titles = [a.text for a in figure.layout.annotations]
+    assert titles[:8] == ["PC 1", "3", "2", "1", "neuron 7", "1", "1", "1"]
+    assert titles[8:10] == ["PC 2", "0.5"]
+    assert len(figure.data) == 2 * 2 * 4
+    # row 1, column 1: the first visualisation (gray, flipped for display, scaled to [0, 1])
+    shown = visualisations[0][0, 0]
+    expected = ((shown - shown.min()) / (shown.max() - shown.min() + 1e-12)).flip(0)
+    np.testing.assert_allclose(figure.data[0].z, expected.numpy(), atol=1e-6)
+    with pytest.raises(ValueError, match="one entry per gallery"):
+        plots.direction_gallery([["PC 1"]], visualisations, top_inputs, top_scores)
+
+
+def test_similarity_curves_band_is_the_mean_plus_and_minus_the_spread():
+    import pandas as pd
+
+    table = pd.DataFrame({"when": ["a", "b", "c"] * 2, "who": ["x"] * 3 + ["y"] * 3,
+                          "what": ["m"] * 6, "avg": [1.0, 0.5, 0.0, 0.2, 0.4, 0.6],
+                          "sd": [0.1, 0.2, np.nan, 0.0, 0.1, 0.1]})
+    figure = plots.similarity_curves(table, x="when", line="who", panel="what", mean="avg",
+                                     spread="sd", panel_titles={"m": "Metric M"})
+    band, line = figure.data[0], figure.data[1]
+    assert list(line.x) == ["a", "b", "c"] and list(line.y) == [1.0, 0.5, 0.0]
+    assert list(band.x) == ["a", "b", "c", "c", "b", "a"]
+    np.testing.assert_allclose(band.y, [1.1, 0.7, 0.0, 0.0, 0.3, 0.9])  # NaN spread: no band
+    assert [t.name for t in figure.data if t.showlegend] == ["x", "y"]
+    assert figure.layout.annotations[0].text == "Metric M"
+    with pytest.raises(ValueError, match=r"no column\(s\) \['stage'\]"):
+        plots.similarity_curves(table, x="stage", line="who", panel="what", mean="avg",
+                                spread="sd")
+
+
+def test_bars_mark_the_highlighted_ones():
+    figure = plots.bars(["p1", "p2", "p3"], [1.0, 2.0, 3.0], [False, True, False], "t", "s")
+    assert list(figure.data[0].x) == ["p1", "p2", "p3"]
+    assert list(figure.data[0].marker.color) == ["#1f77b4", "#d62728", "#1f77b4"]

@@ -149,3 +149,21 @@ def test_the_command_line_runs_a_local_sweep(probe, tmp_path):
                           "nope=1", "--out", str(tmp_path / "bad")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "no parameter 'nope'" in bad.stderr
+
+
+def test_summary_figure_draws_each_numeric_result_per_group_and_names_failures():
+    import pandas as pd
+
+    table = pd.DataFrame({"x": [2, 1, 2, 1, 3], "seed": [0, 0, 1, 1, 0],
+                          "point": ["x=2,seed=0", "x=1,seed=0", "x=2,seed=1", "x=1,seed=1",
+                                    "x=3,seed=0"],
+                          "ok": [True, True, True, True, False], "seconds": [1.0] * 5,
+                          "results.score": [20.0, 10.0, 21.0, 11.0, None],
+                          "results.label": ["a"] * 5})
+    figure = sweep.summary_figure(table, ["x", "seed"])
+    assert figure.layout.title.text == "sweep: 4 of 5 points ok; failed: x=3,seed=0"
+    assert [a.text for a in figure.layout.annotations] == ["score"]  # numeric columns only
+    lines = {trace.name: (list(trace.x), list(trace.y)) for trace in figure.data}
+    assert lines == {"seed=0": ([1, 2], [10.0, 20.0]), "seed=1": ([1, 2], [11.0, 21.0])}
+    no_numbers = sweep.summary_figure(table.drop(columns=["results.score"]), ["x"])
+    assert list(no_numbers.data[0].marker.color) == ["#1f77b4"] * 4 + ["#d62728"]

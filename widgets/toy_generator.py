@@ -15,8 +15,8 @@ import ipywidgets as widgets
 import plotly.graph_objects as go
 
 from widgets._common import ErrorArea, sync_figure
-from workbench import plots
-from workbench.experiments.patternnet import ESTIMATOR_LABELS, ToyResult, toy_experiment
+from workbench.experiments.patternnet import (ESTIMATOR_LABELS, ToyResult, toy_experiment,
+                                              toy_figure)
 
 
 def _unit(angle_degrees: float) -> tuple[float, float]:
@@ -61,7 +61,7 @@ class ToyGenerator(widgets.VBox):
         self.result = toy_experiment(self.n, _unit(self.signal_angle.value),
                                      _unit(self.distractor_angle.value), self.noise.value,
                                      self.strength.value, self.seed)
-        fresh = plots.toy_directions(self.result)
+        fresh = toy_figure(self.result)
         with self.figure.batch_update():
             self.figure.data = ()
             for trace in fresh.data:

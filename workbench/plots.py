@@ -153,30 +153,34 @@ def heatmap_grid(images: torch.Tensor, attributions: Mapping[str, torch.Tensor],
     return figure
 
 
-def toy_directions(result) -> go.Figure:
-    """The 2-D toy: samples, the signal and distractor directions, the filter (= gradient)
-    and the learned patterns, as arrows from the origin."""
-    toy = result.toy
-    if toy.x.shape[1] != 2:
-        raise ValueError("the direction plot needs a 2-D toy (dim=2)")
+#: colours of the toy's arrows, in order
+ARROW_COLOURS = ("#2ca02c", "#d62728", "#1f77b4", "#ff7f0e", "#9467bd", "#8c564b")
+
+
+def toy_directions(samples: torch.Tensor, labels: torch.Tensor,
+                   arrows: Mapping[str, torch.Tensor], title: str = "",
+                   max_samples: int = 400) -> go.Figure:
+    """A 2-D scatter of ``samples`` (N, 2) coloured by ``labels`` (N,), and each named 2-vector
+    of ``arrows`` drawn from the origin (e.g. the linear toy's signal and distractor directions,
+    the filter and the learned patterns)."""
+    if samples.dim() != 2 or samples.shape[1] != 2:
+        raise ValueError(f"samples must be 2-D points of shape (N, 2), got shape "
+                         f"{tuple(samples.shape)}")
     figure = go.Figure()
-    shown = toy.x[:400].numpy()
+    shown = samples[:max_samples].detach().cpu().numpy()
     figure.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="markers", name="samples x",
-                                marker=dict(size=4, color=toy.y[:400].numpy(),
-                                            colorscale="Viridis", opacity=0.5)))
-    arrows = {"signal a_s": (toy.signal_direction, "#2ca02c"),
-              "distractor a_d": (toy.distractor_direction, "#d62728"),
-              "filter w = gradient": (result.filter, "#1f77b4"),
-              "pattern S_a": (result.patterns["a"], "#ff7f0e"),
-              "pattern S_a+- (a+)": (result.patterns["a+-"], "#9467bd")}
-    for label, (vector, colour) in arrows.items():
-        v = vector.detach().double()
+                                marker=dict(size=4, color=labels[:max_samples].detach().cpu()
+                                            .numpy(), colorscale="Viridis", opacity=0.5)))
+    for index, (label, vector) in enumerate(arrows.items()):
+        v = vector.detach().double().cpu().flatten()
+        if v.numel() != 2:
+            raise ValueError(f"arrow '{label}' must be a 2-vector, got {v.numel()} values")
+        colour = ARROW_COLOURS[index % len(ARROW_COLOURS)]
         figure.add_trace(go.Scatter(x=[0, float(v[0])], y=[0, float(v[1])], mode="lines+markers",
                                     name=label, line=dict(color=colour, width=4),
                                     marker=dict(symbol="arrow", angleref="previous", size=14)))
     figure.update_yaxes(scaleanchor="x")
-    figure.update_layout(title="Linear toy: the filter cancels the distractor; the pattern is "
-                         "the signal", width=650, height=550)
+    figure.update_layout(title=title, width=650, height=550)
     return figure
 
 
@@ -280,20 +284,28 @@ def image_grid(images: Sequence[Sequence[torch.Tensor | None]],
     return figure
 
 
-def direction_gallery(left, right, title: str = "") -> go.Figure:
-    """Two galleries side by side (e.g. PCs and neurons of one layer,
-    ``workbench.experiments.basis.Gallery``): per rank a row with each direction's feature
-    visualisation (titled with the direction), then its top-activating inputs (titled with
-    their activation)."""
+def direction_gallery(labels: Sequence[Sequence[str]], visualisations: Sequence[torch.Tensor],
+                      top_inputs: Sequence[torch.Tensor], top_scores: Sequence[torch.Tensor],
+                      title: str = "") -> go.Figure:
+    """Galleries of directions side by side, one per entry of each argument (e.g. the PCs and
+    the neurons of one layer). A gallery has ``k`` directions: their ``labels``, their
+    ``visualisations`` (k, C, H, W), their ``top_inputs`` (k, n, C, H, W) and ``top_scores``
+    (k, n). Per rank a row: for each gallery the direction's visualisation (titled with its
+    label), then its top inputs (titled with their score); an empty cell between galleries."""
+    sides = len(labels)
+    if not sides or not (len(visualisations) == len(top_inputs) == len(top_scores) == sides):
+        raise ValueError(f"labels, visualisations, top_inputs and top_scores need one entry per "
+                         f"gallery, got {len(labels)}, {len(visualisations)}, "
+                         f"{len(top_inputs)}, {len(top_scores)}")
     rows, titles = [], []
-    for i in range(min(len(left.labels), len(right.labels))):
+    for i in range(min(len(side) for side in labels)):
         row, row_titles = [], []
-        for side, gallery in enumerate((left, right)):
+        for side in range(sides):
             if side:
                 row.append(None)
                 row_titles.append("")
-            row += [gallery.visualisation.inputs[i], *gallery.top.inputs[i]]
-            row_titles += [gallery.labels[i], *(f"{s:.3g}" for s in gallery.top.scores[i])]
+            row += [visualisations[side][i], *top_inputs[side][i]]
+            row_titles += [labels[side][i], *(f"{float(s):.3g}" for s in top_scores[side][i])]
         rows.append(row)
         titles.append(row_titles)
     return image_grid(rows, titles, title)
@@ -343,78 +355,54 @@ def _rgba(colour: str, alpha: float) -> str:
     return f"rgba({red}, {green}, {blue}, {alpha})"
 
 
-METRIC_TITLES = {"spearman_abs": "Spearman rank correlation (absolute values)",
-                 "spearman": "Spearman rank correlation (signed)",
-                 "ssim": "SSIM", "hog": "Pearson correlation of HOG features"}
-
-
-def similarity_curves(summary, metrics: Sequence[str] | None = None,
-                      reference: str = "original", title: str = "") -> go.Figure:
-    """Similarity against the stage, one panel per metric and one line per method: the mean
-    over the inputs with a band of one standard deviation either side. ``summary`` is
-    ``workbench.randomization.summarize(table)``; ``reference`` picks the rows compared with the
-    original maps or with the edge map."""
-    rows = summary[summary["reference"] == reference].sort_values("stage_index", kind="stable")
-    if rows.empty:
-        raise ValueError(f"summary has no rows with reference '{reference}'")
-    metrics = list(metrics) if metrics is not None else list(dict.fromkeys(rows["metric"]))
-    n_cols = 2 if len(metrics) > 1 else 1
-    n_rows = math.ceil(len(metrics) / n_cols)
+def similarity_curves(table, x: str = "stage", line: str = "method", panel: str = "metric",
+                      mean: str = "mean", spread: str = "std",
+                      panel_titles: Mapping[str, str] | None = None, y_range=(-1.05, 1.05),
+                      title: str = "") -> go.Figure:
+    """Mean and spread against ``x``: one panel per value of column ``panel``, one line per value
+    of column ``line`` with a band of ``spread`` either side of ``mean`` (NaN spread: no band).
+    ``table`` is a pandas DataFrame in long form, its rows in the order of ``x`` to draw;
+    ``panel_titles`` maps a panel's value to its title. With the defaults it draws
+    ``workbench.randomization.summarize``'s columns (similarity per stage, method and metric)."""
+    if table.empty:
+        raise ValueError("table has no rows to draw")
+    missing = [c for c in (x, line, panel, mean, spread) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table has no column(s) {missing}; it has {list(table.columns)}")
+    panels_ = list(dict.fromkeys(table[panel]))
+    n_cols = 2 if len(panels_) > 1 else 1
+    n_rows = math.ceil(len(panels_) / n_cols)
     figure = make_subplots(rows=n_rows, cols=n_cols,
-                           subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics],
+                           subplot_titles=[(panel_titles or {}).get(p, str(p)) for p in panels_],
                            vertical_spacing=0.2, horizontal_spacing=0.08)
     palette = plotly.colors.qualitative.Plotly
-    methods = list(dict.fromkeys(rows["method"]))
-    for k, metric in enumerate(metrics):
+    lines = list(dict.fromkeys(table[line]))
+    for k, value in enumerate(panels_):
         row, col = k // n_cols + 1, k % n_cols + 1
-        for j, method in enumerate(methods):
-            part = rows[(rows["metric"] == metric) & (rows["method"] == method)]
-            x, mean = list(part["stage"]), part["mean"].to_numpy()
-            spread = np.nan_to_num(part["std"].to_numpy())
+        for j, name in enumerate(lines):
+            part = table[(table[panel] == value) & (table[line] == name)]
+            xs, means = list(part[x]), part[mean].to_numpy(dtype=float)
+            spreads = np.nan_to_num(part[spread].to_numpy(dtype=float))
             colour = palette[j % len(palette)]
             figure.add_trace(go.Scatter(
-                x=x + x[::-1], y=np.concatenate([mean + spread, (mean - spread)[::-1]]),
+                x=xs + xs[::-1], y=np.concatenate([means + spreads, (means - spreads)[::-1]]),
                 mode="lines", fill="toself", fillcolor=_rgba(colour, 0.15), line={"width": 0},
-                hoverinfo="skip", showlegend=False, legendgroup=method), row=row, col=col)
+                hoverinfo="skip", showlegend=False, legendgroup=str(name)), row=row, col=col)
             figure.add_trace(go.Scatter(
-                x=x, y=mean, mode="lines+markers", name=method, legendgroup=method,
+                x=xs, y=means, mode="lines+markers", name=str(name), legendgroup=str(name),
                 line={"color": colour}, showlegend=k == 0), row=row, col=col)
-        figure.update_yaxes(range=[-1.05, 1.05], row=row, col=col)
+        figure.update_yaxes(range=list(y_range) if y_range is not None else None,
+                            row=row, col=col)
         figure.update_xaxes(tickangle=-45, row=row, col=col)
     figure.update_layout(title=title, width=1000, height=420 * n_rows + 80)
     return figure
 
 
-def sweep_summary(table, grid_names: Sequence[str], max_panels: int = 6) -> go.Figure:
-    """One panel per numeric result of a sweep (``workbench.sweep``): its value at each point
-    against the first grid parameter, one line per value of the second; failed points are
-    listed in the title."""
-    numeric = [c for c in table.columns if c.startswith("results.")
-               and table[c].dtype.kind in "if"][:max_panels]
-    x_name = grid_names[0] if grid_names else "point"
-    group_name = grid_names[1] if len(grid_names) > 1 else None
-    ok = table[table["ok"]]
-    failed = table[~table["ok"]]
-    title = f"sweep: {len(ok)} of {len(table)} points ok"
-    if len(failed):
-        title += f"; failed: {', '.join(str(p) for p in failed['point'])}"
-    if not numeric:
-        figure = go.Figure(go.Bar(x=table["point"].astype(str), y=table["seconds"],
-                                  marker_color=["#1f77b4" if v else "#d62728"
-                                                for v in table["ok"]]))
-        return figure.update_layout(title=title, yaxis_title="seconds", height=400)
-    columns = min(3, len(numeric))
-    rows = math.ceil(len(numeric) / columns)
-    figure = make_subplots(rows=rows, cols=columns,
-                           subplot_titles=[c.removeprefix("results.") for c in numeric])
-    groups = [(None, ok)] if group_name is None else list(ok.groupby(group_name, sort=False))
-    for index, column in enumerate(numeric):
-        for group, part in groups:
-            part = part.sort_values(x_name) if x_name in part else part
-            label = "all" if group is None else f"{group_name}={group}"
-            figure.add_trace(go.Scatter(
-                x=part[x_name] if x_name in part else part["point"], y=part[column],
-                mode="lines+markers", name=label, legendgroup=label, showlegend=index == 0),
-                row=index // columns + 1, col=index % columns + 1)
-    figure.update_xaxes(title_text=x_name)
-    return figure.update_layout(title=title, height=300 * rows + 100)
+def bars(labels: Sequence, values: Sequence[float], highlighted: Sequence[bool] | None = None,
+         title: str = "", y_title: str = "") -> go.Figure:
+    """One bar per label; bars whose ``highlighted`` entry is true are drawn red."""
+    colours = ["#d62728" if flag else "#1f77b4"
+               for flag in (highlighted if highlighted is not None else [False] * len(labels))]
+    figure = go.Figure(go.Bar(x=[str(label) for label in labels], y=list(values),
+                              marker_color=colours))
+    return figure.update_layout(title=title, yaxis_title=y_title, height=400)

@@ -1,13 +1,17 @@
 """What every notebook does at its end: write figures and a ``results.json`` to ``output_dir``.
 
 Notebooks stay thin: a parameters cell, calls into the package, figures, and a ``Report``.
-An empty ``output_dir`` (the default when a notebook is served as an app) writes nothing.
+``Report.from_parameters`` records every parameter the notebook declares, so none can be left
+out of ``results.json``. An empty ``output_dir`` (the default when a notebook is served as an
+app) writes nothing.
 """
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +38,24 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def declared_parameters(notebook: str | Path) -> list[str]:
+    """The names the notebook's cell tagged ``parameters`` assigns, in order (the names
+    papermill's inspection lists, read without importing papermill)."""
+    import nbformat
+
+    cells = [cell for cell in nbformat.read(notebook, as_version=4).cells
+             if "parameters" in cell.metadata.get("tags", [])]
+    if len(cells) != 1:
+        raise ValueError(f"notebook {notebook} must have one cell tagged 'parameters', has "
+                         f"{len(cells)}")
+    names = []
+    for statement in ast.parse(cells[0].source).body:
+        targets = ([statement.target] if isinstance(statement, ast.AnnAssign)
+                   else statement.targets if isinstance(statement, ast.Assign) else [])
+        names += [t.id for t in targets if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+
 class Report:
     """Collects a notebook's settings, results and figures, and writes them."""
 
@@ -43,6 +65,32 @@ class Report:
         self.figures: list[str] = []
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_parameters(cls, notebook: str | Path, namespace: Mapping[str, Any]) -> Report:
+        """A report whose settings are all the parameters ``notebook`` declares in its cell
+        tagged ``parameters`` (``declared_parameters``), each with the value it has now in
+        ``namespace`` (the notebook's ``globals()``): values papermill injected and changes made
+        for smoke runs included. Writes to the declared ``output_dir``.
+
+        ``notebook`` is a path, or the file name of a notebook in the current folder (where
+        papermill, nbval and Voila run a notebook) or in the package's ``notebooks/`` folder.
+        """
+        from workbench.runner import NOTEBOOK_DIR
+
+        path = Path(notebook)
+        if not path.is_file() and not path.is_absolute() and (NOTEBOOK_DIR / path).is_file():
+            path = NOTEBOOK_DIR / path
+        if not path.is_file():
+            raise FileNotFoundError(f"notebook: no file '{notebook}' here or in {NOTEBOOK_DIR}")
+        declared = declared_parameters(path)
+        missing = [name for name in declared if name not in namespace]
+        if missing:
+            raise ValueError(f"namespace has no value for the parameter(s) {missing} declared "
+                             f"in {path.name}; pass the notebook's globals()")
+        if "output_dir" not in declared:
+            raise ValueError(f"{path.name} declares no 'output_dir' parameter")
+        return cls(namespace["output_dir"], {name: namespace[name] for name in declared})
 
     def figure(self, name: str, figure: go.Figure) -> go.Figure:
         """Keep ``figure`` as ``<name>.html`` (interactive, plotly.js from its CDN)."""

@@ -243,14 +243,39 @@ def _table(points: list[dict[str, Any]], rows: dict[str, dict[str, Any]]):
     return pd.DataFrame.from_records(records)
 
 
-def _write_outputs(table, grid_names: list[str], out: Path) -> None:
+def summary_figure(table, grid_names: Sequence[str], max_panels: int = 6):
+    """One panel per numeric result column of the sweep table: its value at each point that ran
+    against the first grid parameter, one line per value of the second; failed points are named
+    in the title. Without numeric results, the seconds each point took (failed ones red)."""
     from workbench import plots
 
+    numeric = [c for c in table.columns if c.startswith("results.")
+               and table[c].dtype.kind in "if"][:max_panels]
+    x_name = grid_names[0] if grid_names else "point"
+    group_name = grid_names[1] if len(grid_names) > 1 else None
+    ok, failed = table[table["ok"]], table[~table["ok"]]
+    title = f"sweep: {len(ok)} of {len(table)} points ok"
+    if len(failed):
+        title += f"; failed: {', '.join(str(p) for p in failed['point'])}"
+    if not numeric:
+        return plots.bars(table["point"], table["seconds"], ~table["ok"], title, "seconds")
+    groups = [(None, ok)] if group_name is None else list(ok.groupby(group_name, sort=False))
+    content = {}
+    for column in numeric:
+        series = {}
+        for group, part in groups:
+            part = part.sort_values(x_name)
+            series["all" if group is None else f"{group_name}={group}"] = (part[x_name],
+                                                                          part[column])
+        content[column.removeprefix("results.")] = series
+    return plots.panels(content, title, x_name, "", columns=min(3, len(numeric)))
+
+
+def _write_outputs(table, grid_names: list[str], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "sweep.csv", index=False)
     try:
         table.to_parquet(out / "sweep.parquet", index=False)
     except ImportError:  # no pyarrow/fastparquet: the CSV is the table
         pass
-    plots.sweep_summary(table, grid_names).write_html(out / "summary.html",
-                                                      include_plotlyjs="cdn")
+    summary_figure(table, grid_names).write_html(out / "summary.html", include_plotlyjs="cdn")

@@ -1,17 +1,20 @@
-"""Dey et al. (neurons vs principal components): per layer, how many PCs and how many neurons
-explain a fraction of the variance, what the net still does restricted to the top-k of each, and
-what the top directions respond to."""
+"""The computations behind notebook 04: Dey et al., "Neuron-based explanations of neural networks
+sacrifice completeness and interpretability", arXiv 2011.03043 (2020; TMLR 2025). Per layer, how
+many PCs and how many neurons explain a fraction of the variance, what the net still does
+restricted to the top-k of each (the paper's two measures of completeness), and what the top
+directions respond to (what its user study of interpretability shows people)."""
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import plotly.graph_objects as go
 import torch
 from torch import nn
 
 from workbench import basis as bases
-from workbench import features
+from workbench import features, plots
 from workbench.basis import AblationCurve, Basis
 from workbench.features import FeatureVisualisation, TopActivating
 from workbench.layers import ACTIVATION_MODULES
@@ -133,6 +136,15 @@ def ablation_panels(comparisons: dict[str, LayerComparison],
             kept = [(k, v) for k, v in zip(curve.ks, values, strict=True) if k > 0]
             panels[layer][KIND_LABELS[kind]] = ([k for k, _ in kept], [v for _, v in kept])
     return panels
+
+
+def gallery_figure(galleries: Sequence[Gallery], title: str = "") -> go.Figure:
+    """The galleries side by side (``plots.direction_gallery``), e.g. a layer's PCs and neurons:
+    per rank, each direction's feature visualisation and its top-activating inputs."""
+    return plots.direction_gallery([g.labels for g in galleries],
+                                   [g.visualisation.inputs for g in galleries],
+                                   [g.top.inputs for g in galleries],
+                                   [g.top.scores for g in galleries], title)
 
 
 def results(comparisons: dict[str, LayerComparison],

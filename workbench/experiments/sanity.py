@@ -1,7 +1,9 @@
-"""Adebayo et al. 2018 (sanity checks for saliency maps): the models, methods and comparisons
-behind notebook 03.
+"""The computations behind notebook 03: Adebayo et al., "Sanity checks for saliency maps",
+NeurIPS 2018, arXiv 1810.03292. The model parameter randomization tests (cascading and
+independent, section 3) and the data randomization test (section 4), with an edge detector as
+the model-free baseline.
 
-Two settings, as the issue asks:
+Two settings:
 
 - photos: scikit-image's shipped photographs explained by a VGG-style net. No ImageNet weights
   can be downloaded, so the net is trained here on a labelled task the photos provide
@@ -18,14 +20,20 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import plotly.graph_objects as go
 import torch
 from torch import nn
 
 import workbench as wb
 from workbench import data as datasets
-from workbench import models
-from workbench.randomization import Methods, map_similarity, summarize
+from workbench import models, plots
+from workbench.randomization import Methods, map_similarity, stage_attributions, summarize
 from workbench.similarity import edge_map
+
+#: panel titles of the similarity figures, per metric
+METRIC_TITLES = {"spearman_abs": "Spearman rank correlation (absolute values)",
+                 "spearman": "Spearman rank correlation (signed)",
+                 "ssim": "SSIM", "hog": "Pearson correlation of HOG features"}
 
 
 def paper_methods(ig_steps: int = 32) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -124,3 +132,56 @@ def headline(summary, metric: str = "spearman", reference: str = "original") -> 
         result[method] = {"top layer randomized": float(by_stage[1]),
                           "all layers randomized": float(by_stage[last])}
     return result
+
+
+def per_input(stage_maps: Mapping[str, Mapping[str, torch.Tensor]],
+              ) -> list[dict[str, dict[str, torch.Tensor]]]:
+    """``{stage: {method: maps (N, ...)}}`` regrouped as one ``{stage: {method: map (...)}}``
+    per input, ``N`` of them."""
+    counts = {len(maps) for methods in stage_maps.values() for maps in methods.values()}
+    if len(counts) != 1:
+        raise ValueError(f"stage_maps must hold the same number of inputs everywhere, got "
+                         f"{sorted(counts)}")
+    return [{stage: {method: maps[i] for method, maps in methods.items()}
+             for stage, methods in stage_maps.items()} for i in range(counts.pop())]
+
+
+def example_figures(inputs: torch.Tensor, stage_maps: Mapping[str, Mapping[str, torch.Tensor]],
+                    title: str, count: int | None = None) -> list[go.Figure]:
+    """One randomization figure (``plots.randomization_grid``) for each of the first ``count``
+    inputs (default all): the input, its edge map, then each method's map at each stage; titled
+    ``"<title>, input <i>"``."""
+    examples = per_input(stage_maps)[:count]
+    edges = edge_map(inputs[:len(examples)])
+    return [plots.randomization_grid(inputs[i], maps, edges[i], title=f"{title}, input {i}")
+            for i, maps in enumerate(examples)]
+
+
+def randomization_examples(model: nn.Module, inputs: torch.Tensor, methods: Methods, mode: str,
+                           target, seed: int = 0, init: str = "default",
+                           ) -> dict[str, dict[str, torch.Tensor]]:
+    """Every method's maps of ``inputs`` for the original model and after each stage of
+    ``mode`` (``"cascading"`` or ``"independent"``) randomization, ``{stage: {method: maps}}``;
+    the model itself is left as it is."""
+    return dict(stage_attributions(model, inputs, methods, mode=mode, target=target, seed=seed,
+                                   init=init))
+
+
+def randomization_figures(model: nn.Module, inputs: torch.Tensor, methods: Methods, mode: str,
+                          target, title: str, seed: int = 0,
+                          init: str = "default") -> list[go.Figure]:
+    """``example_figures`` of ``randomization_examples``: per input, every method's map as the
+    layers are randomized."""
+    return example_figures(inputs, randomization_examples(model, inputs, methods, mode, target,
+                                                          seed, init), title)
+
+
+def similarity_figure(summary, reference: str = "original", title: str = "") -> go.Figure:
+    """Similarity against the stage, a panel per metric, a line per method (mean and one
+    standard deviation over the inputs), from the rows of ``summary``
+    (``workbench.randomization.summarize``) compared with ``reference``: the original maps,
+    ``"edges"`` or, in the data randomization test, ``"true labels"``."""
+    rows = summary[summary["reference"] == reference].sort_values("stage_index", kind="stable")
+    if rows.empty:
+        raise ValueError(f"summary has no rows with reference '{reference}'")
+    return plots.similarity_curves(rows, panel_titles=METRIC_TITLES, title=title)

@@ -1,0 +1,216 @@
+"""The notebooks' computations (``workbench/experiments``), against closed forms on linear models
+and the convergence rates of the quadratures they use."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import cnn, mlp
+from torch import nn
+
+import workbench as wb
+from workbench import data as datasets
+from workbench.experiments import basis, patternnet, sanity, unified
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def linear_images(classes: int = 3, seed: int = 0) -> nn.Module:
+    """1x4x4 images -> ``classes`` logits, one linear layer, float64."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(16, classes)).double().eval()
+
+
+def degradation_by_hand(weights: np.ndarray, image: np.ndarray, output: float,
+                        attribution: np.ndarray) -> np.ndarray:
+    """The most-relevant-first curve of one 4x4 image under a linear model, 2x2 patches replaced
+    by their mean: the output drops by ``sum_i w_i (x_i - mean)`` over each patch, the patches
+    taken in decreasing order of their summed attribution."""
+    corners = [(r, c) for r in (0, 2) for c in (0, 2)]  # row-major patch order
+    patches = [(slice(r, r + 2), slice(c, c + 2)) for r, c in corners]
+    relevance = [attribution[p].sum() for p in patches]
+    drops = [(weights[p] * (image[p] - image[p].mean())).sum() for p in patches]
+    order = sorted(range(4), key=lambda k: -relevance[k])
+    return output - np.concatenate([[0.0], np.cumsum([drops[k] for k in order])])
+
+
+def test_degradation_study_matches_the_closed_form_of_a_linear_model():
+    model = linear_images()
+    torch.manual_seed(1)
+    images = torch.randn(5, 1, 4, 4, dtype=torch.float64)
+    labels = torch.tensor([0, 1, 2, 1, 0])
+    methods = {"Gradient * Input": ("gradient_x_input", {}), "Gradient": ("gradient", {})}
+    study = patternnet.degradation_study(model, images, labels, methods, patch=2, steps=4,
+                                         seed=3)
+    assert set(study.curves) == {"Gradient * Input", "Gradient", "random"}
+    weights = model[1].weight.detach().numpy()
+    outputs = model(images).detach().numpy()
+    for label, attribution_of in (("Gradient * Input", lambda w, x: w * x),
+                                  ("Gradient", lambda w, x: w)):
+        curves = []
+        for n, t in enumerate(labels.tolist()):
+            w, x = weights[t].reshape(4, 4), images[n, 0].numpy()
+            curves.append(degradation_by_hand(w, x, outputs[n, t], attribution_of(w, x)))
+        curves = np.array(curves)
+        np.testing.assert_allclose(study.curves[label].numpy(), curves.mean(0), atol=1e-12)
+        # area: the trapezoid rule over [0, 1], per image, averaged
+        assert study.areas[label] == pytest.approx(np.trapezoid(curves, dx=0.25).mean(), abs=1e-12)
+    # every order starts at f(x) and, once all patches are gone, ends at the same image
+    for curve in study.curves.values():
+        assert curve[0].item() == pytest.approx(study.curves["Gradient"][0].item(), abs=1e-12)
+        assert curve[-1].item() == pytest.approx(study.curves["Gradient"][-1].item(), abs=1e-12)
+    with pytest.raises(ValueError, match="'random'"):
+        patternnet.degradation_study(model, images, labels, {"random": ("gradient", {})})
+
+
+def test_heat_map_methods_get_the_patterns_only_where_they_use_them(relu_cnn, image_batch):
+    patterns = wb.fit_patterns(relu_cnn, image_batch, "a+-", progress=False)
+    methods = patternnet.with_patterns(patternnet.HEATMAP_METHODS, patterns)
+    assert list(methods) == list(patternnet.HEATMAP_METHODS)
+    for label, (name, options) in methods.items():
+        assert name == label
+        assert options == ({"patterns": patterns} if name.startswith("pattern_") else {})
+    maps = patternnet.attributions(relu_cnn, image_batch, 1, methods)
+    torch.testing.assert_close(maps["pattern_attribution"], wb.attribute(
+        relu_cnn, image_batch, "pattern_attribution", target=1, patterns=patterns))
+
+
+def test_photo_stand_in_labels_the_photos_with_the_models_predictions():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(12, 4)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = patternnet.photo_stand_in(model, size=16, classes=["a", "b", "c", "d"])
+    photos = datasets.photos(16).images
+    third = len(photos) // 3
+    torch.testing.assert_close(data.x_test, photos[:third])
+    torch.testing.assert_close(data.x_train, photos[third:])
+    with torch.no_grad():
+        predicted = model(photos).argmax(1)
+    assert torch.equal(data.y_test, predicted[:third])
+    assert torch.equal(data.y_train, predicted[third:])
+    assert data.classes == ["a", "b", "c", "d"]
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    with pytest.raises(ValueError, match="test_fraction"):
+        patternnet.photo_stand_in(model, size=16, classes=["a"] * 4, test_fraction=1.0)
+
+
+def test_toy_results_use_the_papers_names_of_the_estimators():
+    toy = patternnet.toy_experiment(n=400, seed=0)
+    content = patternnet.toy_results(toy)
+    assert set(content["rho"]) == {"S_w", "S_a", "S_a+-", "S_x", "random"}
+    assert content["rho"]["S_a"] == toy.signal_quality["a"]
+    torch.testing.assert_close(content["patterns"]["S_a+-"], toy.patterns["a+-"])
+    figure = patternnet.toy_figure(toy)
+    arrows = {trace.name: (trace.x[1], trace.y[1]) for trace in figure.data[1:]}
+    assert arrows["pattern S_a"] == pytest.approx(toy.patterns["a"].tolist())
+    assert arrows["filter w = gradient"] == pytest.approx(toy.filter.tolist())
+
+
+def test_epsilon_effect_is_the_closed_form_share_of_a_linear_layer():
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 3, bias=False).double().eval()
+    inputs = torch.randn(6, 8, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 0, 1, 2])
+    z = layer(inputs).detach()[torch.arange(6), target].abs()
+    effect = unified.epsilon_effect(layer, inputs, target, [1e-6, 0.1, 1.0])
+    for epsilon, share in effect.items():  # R sums to z |z| / (|z| + eps)
+        assert share == pytest.approx(float((z / (z + epsilon)).mean()), rel=1e-12)
+
+
+def test_epsilon_effect_conserves_on_a_bias_free_relu_net_and_shrinks_with_epsilon():
+    model = mlp(nn.ReLU, bias=False).double()
+    torch.manual_seed(1)
+    inputs = torch.randn(6, 8, dtype=torch.float64)
+    effect = unified.epsilon_effect(model, inputs, 2, [1e-9, 0.01, 0.1, 1.0])
+    assert effect[1e-9] == pytest.approx(1.0, abs=1e-6)
+    shares = list(effect.values())
+    assert all(a > b for a, b in zip(shares, shares[1:]))
+
+
+def test_completeness_error_is_zero_on_a_linear_model_and_halves_with_the_steps():
+    torch.manual_seed(1)
+    inputs = torch.randn(6, 8, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2, 3, 4, 0])
+    linear = mlp(sizes=(8, 5)).double()
+    assert max(unified.completeness_error(linear, inputs, target, [1, 3, 10]).values()) < 1e-12
+    error = unified.completeness_error(mlp(nn.Tanh).double(), inputs, target,
+                                       [8, 16, 32, 64, 128, 256])
+    values = list(error.values())
+    # a right Riemann sum's error is first order: doubling the steps halves it, towards 0
+    for coarse, fine in zip(values, values[1:]):
+        assert fine / coarse == pytest.approx(0.5, abs=0.02)
+    assert values[-1] < 0.01 * unified.completeness_error(
+        mlp(nn.Tanh).double(), inputs, target, [1])[1]
+
+
+def test_target_outputs_and_pair_correlations_pick_by_class_and_by_label(tanh_mlp, vector_batch):
+    target = torch.tensor([1, 0, 3, 2])
+    outputs = unified.target_outputs(tanh_mlp, vector_batch, target)
+    torch.testing.assert_close(outputs, tanh_mlp(vector_batch)[torch.arange(4), target].detach())
+    labels = ["a", "b", "c"]
+    matrix = torch.tensor([[1.0, 0.2, 0.3], [0.2, 1.0, 0.6], [0.3, 0.6, 1.0]])
+    assert unified.pair_correlations(labels, matrix, [("c", "b"), ("a", "c")]) == {
+        "c vs b": pytest.approx(0.6), "a vs c": pytest.approx(0.3)}
+    with pytest.raises(ValueError, match=r"unknown methods \['z'\]"):
+        unified.pair_correlations(labels, matrix, [("a", "z")])
+
+
+def test_per_input_regroups_stage_maps_and_refuses_ragged_ones():
+    maps = {"original": {"m": torch.arange(6.0).reshape(3, 2), "n": -torch.ones(3, 2)},
+            "fc": {"m": torch.zeros(3, 2), "n": torch.arange(6.0).reshape(3, 2) * 2}}
+    examples = sanity.per_input(maps)
+    assert len(examples) == 3
+    for i, example in enumerate(examples):
+        for stage in maps:
+            for method in maps[stage]:
+                assert torch.equal(example[stage][method], maps[stage][method][i])
+    with pytest.raises(ValueError, match="same number of inputs"):
+        sanity.per_input({"original": {"m": torch.zeros(3, 2)}, "fc": {"m": torch.zeros(2, 2)}})
+
+
+def test_randomization_examples_start_from_the_untouched_model(image_batch):
+    model = cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    methods = {"Gradient": ("gradient", {})}
+    target = torch.tensor([0, 1, 2])
+    stages = sanity.randomization_examples(model, image_batch, methods, "cascading", target)
+    assert list(stages)[0] == "original" and len(stages) == 5  # the original, then 4 layers
+    torch.testing.assert_close(stages["original"]["Gradient"],
+                               wb.attribute(model, image_batch, "gradient", target=target))
+    last = list(stages.values())[-1]["Gradient"]
+    assert not torch.allclose(last, stages["original"]["Gradient"])
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    figures = sanity.example_figures(image_batch, stages, "cascading", count=2)
+    assert [f.layout.title.text for f in figures] == ["cascading, input 0", "cascading, input 1"]
+    assert all(len(f.data) == 2 + len(stages) for f in figures)  # input, edges, one per stage
+
+
+def test_similarity_figure_draws_the_rows_of_one_reference():
+    summary = pd.DataFrame({
+        "stage_index": [1, 0, 1, 0], "stage": ["fc", "original", "fc", "original"],
+        "method": ["Gradient"] * 4, "metric": ["ssim"] * 4,
+        "reference": ["original", "original", "edges", "edges"],
+        "mean": [0.2, 1.0, 0.5, 0.4], "std": [0.1, 0.0, 0.05, 0.05]})
+    figure = sanity.similarity_figure(summary, reference="edges")
+    line = [t for t in figure.data if t.mode == "lines+markers"][0]
+    assert list(line.x) == ["original", "fc"] and list(line.y) == [0.4, 0.5]
+    assert figure.layout.annotations[0].text == sanity.METRIC_TITLES["ssim"]
+    with pytest.raises(ValueError, match="reference 'nope'"):
+        sanity.similarity_figure(summary, reference="nope")
+
+
+def test_gallery_figure_shows_each_direction_with_its_top_inputs(relu_cnn, image_batch):
+    inputs = torch.cat([image_batch, image_batch.flip(0)])
+    layer = basis.default_layers(relu_cnn)[0]
+    stats = wb.basis.activations(relu_cnn, inputs, [layer], progress=False)[layer]
+    galleries = [basis.direction_gallery(relu_cnn, inputs,
+                                         wb.basis.basis_from_statistics(stats, kind),
+                                         n_directions=2, n_images=3, steps=2, progress=False)
+                 for kind in ("pca", "neurons")]
+    figure = basis.gallery_figure(galleries)
+    titles = [a.text for a in figure.layout.annotations]  # the empty cell has no title
+    assert titles[:8] == [label for g in galleries for label in
+                          [g.labels[0], *(f"{float(s):.3g}" for s in g.top.scores[0])]]
+    assert titles[0] == "PC 1"
+    assert len(figure.data) == 2 * 2 * (1 + 3)  # 2 ranks x 2 bases x (visualisation + 3 inputs)
