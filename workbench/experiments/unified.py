@@ -15,7 +15,7 @@ from torch import nn
 import workbench as wb
 from workbench import data as datasets
 from workbench import metrics, models
-from workbench.methods._common import target_indices
+from workbench.forward import target_indices
 
 #: the paper's six methods (label -> method and options)
 SIX_METHODS: dict[str, tuple[str, dict]] = {
