@@ -80,7 +80,9 @@ def _run(function: Callable[[Any], Any], shards: Shards, scheduler: Any, workers
     if not isinstance(shards, Shards):
         raise TypeError(f"data must be a workbench.shards.Shards, got {type(shards).__name__}")
     with cluster.connect(scheduler, workers) as client:
-        [remote_function] = client.scatter([function], broadcast=True)
+        # a fresh key per call (hash=False): with content-hashed keys, a second call with the same
+        # function races the scheduler forgetting the first call's copy ("lost dependencies")
+        [remote_function] = client.scatter([function], broadcast=True, hash=False)
         futures = [client.submit(_apply, remote_function, piece, pure=False)
                    for piece in shards.pieces]
         with tqdm(total=len(futures), desc=description, unit="shard",
