@@ -28,12 +28,18 @@ test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 --dist loadfile --nbval-lax --durations=15 tests notebooks
 
 # Speed and memory against the peers, Dask throughput; results in benchmarks/results/
-# (about 30 minutes).
+# (about 30 minutes). WORKBENCH_SMOKE=1 runs each benchmark on its smallest settings (a check
+# that it runs end to end; results in benchmarks/results/quick/); BENCHMARK_OUT=DIR writes the
+# results to DIR instead.
+SMOKE := $(filter 1,$(WORKBENCH_SMOKE))
+BENCHMARK_OUT_FLAG := $(if $(BENCHMARK_OUT),--out $(BENCHMARK_OUT))
 benchmark: $(STAMP) chromium
-	$(PY) -m benchmarks.run
-	$(PY) -m benchmarks.metrics
-	$(PY) -m benchmarks.load
-	$(PY) -m benchmarks.distributed
+	$(PY) -m benchmarks.run $(if $(SMOKE),--quick --no-memory --only gradient) \
+		$(BENCHMARK_OUT_FLAG)
+	$(PY) -m benchmarks.metrics $(if $(SMOKE),--quick --no-memory) $(BENCHMARK_OUT_FLAG)
+	$(PY) -m benchmarks.load $(if $(SMOKE),--quick --sessions 1 --changes 1 --no-warmup) \
+		$(BENCHMARK_OUT_FLAG)
+	$(PY) -m benchmarks.distributed $(if $(SMOKE),--quick) $(BENCHMARK_OUT_FLAG)
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
