@@ -576,7 +576,7 @@ def build_report(s: Settings, contenders: list[Contender], timings: dict[str, di
                 "ratio": wb["median_s"] / floor["median_s"],
                 "paired_ratio": paired_ratio(wb["times_s"], floor["times_s"])}
         if row in SINGLE_BACKWARD:
-            # the issue's target is against plain autograd on the batch as given ("torch");
+            # the target is against plain autograd on the batch as given ("torch");
             # against the channels-last floor it is the like-for-like engine overhead
             for floor in entry["floors"].values():
                 floor["target_within_1.3x"] = floor["ratio"] <= FLOOR_RATIO_TARGET
@@ -640,8 +640,8 @@ def markdown(report: dict) -> str:
         "moments apart in the same round). PASS/FAIL compare the ratio of medians with the target; "
         "'?' marks a target that the paired quartiles do not resolve (they straddle it). "
         "The floors: plain autograd on the inputs as given (NCHW) and on a channels-last copy "
-        "(the layout the workbench runs conv nets in on the CPU): the 1.3x target of the "
-        "issue is against the first (plain autograd as a user calls it); against the second it "
+        "(the layout the workbench runs conv nets in on the CPU): the 1.3x target "
+        "is against the first (plain autograd as a user calls it); against the second it "
         "measures the engine's own overhead, like for like. "
         "Memory: increase of peak RSS in MiB during the second of two calls in a fresh process "
         "(steady state; the first call, with one-time allocations, in its own column; median of "

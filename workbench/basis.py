@@ -1,5 +1,6 @@
 """Explanation bases of a layer: its neurons, or the principal components of its activations
-(Dey et al., arXiv 2011.03043; ../shared/PAPERS.md section 4).
+(Dey et al., "Neuron-based explanations of neural networks sacrifice completeness and
+interpretability", arXiv 2011.03043, TMLR 2025).
 
 A basis of a layer's activation space is a set of orthonormal directions ordered by the variance
 of the activations along them: the principal components (eigenvectors of the covariance), or the

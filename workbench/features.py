@@ -1,7 +1,8 @@
-"""What a direction of an explanation basis responds to (Dey et al., arXiv 2011.03043; section 4
-of ../shared/PAPERS.md): the inputs that activate it most, and an input synthesised to activate
-it. The same objective serves neurons and principal components: ``direction_activation``, the
-projection of the layer's centred activation onto the direction (``workbench.basis``).
+"""What a direction of an explanation basis responds to (Dey et al., "Neuron-based explanations of
+neural networks sacrifice completeness and interpretability", arXiv 2011.03043, TMLR 2025): the
+inputs that activate it most, and an input synthesised to activate it. The same objective serves
+neurons and principal components: ``direction_activation``, the projection of the layer's
+centred activation onto the direction (``workbench.basis``).
 """
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """Metrics that test attributions against the model: Sensitivity-n and degradation curves, and
 an explain function that lets Quantus call the workbench.
 
-- ``sensitivity_n``: Ancona et al. 2018 (arXiv 1711.06104, section 4; ../shared/PAPERS.md
-  section 2): Pearson correlation, over random subsets of ``n`` features, between the sum of
-  their attributions and the output drop when they are set to the baseline.
+- ``sensitivity_n``: Ancona et al. 2018 ("Towards better understanding of gradient-based
+  attribution methods for deep neural networks", ICLR 2018, arXiv 1711.06104, section 4):
+  Pearson correlation, over random subsets of ``n`` features, between the sum of their
+  attributions and the output drop when they are set to the baseline.
 - ``degradation`` / ``degradation_curves``: region perturbation (Samek et al. 2017, arXiv
   1509.06321): patches are replaced in the order of their summed attribution (most relevant
   first, least relevant first, or random) while the target output is tracked.

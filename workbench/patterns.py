@@ -1,5 +1,6 @@
-"""PatternNet and PatternAttribution: signal estimators learned from data (Kindermans et al. 2018,
-arXiv 1705.05598; ../shared/PAPERS.md section 1).
+"""PatternNet and PatternAttribution: signal estimators learned from data (Kindermans et al.,
+"Learning how to explain neural networks: PatternNet and PatternAttribution", ICLR 2018,
+arXiv 1705.05598).
 
 For every weighted layer (Linear, Conv; BatchNorm merged in) and each output neuron with filter
 ``w`` and output ``y = w^T x``, an estimator gives the signal ``S(x)`` and the distractor

@@ -1,6 +1,6 @@
-"""Sanity checks for explanations (Adebayo et al. 2018, arXiv 1810.03292; ../shared/PAPERS.md
-section 3): does an explanation change when the model's parameters or its training labels are
-randomized?
+"""Sanity checks for explanations (Adebayo et al., "Sanity checks for saliency maps", NeurIPS
+2018, arXiv 1810.03292): does an explanation change when the model's parameters or its
+training labels are randomized?
 
 - ``randomize``: copies of a model with layers re-initialised, cascading from the logits down or
   one layer at a time (the model parameter randomization tests);

@@ -1,5 +1,5 @@
-"""How alike two explanations are: the similarity metrics of the sanity checks (Adebayo et al.
-2018, arXiv 1810.03292, section 3; ../shared/PAPERS.md section 3), and the edge-detector
+"""How alike two explanations are: the similarity metrics of the sanity checks (Adebayo et al.,
+"Sanity checks for saliency maps", NeurIPS 2018, arXiv 1810.03292, section 3), and the edge-detector
 baseline they compare explanations with.
 
 Every metric takes two batches of maps of the same shape and returns one value per sample (a
