@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import functools
 
-import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from workbench.batching import progress_batches
 from workbench.checks import model_device
 from workbench.model_layers import Layer, find_layer
 
@@ -45,36 +44,6 @@ FILL = ("mean", "zero")
 def _choice(argument: str, value, accepted: Sequence[str]) -> None:
     if value not in accepted:
         raise ValueError(f"{argument} must be one of {list(accepted)}, got {value!r}")
-
-
-def batches(data, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
-    """(inputs, labels or None) from a tensor of inputs or an iterable of input tensors or
-    (inputs, labels, ...) batches, such as a ``DataLoader``."""
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(data, torch.Tensor):
-        for inputs in data.split(batch_size):
-            yield inputs, None
-        return
-    if not isinstance(data, Iterable):
-        raise TypeError(f"data must be a tensor of inputs or an iterable of batches, got "
-                        f"{type(data).__name__}")
-    for batch in data:
-        if isinstance(batch, (tuple, list)):
-            yield batch[0], (batch[1] if len(batch) > 1 else None)
-        elif isinstance(batch, torch.Tensor):
-            yield batch, None
-        else:
-            raise TypeError(f"each batch of data must be a tensor or an (inputs, labels) tuple, "
-                            f"got {type(batch).__name__}")
-
-
-def progress_batches(data, batch_size: int, progress: bool, description: str):
-    """``batches(data, batch_size)`` under a tqdm progress bar (off when ``progress`` is
-    false)."""
-    total = math.ceil(len(data) / batch_size) if isinstance(data, torch.Tensor) else None
-    return tqdm(batches(data, batch_size), total=total, desc=description, disable=not progress,
-                leave=False)
 
 
 def to_model_device(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.basis import Basis, progress_batches, to_model_device
+from workbench.basis import Basis, to_model_device
+from workbench.batching import progress_batches
 from workbench.model_layers import captured_outputs, find_layer, single_output
 from workbench.checks import model_device
 from workbench.metrics import gaussian_blur

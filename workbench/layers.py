@@ -17,6 +17,7 @@ ACTIVATION_MODULES = {
     nn.SiLU: "silu", nn.Mish: "mish", nn.Hardtanh: "hardtanh", nn.Hardsigmoid: "hardsigmoid",
     nn.Hardswish: "hardswish",
 }
+#: the layers the engine's affine rules apply to
 _WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 _MAX_POOLS = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,

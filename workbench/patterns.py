@@ -21,7 +21,6 @@ unfolded input), so memory does not grow with the data.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from workbench.batching import batches
 from workbench.engine import RuleMode
 from workbench.forward import tracked_copy
 from workbench.rules import AffineCall, AffineRule, Rules
@@ -92,15 +92,6 @@ def weighted_layer_calls(model: nn.Module, inputs: torch.Tensor) -> dict[str, Af
     with torch.enable_grad(), RuleMode(model, Rules(affine=recorder), "fit_patterns"):
         model(tracked_copy(inputs))
     return recorder.calls
-
-
-def batches(data, batch_size: int) -> Iterable[torch.Tensor]:
-    """Input tensors from a tensor or an iterable of tensors / (inputs, labels) tuples."""
-    if isinstance(data, torch.Tensor):
-        yield from data.split(batch_size)
-        return
-    for batch in data:
-        yield batch[0] if isinstance(batch, (tuple, list)) else batch
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,7 +159,7 @@ def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment:
     ``i % folds``). The (features x features) second moment is kept only for layers with at
     most ``max_features`` input features."""
     moments: list[dict[str, Moments]] = [{} for _ in range(folds)]
-    for inputs in tqdm(batches(data, batch_size), desc=description, disable=not progress,
+    for inputs, _ in tqdm(batches(data, batch_size), desc=description, disable=not progress,
                        leave=False):
         for fold in range(folds):
             part = inputs[fold::folds]
@@ -324,7 +315,7 @@ def _combine_statistics(first, second):
 
 def _layer_matrices(model: nn.Module, data, batch_size: int) -> dict[str, torch.Tensor]:
     """The (merged) weight matrix of each weighted layer, read from one small forward pass."""
-    first = next(iter(batches(data, batch_size)))[:1]
+    first = next(iter(batches(data, batch_size)))[0][:1]
     return {name: as_rows(call)[1] for name, call in weighted_layer_calls(model, first).items()}
 
 
@@ -388,7 +379,7 @@ def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int =
     """
     if patterns.estimator == "x":
         # S_x(x) = x: the distractor is zero, its correlation with the output undefined
-        names = [n for n, mod in model.named_modules() if isinstance(mod, _WEIGHTED)]
+        names = [n for n, mod in model.named_modules() if isinstance(mod, PATTERN_LAYERS)]
         return {name: float("nan") for name in names}
     patterns.check(model)
     folds = gather_moments(model, data, batch_size, second_moment=True, progress=progress,
@@ -414,7 +405,8 @@ def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int =
     return quality
 
 
-_WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+#: the layers patterns are learned for (``as_rows`` reads linear layers and 1-D/2-D convolutions)
+PATTERN_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
 def _to_cpu(m: Moments) -> Moments:
