@@ -10,7 +10,7 @@ from torch import nn
 
 import workbench as wb
 from workbench import metrics
-from workbench.patterns import _combine_statistics, _shard_statistics, gather_moments
+from workbench.patterns import _combine_statistics, _pattern_statistics, gather_moments
 from workbench.shards import Shards, map_shards, reduce_shards
 
 pytest.importorskip("distributed")
@@ -51,7 +51,8 @@ def test_shards_are_checked():
 def test_sharded_pattern_moments_equal_the_one_process_pass(net_and_data, dask_client):
     model, x = net_and_data
     (single,) = gather_moments(model, x, batch_size=32, progress=False)
-    sharded, _ = reduce_shards(functools.partial(_shard_statistics, model, 16),
+    sharded, _ = reduce_shards(functools.partial(_pattern_statistics, model, 16, "moments",
+                                                 progress=False),
                                Shards.split(x, 4), combine=_combine_statistics,
                                scheduler=dask_client, progress=False)
     assert sharded.keys() == single.keys()

@@ -33,6 +33,7 @@ from torch import nn
 from workbench.batching import progress_batches
 from workbench.checks import model_device
 from workbench.model_layers import Layer, find_layer
+from workbench.shards import add_by_key, sum_statistics
 
 KINDS = ("pca", "neurons")
 SPATIAL = ("positions", "pooled")
@@ -124,11 +125,6 @@ class ActivationStatistics:
         return self.scatter / (self.count - 1)
 
 
-def _shard_activations(model, names, spatial, batch_size, data):
-    """One shard's statistics (runs on a Dask worker)."""
-    return activations(model, data, names, spatial, batch_size, progress=False)
-
-
 def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
                 spatial: str = "positions", batch_size: int = 256,
                 progress: bool = True, scheduler="local",
@@ -144,20 +140,27 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
     shard's statistics are then computed by a Dask worker (``scheduler``, ``workers``: see
     ``workbench.cluster.connect``) and merged, equal to one pass to float64 round-off.
     """
-    from workbench.shards import Shards, add_by_key, reduce_shards
-
     _choice("spatial", spatial, SPATIAL)
     if isinstance(layers, (str, nn.Module)):
         layers = [layers]
-    resolved = list(dict([find_layer(model, layer) for layer in layers]).items())
-    if not resolved:
+    names = list(dict.fromkeys(find_layer(model, layer)[0] for layer in layers))
+    if not names:
         raise ValueError("layers is empty; name at least one layer")
-    if isinstance(data, Shards):  # per-shard statistics on Dask workers, then merged
-        names = [name for name, _ in resolved]
-        return reduce_shards(
-            functools.partial(_shard_activations, model, names, spatial, batch_size), data,
-            combine=add_by_key, scheduler=scheduler, workers=workers, progress=progress,
-            description="activations")
+    statistics = sum_statistics(
+        functools.partial(_activation_statistics, model, names, spatial, batch_size), data,
+        combine=add_by_key, scheduler=scheduler, workers=workers, progress=progress,
+        description="activations")
+    for name, stats in statistics.items():
+        if stats.count < 2:
+            raise ValueError(f"layer '{name}': {stats.count} sample(s); a covariance needs two")
+    return statistics
+
+
+def _activation_statistics(model: nn.Module, names: list[str], spatial: str, batch_size: int,
+                           data, progress: bool) -> dict[str, ActivationStatistics]:
+    """The statistics of the layers ``names`` over ``data`` in this process, read by forward
+    hooks that are removed on return or error."""
+    modules = dict(model.named_modules())
     statistics: dict[str, ActivationStatistics] = {}
     calls: dict[str, int] = {}
 
@@ -173,25 +176,26 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
             statistics[name].update(layer_rows(output, statistics[name].spatial))
         return hook
 
-    handles = [module.register_forward_hook(recorder(name)) for name, module in resolved]
+    handles = [modules[name].register_forward_hook(recorder(name)) for name in names]
     try:
         with torch.no_grad():
             for inputs, _ in progress_batches(data, batch_size, progress, "activations"):
-                calls.update({name: 0 for name, _ in resolved})
+                calls.update({name: 0 for name in names})
                 model(to_model_device(model, inputs))
-                for name, count in calls.items():
-                    if count != 1:
-                        raise ValueError(f"layer '{name}' ran {count} times in one forward pass; "
-                                         "choose a module that runs once (e.g. its parent)")
+                _check_ran_once(calls)
     finally:
         for handle in handles:
             handle.remove()
     if not statistics:
         raise ValueError("data is empty: no batch reached the model")
-    for name, stats in statistics.items():
-        if stats.count < 2:
-            raise ValueError(f"layer '{name}': {stats.count} sample(s); a covariance needs two")
-    return {name: statistics[name] for name, _ in resolved}
+    return {name: statistics[name] for name in names}
+
+
+def _check_ran_once(calls: dict[str, int]) -> None:
+    for name, count in calls.items():
+        if count != 1:
+            raise ValueError(f"layer '{name}' ran {count} times in one forward pass; "
+                             "choose a module that runs once (e.g. its parent)")
 
 
 # ----------------------------------------------------------------------------------------------

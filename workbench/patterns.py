@@ -33,6 +33,7 @@ from workbench.batching import batches
 from workbench.engine import RuleMode
 from workbench.forward import tracked_copy
 from workbench.rules import AffineCall, AffineRule, Rules
+from workbench.shards import add_by_key, sum_statistics
 
 ESTIMATORS = ("x", "w", "a", "a+-", "random")
 
@@ -255,8 +256,6 @@ def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int
     the one-process result to float64 round-off. One pass, float64 sums, memory independent
     of the data size.
     """
-    from workbench.shards import Shards, reduce_shards
-
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
     weights = {name: module.weight for name, module in model.named_modules()
@@ -264,15 +263,10 @@ def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int
     if estimator == "x":
         return Patterns("x")
     description = f"fitting patterns ({estimator})"
-    if isinstance(data, Shards):
-        moments, calls_matrix = reduce_shards(
-            functools.partial(_shard_statistics, model, batch_size), data,
-            combine=_combine_statistics, scheduler=scheduler, workers=workers,
-            progress=progress, description=description)
-    else:
-        (moments,) = gather_moments(model, data, batch_size, progress=progress,
-                                    description=description)
-        calls_matrix = _layer_matrices(model, data, batch_size)
+    moments, calls_matrix = sum_statistics(
+        functools.partial(_pattern_statistics, model, batch_size, description), data,
+        combine=_combine_statistics, scheduler=scheduler, workers=workers, progress=progress,
+        description=description)
     # a stream of its own, so that seed 0 here is unrelated to seed 0 of the data generators
     rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
     layers = {}
@@ -299,16 +293,16 @@ def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int
     return Patterns(estimator, layers)
 
 
-def _shard_statistics(model: nn.Module, batch_size: int, data):
-    """One shard's moments and layer matrices (runs on a Dask worker)."""
-    (moments,) = gather_moments(model, data, batch_size, progress=False)
+def _pattern_statistics(model: nn.Module, batch_size: int, description: str, data,
+                        progress: bool):
+    """The moments of every weighted layer over ``data``, and the layer matrices."""
+    (moments,) = gather_moments(model, data, batch_size, progress=progress,
+                                description=description)
     return moments, _layer_matrices(model, data, batch_size)
 
 
 def _combine_statistics(first, second):
     """Two shards' moments added layer by layer; the layer matrices are the same in both."""
-    from workbench.shards import add_by_key
-
     (moments, matrices), (more, _) = first, second
     return add_by_key(moments, more, "weighted layers"), matrices
 

@@ -131,6 +131,21 @@ def add_by_key(first: Mapping[str, Any], second: Mapping[str, Any],
     return {key: first[key] + second[key] for key in first}
 
 
+def sum_statistics(statistics: Callable[..., Any], data, *, combine: Callable[[Any, Any], Any],
+                   scheduler: Any = "local", workers: int = 2, progress: bool = True,
+                   description: str = "shards") -> Any:
+    """``statistics(data, progress=progress)`` for data in this process; for :class:`Shards`,
+    the same on every shard on Dask (no per-shard progress bar), added up with ``combine``.
+
+    What statistics over a data set (sums over samples) call, so that their math never asks
+    where the data is."""
+    if isinstance(data, Shards):
+        return reduce_shards(functools.partial(statistics, progress=False), data,
+                             combine=combine, scheduler=scheduler, workers=workers,
+                             progress=progress, description=description)
+    return statistics(data, progress=progress)
+
+
 def reduce_shards(function: Callable[[Any], Any], shards: Shards, *,
                   combine: Callable[[Any, Any], Any] | None = None, scheduler: Any = "local",
                   workers: int = 2, progress: bool = True, description: str = "shards") -> Any:
