@@ -9,7 +9,8 @@ from workbench.attribution import attribute
 from workbench.patterns import Patterns, fit_patterns, signal_quality
 from workbench import metrics  # noqa: E402  (after attribute: metrics calls it)
 from workbench.metrics import quantus_explain
-from workbench.randomization import randomize, sanity_check, train_with_random_labels
+from workbench.models import train_with_random_labels
+from workbench.randomization import randomize, sanity_check
 from workbench.device import default_device
 from workbench.layout import set_channels_last
 from workbench.registry import Method, Option, get_method as method_info, methods

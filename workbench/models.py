@@ -5,6 +5,7 @@ torchvision ImageNet classifiers loaded from local weights only.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import inspect
 import json
@@ -200,6 +201,61 @@ def _train(model: nn.Module, data: datasets.ImageData, epochs: int, lr: float, b
         bar.set_postfix(loss=f"{total / count:.4f}")
     model.eval()
     return accuracy(model, data.x_test, data.y_test)
+
+
+def train_with_random_labels(model: nn.Module, data: datasets.ImageData, *, fit: float = 0.99,
+                             max_epochs: int = 500, epochs_per_round: int = 10,
+                             lr: float = 1e-3, batch_size: int = 64, seed: int = 0,
+                             device: str | torch.device | None = None,
+                             progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
+    """The data randomization test's model (Adebayo et al. 2018, section 3.2): a copy of
+    ``model`` trained with :func:`train` on ``data`` whose training labels are
+    randomly permuted (under ``seed``), until it fits them.
+
+    Training runs in rounds of ``epochs_per_round`` epochs (each round a fresh Adam optimiser,
+    seeded ``seed + round``) until the accuracy on the permuted training labels reaches ``fit``
+    or ``max_epochs`` have run. ``model`` is copied, never changed; pass it untrained (freshly
+    built) to follow the paper.
+
+    Returns
+    -------
+    The trained copy (eval mode) and an info dict: ``train_accuracy`` (on the permuted labels:
+    how well it memorised them), ``test_accuracy`` (on the true test labels: chance level
+    expected), ``fitted`` (``train_accuracy >= fit``), ``epochs``, ``seconds``, ``seed``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, datasets.ImageData):
+        raise TypeError(f"data must be a workbench.data.ImageData, got {type(data).__name__}")
+    if not 0 < fit <= 1:
+        raise ValueError(f"fit must be a training accuracy in (0, 1], got {fit!r}")
+    for name, value in (("max_epochs", max_epochs), ("epochs_per_round", epochs_per_round)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    generator = torch.Generator().manual_seed(seed)
+    permuted = data.y_train[torch.randperm(len(data.y_train), generator=generator)]
+    shuffled = datasets.ImageData(data.x_train, permuted, data.x_test, data.y_test, data.classes,
+                         f"{data.name} (random labels)")
+    trained = copy.deepcopy(model)
+    epochs, train_accuracy, start = 0, 0.0, time.perf_counter()
+    rounds = tqdm(total=max_epochs, desc="training on random labels", disable=not progress,
+                  leave=False)
+    with rounds:
+        while epochs < max_epochs and train_accuracy < fit:
+            step = min(epochs_per_round, max_epochs - epochs)
+            train(trained, shuffled, epochs=step, lr=lr, batch_size=batch_size,
+                         seed=seed + epochs // epochs_per_round, device=device, progress=False)
+            epochs += step
+            train_accuracy = accuracy(trained, shuffled.x_train, shuffled.y_train)
+            rounds.update(step)
+            rounds.set_postfix(train_accuracy=f"{train_accuracy:.3f}")
+    info = {
+        "train_accuracy": train_accuracy,
+        "test_accuracy": accuracy(trained, data.x_test, data.y_test),
+        "fitted": train_accuracy >= fit, "epochs": epochs,
+        "seconds": time.perf_counter() - start, "seed": seed,
+    }
+    return trained.eval(), info
 
 
 # --- cache of trained models ---------------------------------------------------------------
