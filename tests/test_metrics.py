@@ -14,13 +14,13 @@ from torch import nn
 import workbench as wb
 from conftest import cnn, mlp
 from workbench.arguments import generator
+from workbench.image_filters import gaussian_blur
+from workbench.quantus_adapter import quantus_explain
 from workbench.metrics import (
     DegradationCurve,
     SensitivityCurve,
     degradation,
     degradation_curves,
-    gaussian_blur,
-    quantus_explain,
     sensitivity_n,
 )
 

@@ -199,10 +199,10 @@ def test_sanity_check_table_has_a_row_per_method_stage_sample_metric_and_referen
     # each row is the metric of the two maps it names
     stage_model = dict(wb.randomize(model))["6"]
     maps = wb.attribute(stage_model, x, "gradient", target=predicted)
-    edges = wb.metrics.edge_map(x)
+    edges = wb.similarity.edge_map(x)
     row = table[(table.method == "gradient") & (table.stage == "6") & (table["sample"] == 1)]
     assert row.set_index(["metric", "reference"])["value"][("ssim", "edges")] == pytest.approx(
-        float(wb.metrics.ssim(maps, edges)[1]))
+        float(wb.similarity.ssim(maps, edges)[1]))
     summary = summarize(table)
     assert len(summary) == 2 * (len(LAYERS) + 1) * 4 * 2 and (summary["count"] <= 3).all()
 

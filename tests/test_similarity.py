@@ -10,7 +10,7 @@ from skimage.feature import hog
 from skimage.filters import sobel
 from skimage.metrics import structural_similarity
 
-from workbench import metrics, similarity
+from workbench import similarity
 
 
 def _maps(seed: int, shape=(4, 3, 16, 12), ties: bool = True):
@@ -37,7 +37,7 @@ def test_spearman_agrees_with_scipy_after_the_channel_reduction(seed):
     a, b = _maps(seed)
     signed_a, signed_b = a.double().sum(1).numpy(), b.double().sum(1).numpy()
     for absolute, (x, y) in ((True, (_abs_sum(a), _abs_sum(b))), (False, (signed_a, signed_b))):
-        ours = metrics.spearman(a, b, absolute=absolute)
+        ours = similarity.spearman(a, b, absolute=absolute)
         theirs = [spearmanr(x[i].ravel(), y[i].ravel()).statistic for i in range(len(a))]
         assert ours.shape == (len(a),) and ours.dtype == torch.float64
         np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-12, atol=1e-12)
@@ -47,7 +47,7 @@ def test_spearman_agrees_with_scipy_after_the_channel_reduction(seed):
 @pytest.mark.parametrize("win_size", [7, 5])
 def test_ssim_agrees_with_scikit_image_on_the_normalised_maps(seed, win_size):
     a, b = _maps(seed)
-    ours = metrics.ssim(a, b, win_size=win_size)
+    ours = similarity.ssim(a, b, win_size=win_size)
     theirs = [structural_similarity(_unit(_abs_sum(a)[i]), _unit(_abs_sum(b)[i]), data_range=1.0,
                                     win_size=win_size) for i in range(len(a))]
     np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-10, atol=1e-12)
@@ -59,7 +59,7 @@ def test_hog_similarity_is_pearson_of_scikit_image_hog(seed, cells):
     a, b = _maps(seed, shape=(3, 2, 24, 24))
     options = {} if cells is None else {"pixels_per_cell": cells[0],
                                         "cells_per_block": cells[1]}
-    ours = metrics.hog_similarity(a, b, **options)
+    ours = similarity.hog_similarity(a, b, **options)
     # the documented default: square cells of max(2, min(H, W) // 8) pixels, 2x2 blocks
     pixels, block = cells or ((3, 3), (2, 2))
     theirs = [pearsonr(hog(_unit(_abs_sum(a)[i]), pixels_per_cell=pixels, cells_per_block=block),
@@ -87,7 +87,7 @@ def test_average_ranks_match_scipy_with_many_ties():
 
 def test_edge_map_is_scikit_image_sobel_per_channel():
     x = torch.rand(2, 3, 9, 13, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    ours = metrics.edge_map(x)
+    ours = similarity.edge_map(x)
     theirs = np.stack([[sobel(x[i, c].numpy()) for c in range(3)] for i in range(2)])
     assert ours.shape == x.shape and ours.dtype == x.dtype
     np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-12, atol=1e-14)
@@ -103,39 +103,41 @@ def test_identical_maps_score_one_and_positive_scaling_changes_nothing():
 
 def test_signs_matter_only_without_absolute_values():
     a, _ = _maps(4)
-    torch.testing.assert_close(metrics.spearman(a, -a, absolute=False),
+    torch.testing.assert_close(similarity.spearman(a, -a, absolute=False),
                                -torch.ones(len(a), dtype=torch.float64))
-    for metric in (metrics.ssim, metrics.hog_similarity,
-                   lambda x, y: metrics.spearman(x, y, absolute=True)):
+    for metric in (similarity.ssim, similarity.hog_similarity,
+                   lambda x, y: similarity.spearman(x, y, absolute=True)):
         torch.testing.assert_close(metric(a, -a), torch.ones(len(a), dtype=torch.float64))
 
 
 def test_heat_maps_without_channels_are_accepted_as_they_are():
     a, b = _maps(5)
-    torch.testing.assert_close(metrics.ssim(a.abs().sum(1), b.abs().sum(1)), metrics.ssim(a, b))
-    torch.testing.assert_close(metrics.spearman(a.sum(1), b.sum(1), absolute=False),
-                               metrics.spearman(a, b, absolute=False))
+    torch.testing.assert_close(similarity.ssim(a.abs().sum(1), b.abs().sum(1)),
+                               similarity.ssim(a, b))
+    torch.testing.assert_close(similarity.spearman(a.sum(1), b.sum(1), absolute=False),
+                               similarity.spearman(a, b, absolute=False))
 
 
 def test_a_constant_map_gives_nan_where_undefined():
     a, b = _maps(6)
     b[1] = 0.0
-    assert torch.isnan(metrics.spearman(a, b)[1]) and not torch.isnan(metrics.spearman(a, b)[0])
-    assert torch.isnan(metrics.hog_similarity(a, b)[1])
-    assert torch.isfinite(metrics.ssim(a, b)).all()  # defined: the zero map is structureless
+    correlation = similarity.spearman(a, b)
+    assert torch.isnan(correlation[1]) and not torch.isnan(correlation[0])
+    assert torch.isnan(similarity.hog_similarity(a, b)[1])
+    assert torch.isfinite(similarity.ssim(a, b)).all()  # defined: the zero map is structureless
 
 
 def test_bad_arguments_are_named():
     a, b = _maps(7)
     with pytest.raises(ValueError, match="same shape"):
-        metrics.spearman(a, b[:, :2])
+        similarity.spearman(a, b[:, :2])
     with pytest.raises(ValueError, match=r"\(N, C, H, W\) or \(N, H, W\)"):
-        metrics.ssim(a.flatten(1), b.flatten(1))
+        similarity.ssim(a.flatten(1), b.flatten(1))
     with pytest.raises(ValueError, match="at least 7x7"):
-        metrics.ssim(a[..., :6], b[..., :6])
+        similarity.ssim(a[..., :6], b[..., :6])
     with pytest.raises(ValueError, match="win_size"):
-        metrics.ssim(a, b, win_size=4)
+        similarity.ssim(a, b, win_size=4)
     with pytest.raises(ValueError, match="fewer than one block"):
-        metrics.hog_similarity(a, b, pixels_per_cell=(8, 8), cells_per_block=(3, 3))
+        similarity.hog_similarity(a, b, pixels_per_cell=(8, 8), cells_per_block=(3, 3))
     with pytest.raises(TypeError, match="torch.Tensor"):
-        metrics.spearman(a.numpy(), b.numpy())
+        similarity.spearman(a.numpy(), b.numpy())

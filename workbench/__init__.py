@@ -4,11 +4,10 @@
 >>> wb.methods()                                   # doctest: +SKIP
 >>> wb.attribute(model, x, "lrp_epsilon", target=3) # doctest: +SKIP
 """
-from workbench import toy
+from workbench import metrics, similarity, toy
 from workbench.attribution import attribute
 from workbench.patterns import Patterns, fit_patterns, signal_quality
-from workbench import metrics  # noqa: E402  (after attribute: metrics calls it)
-from workbench.metrics import quantus_explain
+from workbench.quantus_adapter import quantus_explain
 from workbench.models import train_with_random_labels
 from workbench.randomization import randomize, sanity_check
 from workbench.device import default_device
@@ -20,7 +19,8 @@ from workbench.features import direction_activation, feature_visualisation, top_
 
 __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
            "set_channels_last",
-           "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "quantus_explain",
+           "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "similarity",
+           "quantus_explain",
            "activations", "fit_basis", "Basis", "variance_explained", "ablation_curve",
            "top_activating", "feature_visualisation", "direction_activation",
            "randomize", "sanity_check", "train_with_random_labels"]

@@ -16,7 +16,7 @@ from workbench.basis import Basis, to_model_device
 from workbench.batching import progress_batches
 from workbench.model_layers import captured_outputs, find_layer, single_output
 from workbench.checks import model_device
-from workbench.metrics import gaussian_blur
+from workbench.image_filters import gaussian_blur
 
 
 def _check_directions(basis: Basis, directions: Sequence[int]) -> list[int]:

@@ -1,5 +1,5 @@
-"""Metrics that test attributions against the model: Sensitivity-n and degradation curves, and
-an explain function that lets Quantus call the workbench.
+"""Faithfulness metrics: do attributions predict what the model does when the attributed
+features are removed? Sensitivity-n and degradation (region perturbation) curves.
 
 - ``sensitivity_n``: Ancona et al. 2018 ("Towards better understanding of gradient-based
   attribution methods for deep neural networks", ICLR 2018, arXiv 1711.06104, section 4):
@@ -8,10 +8,9 @@ an explain function that lets Quantus call the workbench.
 - ``degradation`` / ``degradation_curves``: region perturbation (Samek et al. 2017, arXiv
   1509.06321): patches are replaced in the order of their summed attribution (most relevant
   first, least relevant first, or random) while the target output is tracked.
-- ``quantus_explain``: ``explain_func`` for Quantus metrics (``quantus >= 0.5``).
-- ``spearman``, ``ssim``, ``hog_similarity``, ``edge_map``: how alike two explanations are, and
-  the edge-detector baseline, for the sanity checks (Adebayo et al. 2018); defined in
-  ``workbench.similarity``.
+
+How alike two explanations are (the sanity checks' metrics) is ``workbench.similarity``; the
+explain function for Quantus metrics is ``workbench.quantus_adapter.quantus_explain``.
 
 Everything runs on the inputs' device; random numbers come from a seeded CPU generator, so a
 seed gives the same subsets and orders on every device and for every ``batch_size``.
@@ -22,16 +21,13 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from workbench.arguments import expand_baseline, feature_groups, generator
-from workbench.attribution import attribute
-from workbench.checks import Target, check_model, check_model_and_inputs, model_device
+from workbench.checks import Target, check_model_and_inputs
 from workbench.forward import predict, target_scores
-from workbench.similarity import edge_map, hog_similarity, spearman, ssim  # noqa: F401
+from workbench.image_filters import gaussian_blur
 
 ORDERS = ("most_relevant_first", "least_relevant_first", "random")
 REPLACEMENTS = ("mean", "baseline", "blur")
@@ -329,29 +325,6 @@ def degradation_curves(model: nn.Module, inputs: torch.Tensor, attributions: tor
             for order in ORDERS}
 
 
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Each channel of ``(N, C, H, W)`` images convolved with a normalised Gaussian of standard
-    deviation ``sigma`` pixels, radius ``round(3 sigma)``, reflected edges (``d c b | a b c d``,
-    ``scipy.ndimage.gaussian_filter(mode="mirror", truncate=3)``)."""
-    if not isinstance(sigma, numbers.Real) or isinstance(sigma, bool) or not sigma > 0:
-        raise ValueError(f"blur_sigma must be a positive number, got {sigma!r}")
-    radius = int(3 * sigma + 0.5)
-    height, width = images.shape[-2:]
-    if radius >= min(height, width):
-        raise ValueError(
-            f"blur_sigma={sigma} needs a kernel radius {radius} smaller than the image size "
-            f"{(height, width)}")
-    if radius == 0:
-        return images.clone()
-    offsets = torch.arange(-radius, radius + 1, dtype=images.dtype, device=images.device)
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    out = F.pad(images, (radius, radius, radius, radius), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
-
-
 def _replacement_image(inputs, replacement, baseline, blur_sigma, patch) -> torch.Tensor:
     if replacement == "baseline":
         return expand_baseline(baseline, inputs)
@@ -377,37 +350,6 @@ def _patch_size(patch, image: tuple[int, int]) -> tuple[int, int]:
             f"patch {patch} does not divide the image size {image}; choose a patch whose "
             "height and width divide the image's")
     return patch
-
-
-# ----------------------------------------------------------------------------------------------
-# Quantus
-
-
-def quantus_explain(model: nn.Module, inputs: np.ndarray | torch.Tensor,
-                    targets: np.ndarray | torch.Tensor | int | None,
-                    method: str = "gradient", device: str | torch.device | None = None,
-                    **options) -> np.ndarray:
-    """An ``explain_func`` for Quantus: ``metric(model, x, y, explain_func=quantus_explain,
-    explain_func_kwargs={"method": "integrated_gradients", "steps": 16})``.
-
-    Quantus calls ``explain_func(model=model, inputs=x_batch, targets=y_batch, **kwargs)`` with
-    numpy arrays (and ``device`` when the metric was given one). The arrays become tensors on
-    the model's device (``device`` for a model without parameters) in the model's floating dtype;
-    the result is ``workbench.attribute(model, inputs, method, target=targets, **options)`` as a
-    numpy array of the inputs' shape.
-    """
-    if not isinstance(model, nn.Module) and hasattr(model, "get_model"):
-        model = model.get_model()  # a Quantus ModelInterface
-    check_model(model)
-    where = model_device(model) or torch.device(device if device is not None else "cpu")
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
-    x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, torch.Tensor) else inputs)
-    x = x.to(device=where, dtype=dtype or (x.dtype if x.is_floating_point() else torch.float32))
-    if targets is not None and not isinstance(targets, int):
-        targets = torch.as_tensor(np.asarray(targets) if not isinstance(targets, torch.Tensor)
-                                  else targets).to(device=where, dtype=torch.long).reshape(-1)
-    result = attribute(model, x, method, target=targets, **options)
-    return result.detach().cpu().numpy()
 
 
 # ----------------------------------------------------------------------------------------------
