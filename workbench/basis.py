@@ -338,6 +338,21 @@ class AblationCurve:
     samples: int
 
 
+def _checked_ks(basis: Basis, ks: Sequence[int]) -> list[int]:
+    if isinstance(ks, int) or not isinstance(ks, Sequence) or not ks:
+        raise ValueError(f"ks must be a non-empty sequence of integers, got {ks!r}")
+    return [_check_k(basis, k) for k in ks]
+
+
+def _checked_labels(data, labels) -> torch.Tensor | None:
+    if labels is None:
+        return None
+    if not isinstance(data, torch.Tensor) or len(labels) != len(data):
+        raise ValueError("labels go with a tensor data of as many inputs; an iterable data "
+                         "carries its labels as (inputs, labels) batches")
+    return torch.as_tensor(labels)
+
+
 def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Sequence[int],
                    keep: str = "top", fill: str = "mean", labels: torch.Tensor | None = None,
                    batch_size: int = 256, progress: bool = True) -> AblationCurve:
@@ -356,14 +371,8 @@ def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Seque
     name, module = find_layer(model, layer)
     if name != basis.layer:
         raise ValueError(f"the basis is of layer '{basis.layer}', not of layer '{name}'")
-    if isinstance(ks, int) or not isinstance(ks, Sequence) or not ks:
-        raise ValueError(f"ks must be a non-empty sequence of integers, got {ks!r}")
-    ks = [_check_k(basis, k) for k in ks]
-    if labels is not None:
-        if not isinstance(data, torch.Tensor) or len(labels) != len(data):
-            raise ValueError("labels go with a tensor data of as many inputs; an iterable data "
-                             "carries its labels as (inputs, labels) batches")
-        labels = torch.as_tensor(labels)
+    ks = _checked_ks(basis, ks)
+    labels = _checked_labels(data, labels)
     device = model_device(model) or torch.device("cpu")
     centre = basis.mean.to(device)
     if fill == "zero":

@@ -96,13 +96,15 @@ class FeatureVisualisation:
     objective: torch.Tensor
 
 
-def feature_visualisation(model: nn.Module, basis: Basis, directions: Sequence[int],
-                          start: torch.Tensor, steps: int = 256, learning_rate: float = 0.05,
-                          l2: float = 1e-3, jitter: int = 1, blur_every: int = 4,
-                          blur_sigma: float = 0.5,
-                          value_range: tuple[float, float] | None = None,
-                          radius: float | None = None, noise: float = 0.01,
-                          seed: int = 0) -> FeatureVisualisation:
+# More than ten parameters: the optimiser's and the regularisers' settings are the knobs of
+# activation maximisation that a reader of Olah et al. varies one at a time; as keyword defaults
+# they read as the recipe, where an options object would hide them behind one more name.
+def feature_visualisation(  # noqa: PLR0913 (see above)
+        model: nn.Module, basis: Basis, directions: Sequence[int], start: torch.Tensor,
+        steps: int = 256, learning_rate: float = 0.05, l2: float = 1e-3, jitter: int = 1,
+        blur_every: int = 4, blur_sigma: float = 0.5,
+        value_range: tuple[float, float] | None = None, radius: float | None = None,
+        noise: float = 0.01, seed: int = 0) -> FeatureVisualisation:
     """Activation maximisation (Erhan et al. 2009; Olah et al. 2017) of each direction.
 
     From ``start`` (one input, e.g. the data mean, without batch dimension) plus seeded noise

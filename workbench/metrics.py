@@ -216,12 +216,15 @@ class DegradationCurve:
         return (curve[:, 1:-1].sum(1) + (curve[:, 0] + curve[:, -1]) / 2) / steps
 
 
-def degradation(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor, *,
-                order: str = "most_relevant_first", patch: int | tuple[int, int] = 1,
-                steps: int | None = None, replacement: str = "mean",
-                baseline: float | torch.Tensor = 0.0, blur_sigma: float = 2.0,
-                target: Target = None, seed: int | None = None,
-                batch_size: int = 256) -> DegradationCurve:
+# More than ten parameters: the region-perturbation protocol's choices (order, patch, steps,
+# replacement and its baseline or blur) are keyword-only, each with the paper's default; an
+# options object would add a layer to every call that changes one of them.
+def degradation(  # noqa: PLR0913 (see above)
+        model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor, *,
+        order: str = "most_relevant_first", patch: int | tuple[int, int] = 1,
+        steps: int | None = None, replacement: str = "mean",
+        baseline: float | torch.Tensor = 0.0, blur_sigma: float = 2.0, target: Target = None,
+        seed: int | None = None, batch_size: int = 256) -> DegradationCurve:
     r"""Degradation curve of region perturbation (Samek et al. 2017, arXiv 1509.06321).
 
     The image is cut into non-overlapping ``patch`` regions, ranked by their attribution summed
