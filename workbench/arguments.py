@@ -8,6 +8,19 @@ import numbers
 import torch
 
 
+def broadcast_to_inputs(tensor: torch.Tensor, shape: torch.Size, name: str,
+                        named_shape: torch.Size | None = None) -> torch.Tensor:
+    """``tensor`` broadcast to ``shape``; a ``ValueError`` naming the argument ``name`` and the
+    inputs' shape (``named_shape``, default ``shape``) if it does not broadcast."""
+    try:
+        return torch.broadcast_to(tensor, shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{name} of shape {tuple(tensor.shape)} does not broadcast to the inputs' shape "
+            f"{tuple(shape if named_shape is None else named_shape)}"
+        ) from None
+
+
 def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
                     name: str = "baseline", shape: torch.Size | None = None) -> torch.Tensor:
     """``baseline`` as a tensor of the inputs' shape, dtype and device.
@@ -21,13 +34,8 @@ def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
         raise TypeError(f"{name} must be a number or a tensor, got {type(baseline).__name__}")
     if baseline.device != inputs.device:
         raise ValueError(f"{name} is on {baseline.device} but inputs are on {inputs.device}")
-    try:
-        expanded = torch.broadcast_to(baseline, inputs.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"{name} of shape {tuple(baseline.shape)} does not broadcast to the inputs' shape "
-            f"{tuple(inputs.shape if shape is None else shape)}"
-        ) from None
+    expanded = broadcast_to_inputs(baseline, inputs.shape, name,
+                                   inputs.shape if shape is None else shape)
     if not torch.isfinite(expanded).all():
         raise ValueError(f"{name} contains NaN or infinite values")
     return expanded.to(inputs.dtype).clone()
@@ -55,14 +63,7 @@ def feature_groups(feature_mask: torch.Tensor | None,
         return torch.arange(n_features, device=inputs.device), n_features
     if not isinstance(feature_mask, torch.Tensor) or feature_mask.is_floating_point():
         raise TypeError("feature_mask must be an integer tensor broadcastable to the inputs")
-    mask = feature_mask.to(inputs.device)
-    try:
-        mask = torch.broadcast_to(mask, inputs.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"feature_mask of shape {tuple(feature_mask.shape)} does not broadcast to the "
-            f"inputs' shape {tuple(inputs.shape)}"
-        ) from None
+    mask = broadcast_to_inputs(feature_mask.to(inputs.device), inputs.shape, "feature_mask")
     if not (mask == mask[:1]).all():
         raise ValueError("feature_mask must group features the same way for every sample")
     _, groups = torch.unique(mask[0].flatten(), return_inverse=True)
