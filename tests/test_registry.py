@@ -20,7 +20,7 @@ EXPECTED = {"gradient", "gradient_x_input", "integrated_gradients", "smoothgrad"
             "shapley_sampling", "grad_cam"}
 
 
-def test_every_method_of_the_engine_issue_is_registered():
+def test_the_gradient_perturbation_and_cam_methods_are_all_registered():
     assert EXPECTED <= set(wb.methods())
 
 
