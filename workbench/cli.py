@@ -1,10 +1,15 @@
-"""The ``workbench`` command (also ``python -m workbench``)."""
+"""The ``workbench`` command (also ``python -m workbench``).
+
+Every command runs under ``workbench.processes.supervised``: SIGTERM, SIGINT and SIGHUP stop it
+cleanly (the processes it started end with it) and it exits with ``128 + signal``.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 import workbench as wb
+from workbench import processes
 
 
 def _methods(args: argparse.Namespace) -> int:
@@ -115,7 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"methods": _methods, "demo": _demo, "reproduce": _reproduce, "sweep": _sweep,
                 "serve": _serve}
-    return handlers[args.command](args)
+    try:
+        with processes.supervised():
+            return handlers[args.command](args)
+    except processes.Interrupted as interrupted:
+        print(f"workbench {args.command}: stopped by {interrupted}", file=sys.stderr)
+        return interrupted.exit_status
 
 
 if __name__ == "__main__":

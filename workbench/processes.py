@@ -1,0 +1,183 @@
+"""Child processes that end with the command that started them: on exit, on error and on
+SIGTERM, SIGINT or SIGHUP.
+
+``supervised()`` (the command line runs every command in it) turns those signals into
+``Interrupted`` (a ``KeyboardInterrupt`` that carries the signal) in the main thread, so the
+``finally`` blocks run: a Dask cluster closes, papermill shuts its kernel down, Voilà is asked to
+stop. On the way out it ends whatever descendants remain (SIGTERM, ``grace`` seconds, SIGKILL;
+multiprocessing's resource tracker exits by itself right after).
+On Linux the process is a child subreaper, so grandchildren orphaned by a child that died first
+(Voilà's kernels run in their own sessions) are still found and ended. A second signal, or a
+shutdown that takes longer than ``3 * grace``, kills every descendant at once and exits with
+``128 + signal``.
+
+``start(command)`` runs a child in its own session (only this process signals it) which, on
+Linux, gets SIGTERM when this process dies, even by SIGKILL (``PR_SET_PDEATHSIG``);
+``stop(process)`` asks it to stop and ends it and its descendants.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+
+import psutil
+
+#: the signals that mean "stop": from a service manager, a terminal (Ctrl-C) or a hang-up
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+#: seconds a process gets between SIGTERM and SIGKILL
+GRACE_SECONDS = 5.0
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop signal arrived; ``exit_status`` is ``128 + signum`` (the shell's convention)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+def _prctl(option: int, value: int) -> bool:
+    """Linux ``prctl(option, value)``; False where it is unavailable or refused."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(pid: int | None = None) -> list[psutil.Process]:
+    """Every living descendant of ``pid`` (default: this process)."""
+    try:
+        return psutil.Process(pid or os.getpid()).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def end(processes: Iterable[psutil.Process], grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM to each of ``processes``, up to ``grace`` seconds for them to exit, then SIGKILL
+    to the rest (and their exit is waited for, so no zombie is left behind)."""
+    processes = list(processes)
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _gone, alive = psutil.wait_procs(processes, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace)
+
+
+def _leftovers() -> list[psutil.Process]:
+    """The descendants still running, but for multiprocessing's resource tracker (a Dask
+    cluster starts one): it ignores SIGTERM and exits by itself when this process exits."""
+    found = []
+    for process in descendants():
+        with contextlib.suppress(psutil.Error):
+            if "multiprocessing.resource_tracker" not in " ".join(process.cmdline()):
+                found.append(process)
+    return found
+
+
+def _kill_all() -> None:
+    processes = descendants()
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(processes, timeout=1.0)
+
+
+def _die_with_parent(parent: int) -> None:
+    """In a child between fork and exec: SIGTERM when ``parent`` dies (Linux)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def start(command: Sequence[str], **options) -> subprocess.Popen:
+    """``subprocess.Popen(command, **options)`` in a new session (a terminal's Ctrl-C reaches
+    only this process, which stops the child itself), dying with this process on Linux."""
+    parent = os.getpid()
+    preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
+    return subprocess.Popen(list(command), start_new_session=True, preexec_fn=preexec,
+                            **options)
+
+
+def stop(process: subprocess.Popen, grace: float = GRACE_SECONDS) -> int:
+    """End ``process`` and every descendant; return its exit status.
+
+    The process gets SIGTERM and ``grace`` seconds to stop by itself (Voilà shuts its kernels
+    down then); the descendants it leaves behind (seen before and after) then get SIGTERM,
+    ``grace`` seconds, and SIGKILL.
+    """
+    tree = descendants(process.pid)
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            tree += descendants(process.pid)
+            process.kill()
+            process.wait()
+    end([p for p in {p.pid: p for p in tree}.values() if p.is_running()], grace)
+    return process.returncode
+
+
+@contextlib.contextmanager
+def supervised(grace: float = GRACE_SECONDS) -> Iterator[None]:
+    """Stop signals become ``Interrupted`` here; every descendant is ended on exit.
+
+    Outside the main thread (where Python cannot handle signals) only the ending of the
+    descendants applies.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    received: list[int] = []
+
+    def hard_stop(signum: int) -> None:
+        _kill_all()
+        os._exit(128 + signum)
+
+    def watchdog(signum: int) -> None:
+        if not finished.wait(3 * grace):
+            hard_stop(signum)
+
+    def on_signal(signum, frame) -> None:
+        if received:  # a second signal: stop waiting
+            hard_stop(signum)
+        received.append(signum)
+        threading.Thread(target=watchdog, args=(signum,), daemon=True,
+                         name="shutdown-watchdog").start()
+        raise Interrupted(signum)
+
+    def while_ending(signum, frame) -> None:
+        hard_stop(received[0] if received else signum)
+
+    finished = threading.Event()
+    previous = {s: signal.signal(s, on_signal) for s in SIGNALS} if main else {}
+    try:
+        yield
+    finally:
+        for s in previous:
+            signal.signal(s, while_ending)
+        try:
+            end(_leftovers(), grace)
+        finally:
+            finished.set()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
