@@ -111,7 +111,7 @@ def _stopped_within(command: subprocess.Popen, tree: list[psutil.Process], secon
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_serve_stops_voila_and_its_kernels(sleeper, stop):
     port = _free_port()
     with workbench("serve", str(sleeper), "--port", str(port)) as (command, seen):
@@ -158,7 +158,7 @@ def test_voila_stops_when_serve_is_killed_outright(sleeper):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_reproduce_stops_its_kernel(sleeper, stop, tmp_path):
     with workbench("reproduce", str(sleeper), "-p", "delay", "60", "--out",
                    str(tmp_path)) as (command, seen):

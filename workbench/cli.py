@@ -120,12 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"methods": _methods, "demo": _demo, "reproduce": _reproduce, "sweep": _sweep,
                 "serve": _serve}
-    try:
-        with processes.supervised():
-            return handlers[args.command](args)
-    except processes.Interrupted as interrupted:
-        print(f"workbench {args.command}: stopped by {interrupted}", file=sys.stderr)
-        return interrupted.exit_status
+    return processes.run(lambda: handlers[args.command](args), f"workbench {args.command}")
 
 
 if __name__ == "__main__":

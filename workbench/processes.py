@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import psutil
 
@@ -35,6 +35,7 @@ GRACE_SECONDS = 5.0
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
 
 
 class Interrupted(KeyboardInterrupt):
@@ -49,15 +50,21 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
-def _prctl(option: int, value: int) -> bool:
+def _prctl(option: int, value: int | ctypes.c_int) -> bool:
     """Linux ``prctl(option, value)``; False where it is unavailable or refused."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) == 0
+        argument = ctypes.byref(value) if isinstance(value, ctypes.c_int) else ctypes.c_ulong(value)
+        return libc.prctl(option, argument, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False
+
+
+def _is_subreaper() -> bool:
+    flag = ctypes.c_int(0)
+    return _prctl(_PR_GET_CHILD_SUBREAPER, flag) and bool(flag.value)
 
 
 def descendants(pid: int | None = None) -> list[psutil.Process]:
@@ -82,19 +89,26 @@ def end(processes: Iterable[psutil.Process], grace: float = GRACE_SECONDS) -> No
     psutil.wait_procs(alive, timeout=grace)
 
 
-def _leftovers() -> list[psutil.Process]:
-    """The descendants still running, but for multiprocessing's resource tracker (a Dask
-    cluster starts one): it ignores SIGTERM and exits by itself when this process exits."""
+def _leftovers(earlier: set[psutil.Process]) -> list[psutil.Process]:
+    """The descendants still running, but for the children in ``earlier`` (and their own
+    descendants) and multiprocessing's resource tracker (a Dask cluster starts one): it
+    ignores SIGTERM and exits by itself when this process exits."""
     found = []
-    for process in descendants():
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        return []
+    for child in children:
+        if child in earlier:
+            continue
         with contextlib.suppress(psutil.Error):
-            if "multiprocessing.resource_tracker" not in " ".join(process.cmdline()):
-                found.append(process)
+            for process in [child, *child.children(recursive=True)]:
+                if "multiprocessing.resource_tracker" not in " ".join(process.cmdline()):
+                    found.append(process)
     return found
 
 
-def _kill_all() -> None:
-    processes = descendants()
+def _kill(processes: list[psutil.Process]) -> None:
     for process in processes:
         with contextlib.suppress(psutil.Error):
             process.kill()
@@ -140,17 +154,20 @@ def stop(process: subprocess.Popen, grace: float = GRACE_SECONDS) -> int:
 
 @contextlib.contextmanager
 def supervised(grace: float = GRACE_SECONDS) -> Iterator[None]:
-    """Stop signals become ``Interrupted`` here; every descendant is ended on exit.
+    """Stop signals become ``Interrupted`` here; on exit every process started meanwhile (and
+    every descendant of one) is ended.
 
     Outside the main thread (where Python cannot handle signals) only the ending of the
-    descendants applies.
+    processes applies.
     """
     main = threading.current_thread() is threading.main_thread()
+    earlier = set(psutil.Process().children())
+    was_subreaper = _is_subreaper()
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
     received: list[int] = []
 
     def hard_stop(signum: int) -> None:
-        _kill_all()
+        _kill(_leftovers(earlier))
         os._exit(128 + signum)
 
     def watchdog(signum: int) -> None:
@@ -176,8 +193,21 @@ def supervised(grace: float = GRACE_SECONDS) -> Iterator[None]:
         for s in previous:
             signal.signal(s, while_ending)
         try:
-            end(_leftovers(), grace)
+            end(_leftovers(earlier), grace)
         finally:
             finished.set()
+            if not was_subreaper:
+                _prctl(_PR_SET_CHILD_SUBREAPER, 0)
             for s, handler in previous.items():
                 signal.signal(s, handler)
+
+
+def run(function: Callable[[], int | None], name: str) -> int:
+    """``function()`` under ``supervised()``: its exit status, or ``128 + signal`` (with a line
+    on stderr) when a stop signal ended it. For a program's ``main``."""
+    try:
+        with supervised():
+            return function() or 0
+    except Interrupted as interrupted:
+        print(f"{name}: stopped by {interrupted}", file=sys.stderr)
+        return interrupted.exit_status
