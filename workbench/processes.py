@@ -4,11 +4,11 @@ SIGTERM, SIGINT or SIGHUP.
 ``supervised()`` (the command line runs every command in it) turns those signals into
 ``Interrupted`` (a ``KeyboardInterrupt`` that carries the signal) in the main thread, so the
 ``finally`` blocks run: a Dask cluster closes, papermill shuts its kernel down, Voilà is asked to
-stop. On the way out it ends whatever descendants remain (SIGTERM, ``grace`` seconds, SIGKILL;
-multiprocessing's resource tracker exits by itself right after).
-On Linux the process is a child subreaper, so grandchildren orphaned by a child that died first
-(Voilà's kernels run in their own sessions) are still found and ended. A second signal, or a
-shutdown that takes longer than ``3 * grace``, kills every descendant at once and exits with
+stop. On the way out it ends the processes started meanwhile that are still running (SIGTERM,
+``grace`` seconds, SIGKILL; multiprocessing's resource tracker exits by itself right after). On
+Linux the process is a child subreaper meanwhile, so grandchildren orphaned by a child that died
+first (Voilà's kernels run in their own sessions) are still found and ended. A second signal,
+or a shutdown that takes longer than ``3 * grace``, kills them at once and exits with
 ``128 + signal``.
 
 ``start(command)`` runs a child in its own session (only this process signals it) which, on
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import subprocess
@@ -50,16 +51,25 @@ class Interrupted(KeyboardInterrupt):
         return 128 + self.signum
 
 
+@functools.cache
+def _prctl_function() -> Callable[..., int] | None:
+    """libc's ``prctl`` (Linux), looked up once: a child between fork and exec must not load
+    libraries (another thread may have held the loader's lock at the fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
 def _prctl(option: int, value: int | ctypes.c_int) -> bool:
     """Linux ``prctl(option, value)``; False where it is unavailable or refused."""
-    if not sys.platform.startswith("linux"):
+    prctl = _prctl_function()
+    if prctl is None:
         return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        argument = ctypes.byref(value) if isinstance(value, ctypes.c_int) else ctypes.c_ulong(value)
-        return libc.prctl(option, argument, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    argument = ctypes.byref(value) if isinstance(value, ctypes.c_int) else ctypes.c_ulong(value)
+    return prctl(option, argument, 0, 0, 0) == 0
 
 
 def _is_subreaper() -> bool:
@@ -126,7 +136,7 @@ def start(command: Sequence[str], **options) -> subprocess.Popen:
     """``subprocess.Popen(command, **options)`` in a new session (a terminal's Ctrl-C reaches
     only this process, which stops the child itself), dying with this process on Linux."""
     parent = os.getpid()
-    preexec = (lambda: _die_with_parent(parent)) if sys.platform.startswith("linux") else None
+    preexec = (lambda: _die_with_parent(parent)) if _prctl_function() is not None else None
     return subprocess.Popen(list(command), start_new_session=True, preexec_fn=preexec,
                             **options)
 
