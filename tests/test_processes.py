@@ -249,6 +249,7 @@ def test_reproduce_stops_its_kernel(sleeper, stop, tmp_path):
         left = _left_after_stop(run, tree, 20)
         assert run.process.returncode == 128 + stop, run.stderr()[-2000:]
         assert not left, left
+        assert "Traceback" not in run.stderr()  # the kernel is not shut down mid-cell
 
 
 @pytest.mark.slow

@@ -34,6 +34,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: seconds a process gets between SIGTERM and SIGKILL
 GRACE_SECONDS = 5.0
 
+#: set while a stop signal is being handled (``stopping()``)
+_stopping = threading.Event()
+
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
@@ -49,6 +52,12 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_status(self) -> int:
         return 128 + self.signum
+
+
+def stopping() -> bool:
+    """Whether a stop signal is being handled: a kernel or a server may then be ended at once
+    instead of gracefully (nobody waits for its last words)."""
+    return _stopping.is_set()
 
 
 @functools.cache
@@ -188,6 +197,7 @@ def supervised(grace: float = GRACE_SECONDS) -> Iterator[None]:
         if received:  # a second signal: stop waiting
             hard_stop(signum)
         received.append(signum)
+        _stopping.set()
         threading.Thread(target=watchdog, args=(signum,), daemon=True,
                          name="shutdown-watchdog").start()
         raise Interrupted(signum)
@@ -206,6 +216,7 @@ def supervised(grace: float = GRACE_SECONDS) -> Iterator[None]:
             end(_leftovers(earlier), grace)
         finally:
             finished.set()
+            _stopping.clear()
             if not was_subreaper:
                 _prctl(_PR_SET_CHILD_SUBREAPER, 0)
             for s, handler in previous.items():

@@ -8,11 +8,13 @@ The kernels talk to papermill over CurveZMQ-encrypted sockets where pyzmq suppor
 warns on every start about plain TCP otherwise). The HTML export leaves out the outputs it cannot
 show (plotly's JSON: each figure is saved as its own HTML file), without nbconvert's warning
 about each of them; every other warning and error still shows. A run interrupted by
-``KeyboardInterrupt`` (or ``workbench.processes.Interrupted``) shuts its kernel down.
+``KeyboardInterrupt`` shuts its kernel down (at once when a stop signal is being handled, see
+``workbench.processes``).
 """
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import time
 import warnings
@@ -103,7 +105,8 @@ def run_notebook(notebook: Path, out: Path, parameters: dict[str, Any] | None = 
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=values,
                                    kernel_name=kernel_name, progress_bar=False,
-                                   cwd=str(notebook.parent), config=_kernel_config())
+                                   cwd=str(notebook.parent), config=_kernel_config(),
+                                   kernel_manager_class=_kernel_manager_class())
         record.ok = True
     except PapermillExecutionError as error:
         record.failed_cell = _source_cell_number(executed, error.exec_count)
@@ -128,6 +131,22 @@ def _kernel_config():
     if zmq.has("curve"):
         config.KernelManager.transport_encryption = "auto"
     return config
+
+
+@functools.cache
+def _kernel_manager_class() -> type:
+    """jupyter_client's ``AsyncKernelManager``, but a kernel still running when a stop signal
+    is being handled is killed at once: shut down gracefully in the middle of a cell, ipykernel
+    logs a traceback for the reply it can no longer send."""
+    from jupyter_client import AsyncKernelManager
+
+    from workbench import processes
+
+    class KernelManager(AsyncKernelManager):
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            await super().shutdown_kernel(now=now or processes.stopping(), restart=restart)
+
+    return KernelManager
 
 
 def _source_cell_number(executed: Path, exec_count: int | None) -> int | None:
