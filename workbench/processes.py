@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import psutil
 
 #: the signals that mean "stop": from a service manager, a terminal (Ctrl-C) or a hang-up
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP")
+                if hasattr(signal, name))
 #: seconds a process gets between SIGTERM and SIGKILL
 GRACE_SECONDS = 5.0
 
