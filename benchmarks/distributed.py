@@ -27,12 +27,15 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import nbformat
 import torch
+
+from workbench import processes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -184,4 +187,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # SIGTERM, SIGINT, SIGHUP: the Dask clusters and their kernels are stopped
+    sys.exit(processes.run(main, "benchmarks.distributed"))

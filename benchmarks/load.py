@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench import processes
+
 try:
     import psutil
 except ImportError:  # pragma: no cover - the /proc fallback below
@@ -295,8 +297,8 @@ class Server:
         self.log_path = log_path
         self._log = open(log_path, "wb")
         env = {**os.environ, "WORKBENCH_SMOKE": "1"}
-        self.process = subprocess.Popen(command, cwd=NOTEBOOK.parent, env=env, stdout=self._log,
-                                        stderr=subprocess.STDOUT)
+        self.process = processes.start(command, cwd=NOTEBOOK.parent, env=env, stdout=self._log,
+                                       stderr=subprocess.STDOUT)
 
     def wait_up(self, timeout: float = 90.0) -> float:
         start = time.monotonic()
@@ -373,18 +375,9 @@ class Server:
             return False
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                for pid in descendants(self.process.pid):
-                    try:
-                        os.kill(pid, 9)
-                    except OSError:
-                        pass
-                self.process.kill()
-                self.process.wait(timeout=10)
+        """SIGTERM (Voilà shuts its kernels down), then SIGKILL to whatever is left of the
+        server's process tree."""
+        processes.stop(self.process, grace=20)
         self._log.close()
 
 
@@ -1036,4 +1029,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM, SIGINT, SIGHUP: the server, its kernels and Chromium are stopped
+    sys.exit(processes.run(main, "benchmarks.load"))

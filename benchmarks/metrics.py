@@ -604,4 +604,6 @@ def _summary(values: list[float]) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    from workbench import processes
+
+    sys.exit(processes.run(main, "benchmarks.metrics"))  # its memory subprocesses end with it

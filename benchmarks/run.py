@@ -863,4 +863,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from workbench import processes
+
+    sys.exit(processes.run(main, "benchmarks.run"))  # its memory subprocesses end with it

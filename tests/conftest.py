@@ -81,9 +81,11 @@ def dask_client():
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        host="127.0.0.1", dashboard_address=None)
-    with distributed.Client(cluster) as client:
-        yield client
-    cluster.close()
+    try:
+        with distributed.Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()
 
 
 def write_notebook(path, body: str, parameters: str):

@@ -29,14 +29,15 @@ def _free_port() -> int:
 def voila_url():
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (make test installs it with apt-get)")
+    from workbench import processes
     from workbench.serve import voila_command
 
     port = _free_port()
     command, token = voila_command(str(NOTEBOOK), port=port)
     assert token is None
     env = {**os.environ, "WORKBENCH_SMOKE": "1"}
-    server = subprocess.Popen(command, cwd=NOTEBOOK.parent, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT)
+    server = processes.start(command, cwd=NOTEBOOK.parent, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 90
@@ -52,11 +53,7 @@ def voila_url():
             pytest.fail("voila did not start within 90 s")
         yield url
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        processes.stop(server, grace=15)  # Voilà and its kernels
 
 
 @pytest.fixture

@@ -1,10 +1,15 @@
-"""The ``workbench`` command (also ``python -m workbench``)."""
+"""The ``workbench`` command (also ``python -m workbench``).
+
+Every command runs under ``workbench.processes.supervised``: SIGTERM, SIGINT and SIGHUP stop it
+cleanly (the processes it started end with it) and it exits with ``128 + signal``.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 
 import workbench as wb
+from workbench import processes
 from workbench.registry import OPTION_KINDS
 
 
@@ -119,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handlers = {"methods": _methods, "demo": _demo, "reproduce": _reproduce, "sweep": _sweep,
                 "serve": _serve}
-    return handlers[args.command](args)
+    return processes.run(lambda: handlers[args.command](args), f"workbench {args.command}")
 
 
 if __name__ == "__main__":

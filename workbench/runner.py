@@ -3,19 +3,30 @@
 Each notebook runs with its own output folder (``OUT/<notebook stem>/``) passed as the
 ``output_dir`` parameter; the executed notebook, its HTML export and whatever it writes
 (figures, ``results.json``) land there, and ``OUT/summary.json`` lists every run.
+
+The kernels talk to papermill over CurveZMQ-encrypted sockets where pyzmq supports it (ipykernel
+warns on every start about plain TCP otherwise). The HTML export leaves out the outputs it cannot
+show (plotly's JSON: each figure is saved as its own HTML file), without nbconvert's warning
+about each of them; every other warning and error still shows. A run interrupted by
+``KeyboardInterrupt`` shuts its kernel down (at once when a stop signal is being handled, see
+``workbench.processes``).
 """
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
+from workbench.progress import bar
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+#: nbconvert's warning for an output with no representation in HTML (plotly's JSON)
+UNREPRESENTED_OUTPUT = r"Your element with mimetype\(s\) .* is not able to be represented"
 
 
 class NotebookFailed(RuntimeError):
@@ -94,7 +105,8 @@ def run_notebook(notebook: Path, out: Path, parameters: dict[str, Any] | None = 
     try:
         papermill.execute_notebook(str(notebook), str(executed), parameters=values,
                                    kernel_name=kernel_name, progress_bar=False,
-                                   cwd=str(notebook.parent))
+                                   cwd=str(notebook.parent), config=_kernel_config(),
+                                   kernel_manager_class=_kernel_manager_class())
         record.ok = True
     except PapermillExecutionError as error:
         record.failed_cell = _source_cell_number(executed, error.exec_count)
@@ -107,6 +119,34 @@ def run_notebook(notebook: Path, out: Path, parameters: dict[str, Any] | None = 
     if results.is_file():
         record.results = json.loads(results.read_text())
     return record
+
+
+def _kernel_config():
+    """nbclient's configuration: CurveZMQ transport encryption for the kernel where pyzmq has
+    it and the kernel declares support (ipykernel does)."""
+    import zmq
+    from traitlets.config import Config
+
+    config = Config()
+    if zmq.has("curve"):
+        config.KernelManager.transport_encryption = "auto"
+    return config
+
+
+@functools.cache
+def _kernel_manager_class() -> type:
+    """jupyter_client's ``AsyncKernelManager``, but a kernel still running when a stop signal
+    is being handled is killed at once: shut down gracefully in the middle of a cell, ipykernel
+    logs a traceback for the reply it can no longer send."""
+    from jupyter_client import AsyncKernelManager
+
+    from workbench import processes
+
+    class KernelManager(AsyncKernelManager):
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            await super().shutdown_kernel(now=now or processes.stopping(), restart=restart)
+
+    return KernelManager
 
 
 def _source_cell_number(executed: Path, exec_count: int | None) -> int | None:
@@ -129,7 +169,9 @@ def _export_html(executed: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
-    body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=UNREPRESENTED_OUTPUT, category=UserWarning)
+        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
     executed.with_suffix(".html").write_text(body)
 
 
@@ -147,7 +189,7 @@ def reproduce(names: list[str] | None = None, out: str | Path = "output",
             raise ValueError(f"no notebook among {[p.stem for p in paths]} has a parameter "
                              f"'{name}'")
     records = []
-    for path in tqdm(paths, desc="notebooks", unit="notebook"):
+    for path in bar(paths, desc="notebooks", unit="notebook"):
         typed = {k: parse_value(declared[path], k, v) for k, v in (parameters or {}).items()
                  if k in declared[path]}
         records.append(run_notebook(path, out, typed, smoke=smoke))

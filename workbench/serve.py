@@ -5,6 +5,12 @@ printed unless given). Idle kernels are culled. Voilà's defaults that hide sour
 tracebacks from the browser are kept. A closed or reloaded page shuts its kernel down at once:
 ``voila_config/voila.py`` gives the page the ``_xsrf`` cookie that Voilà's shutdown beacon needs
 (XSRF checks stay on).
+
+Voilà runs as a child in its own session (``workbench.processes.start``): when ``serve`` ends
+(Voilà exited, an error, or a stop signal turned into ``Interrupted`` by
+``workbench.processes.supervised``), Voilà gets SIGTERM, on which it shuts its kernels down,
+and whatever is left of its process tree after the grace period is killed. On Linux Voilà also
+gets SIGTERM if the serving process is killed outright (SIGKILL).
 """
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from workbench import processes
 from workbench.runner import NOTEBOOK_DIR, notebooks
 
 LOCAL_ADDRESSES = {"127.0.0.1", "localhost", "::1"}
@@ -53,10 +60,13 @@ def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int 
 
 
 def serve(notebook: str | None = None, **options) -> int:
-    """Run Voilà in the foreground (until interrupted); returns its exit status."""
-    import subprocess
-
+    """Run Voilà in the foreground until it exits or this call is interrupted; return its exit
+    status. Voilà and its kernels are stopped whichever way this call ends."""
     command, token = voila_command(notebook, **options)
     if token:
         print(f"Token (required on {options.get('ip')}): {token}", flush=True)
-    return subprocess.call(command, cwd=Path(NOTEBOOK_DIR))
+    voila = processes.start(command, cwd=Path(NOTEBOOK_DIR))
+    try:
+        return voila.wait()
+    finally:
+        processes.stop(voila)

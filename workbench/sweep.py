@@ -24,9 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from workbench import cluster, runner
+from workbench.progress import bar
 
 POINT_FILE = "point.json"
 
@@ -200,18 +199,18 @@ def _run_points(path: Path, out: Path, todo: list[tuple[str, dict]], fixed: dict
                                    smoke, key=f"point-{name}-{os.urandom(4).hex()}",
                                    retries=retries, pure=False)
             futures[future] = name
-        bar = tqdm(total=len(futures), desc=f"sweep {path.stem}", unit="point",
-                   disable=not progress)
-        for future in as_completed(futures):
-            name = futures[future]
-            try:
-                rows[name] = {**future.result(), "resumed": False}
-            except Exception as error:  # noqa: BLE001  (every failure becomes a row)
-                rows[name] = {**_failed_row(name, out / "points" / name, error),
-                              "resumed": False}
-            bar.update()
-            bar.set_postfix(failed=sum(not r.get("ok") for r in rows.values()))
-        bar.close()
+        with bar(total=len(futures), desc=f"sweep {path.stem}", unit="point",
+                 disable=not progress) as points_done:
+            for future in as_completed(futures):
+                name = futures[future]
+                try:
+                    rows[name] = {**future.result(), "resumed": False}
+                except Exception as error:  # noqa: BLE001  (every failure becomes a row)
+                    rows[name] = {**_failed_row(name, out / "points" / name, error),
+                                  "resumed": False}
+                points_done.set_postfix(failed=sum(not r.get("ok") for r in rows.values()),
+                                        refresh=False)
+                points_done.update()
     return rows
 
 
