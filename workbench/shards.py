@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from workbench import cluster
+from workbench import cluster, progress as progress_bars
 
 
 def _identity(value: Any) -> Any:
@@ -85,8 +84,8 @@ def _run(function: Callable[[Any], Any], shards: Shards, scheduler: Any, workers
         [remote_function] = client.scatter([function], broadcast=True, hash=False)
         futures = [client.submit(_apply, remote_function, piece, pure=False)
                    for piece in shards.pieces]
-        with tqdm(total=len(futures), desc=description, unit="shard",
-                  disable=not progress) as bar:
+        with progress_bars.bar(total=len(futures), desc=description, unit="shard",
+                               disable=not progress) as bar:
             for _ in as_completed(futures):
                 bar.update()
         return client.gather(futures)
