@@ -1,0 +1,68 @@
+"""The notebooks' branches for assets a user brings (ImageNet weights, MNIST files) run here on
+stand-ins of the same format: torchvision's architectures with random weights saved to a file,
+and MNIST-format IDX files of random digits. The numbers mean nothing; the code path is the one
+a user with the real files takes, so they do not meet its first run.
+
+Notebook 01's VGG-16 branch is not run here: its pattern statistics alone (float64 moments of
+the 25088 x 4096 first dense layer, per regime and per fold, and the second moments of the conv
+layers) take about 12 GB, more than the test suite may use beside its other workers.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from workbench import runner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """Nets trained on the stand-ins go to a cache of their own, never the user's."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("WORKBENCH_CACHE", str(folder))
+    return folder
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """An unsigned-byte IDX file (the MNIST format)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def random_weights(factory, path):
+    torch.manual_seed(0)
+    torch.save(factory(weights=None).state_dict(), path)
+    return path
+
+
+def run(notebook: str, out, **parameters) -> dict:
+    (record,) = runner.reproduce([notebook], out, {k: str(v) for k, v in parameters.items()},
+                                 smoke=True)
+    assert record.ok
+    return json.loads((out / notebook / "results.json").read_text())
+
+
+def test_unified_gradients_on_mnist_files(tmp_path, cache):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "mnist"
+    root.mkdir()
+    for stem, count in (("train", 120), ("t10k", 40)):
+        write_idx(root / f"{stem}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28)))
+        write_idx(root / f"{stem}-labels-idx1-ubyte", np.arange(count) % 10)
+    results = run("02_unified_gradients", tmp_path / "out", mnist_root=root)
+    assert results["settings"]["mnist_root"] == str(root)
+
+
+def test_neurons_vs_pcs_with_alexnet_weights_from_a_file(tmp_path, cache):
+    from torchvision.models import alexnet
+
+    weights = random_weights(alexnet, tmp_path / "alexnet.pth")
+    results = run("04_neurons_vs_pcs", tmp_path / "out", alexnet_weights=weights,
+                  layers="features.4,classifier.5")  # a conv and a dense layer: enough for the path
+    assert results["settings"]["alexnet_weights"] == str(weights)
