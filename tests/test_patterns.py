@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import workbench as wb
+from workbench.patterns import gather_moments
 from workbench.toy import fit_linear_model, make_linear_toy
 
 
@@ -195,10 +196,44 @@ def test_pattern_methods_need_patterns():
         wb.fit_patterns(model, torch.randn(8, 4), "s_a")
 
 
-def test_layers_too_wide_for_a_second_moment_get_nan():
+def _correlated_inputs(samples: int, features: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(features, features, generator=generator, dtype=torch.float64)
+    return torch.randn(samples, features, generator=generator, dtype=torch.float64) @ mixing
+
+
+@pytest.mark.parametrize("estimator", ["w", "random"])  # distractors that carry the output
+def test_rho_of_a_layer_too_wide_for_its_second_moment_is_an_optimistic_bound(estimator):
+    """Over ``max_features`` inputs ``rho`` maximises the distractor's correlation over a random
+    subset of the input features: on a layer where the exact value is computable it is never
+    lower than the exact one (beyond sampling noise), and equal to it with every feature."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2)).double()
-    x = torch.randn(200, 6, dtype=torch.float64)
-    patterns = wb.fit_patterns(model, x, "a", progress=False)
-    quality = wb.signal_quality(model, x, patterns, progress=False, max_features=5)
-    assert torch.isnan(torch.tensor(quality["0"])) and not torch.isnan(torch.tensor(quality["2"]))
+    model = nn.Sequential(nn.Linear(24, 6), nn.ReLU(), nn.Linear(6, 2)).double()
+    x = _correlated_inputs(40_000, 24)
+    patterns = wb.fit_patterns(model, x, estimator, progress=False)
+    exact = wb.signal_quality(model, x, patterns, progress=False, per_neuron=True)["0"]
+    subset = wb.signal_quality(model, x, patterns, progress=False, per_neuron=True,
+                               max_features=12)["0"]
+    assert torch.isfinite(subset).all() and ((subset >= 0) & (subset <= 1)).all()
+    assert (subset >= exact - 0.01).all(), (subset, exact)
+    assert (subset - exact).max() > 0.01  # half the features: the bound is not the exact value
+    again = wb.signal_quality(model, x, patterns, progress=False, per_neuron=True,
+                              max_features=12)["0"]
+    torch.testing.assert_close(again, subset, rtol=0, atol=0)  # seeded subset
+    other = wb.signal_quality(model, x, patterns, progress=False, per_neuron=True,
+                              max_features=12, seed=1)["0"]
+    assert not torch.equal(other, subset)
+
+
+def test_the_feature_subset_of_a_wide_layer_is_the_same_in_both_halves():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 3)).double()
+    x = torch.randn(64, 10, dtype=torch.float64)
+    first, second = gather_moments(model, x, folds=2, second_moment=True, max_features=4,
+                                   progress=False)
+    assert torch.equal(first["0"].features, second["0"].features)
+    assert first["0"].sum_xx.shape == (4, 4)
+    kept = x[0::2][:, first["0"].features]
+    torch.testing.assert_close(first["0"].sum_xx, kept.T @ kept)
+
+
