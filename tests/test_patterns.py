@@ -68,6 +68,22 @@ def test_signal_quality_ranks_the_estimators(toy, held_out):
     assert torch.isnan(torch.tensor(rho["x"]))  # S_x leaves no distractor: undefined
 
 
+def test_the_filter_estimator_is_each_neurons_filter_over_its_squared_norm():
+    """``S_w(x) = w y / (w^T w)``: each neuron's pattern is its own filter ``w / (w^T w)``, so
+    ``w^T a = 1`` (section 4), in every layer, the first layer's 5 neurons included."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).double().eval()
+    patterns = wb.fit_patterns(model, torch.randn(50, 4, dtype=torch.float64), "w",
+                               progress=False)
+    for name in ("0", "2"):
+        weight = model.get_submodule(name).weight.detach()
+        expected = weight / (weight * weight).sum(1, keepdim=True)
+        torch.testing.assert_close(patterns.layers[name].positive, expected)
+        torch.testing.assert_close(patterns.layers[name].negative, expected)
+        torch.testing.assert_close((weight * expected).sum(1),
+                                   torch.ones(len(weight), dtype=torch.float64))
+
+
 def test_the_papers_two_dimensional_example():
     """a_s = (1, 0), a_d = (1, 1): the filter is w = (1, -1), the pattern a = a_s."""
     toy = make_linear_toy(5000, 2, signal=(1.0, 0.0), distractor=(1.0, 1.0), seed=3)
