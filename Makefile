@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= output
 
-.PHONY: install reproduce test chromium benchmark clean
+.PHONY: install reproduce test chromium benchmark mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ benchmark: $(STAMP) chromium
 	$(PY) -m benchmarks.metrics
 	$(PY) -m benchmarks.load
 	$(PY) -m benchmarks.distributed
+
+# Mutation testing: one-line bugs applied to a temporary copy, each mutant's tests run there
+# (about 45 minutes; not part of `make benchmark`): benchmarks/results/mutation.md
+mutation: $(STAMP)
+	$(PY) -m benchmarks.mutation
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache
