@@ -188,11 +188,15 @@ def write_report(results: dict[str, dict], out: Path, meta: dict) -> None:
 
 
 def _commit() -> str:
+    """HEAD, with " + uncommitted changes" when the copied code differs from it."""
     try:
-        return subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT,
                               capture_output=True, text=True, check=True).stdout.strip()
+        changes = subprocess.run(["git", "status", "--porcelain", *COPIED], cwd=ROOT,
+                                 capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return head + (" + uncommitted changes" if changes else "")
 
 
 def _load() -> str:

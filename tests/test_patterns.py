@@ -1,5 +1,6 @@
 """PatternNet / PatternAttribution on the linear toy, where the right answer is known
-(Kindermans et al. 2018), and the pattern statistics against independent computations."""
+(Kindermans et al. 2018), the two-component estimator on ReLU nets against the paper's
+equations, and the pattern statistics against independent computations."""
 from __future__ import annotations
 
 import copy
