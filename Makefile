@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= output
 
-.PHONY: install reproduce test chromium benchmark clean
+.PHONY: install reproduce test chromium benchmark mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ benchmark: $(STAMP) chromium
 	$(PY) -m benchmarks.load $(if $(SMOKE),--quick --sessions 1 --changes 1 --no-warmup) \
 		$(BENCHMARK_OUT_FLAG)
 	$(PY) -m benchmarks.distributed $(if $(SMOKE),--quick) $(BENCHMARK_OUT_FLAG)
+
+# Mutation testing: one-line bugs applied to a temporary copy, each mutant's tests run there
+# (about 45 minutes; not part of `make benchmark`): benchmarks/results/mutation.md
+mutation: $(STAMP)
+	$(PY) -m benchmarks.mutation
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache

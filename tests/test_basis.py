@@ -199,6 +199,22 @@ def test_ablation_at_full_k_reproduces_the_original_accuracy(conv_net, images, k
     assert curve.agreement[0] == pytest.approx((original == class_of_mean).double().mean().item())
 
 
+@pytest.mark.parametrize("kind", ["pca", "neurons"])
+def test_no_directions_kept_from_either_end_is_the_mean_activation(tanh_net, vectors, kind):
+    """k = 0 keeps no direction, from the top or from the bottom: every input gets the mean
+    activations, hence the prediction of the mean (here not every input's prediction)."""
+    basis = wb.fit_basis(tanh_net, vectors, "1", kind=kind, progress=False)
+    with torch.no_grad():
+        original = tanh_net(vectors).argmax(1)
+        class_of_mean = tanh_net[2:](basis.mean.float()[None]).argmax(1)
+    expected = (original == class_of_mean).double().mean().item()
+    assert expected < 1
+    for keep in ("top", "bottom"):
+        curve = wb.ablation_curve(tanh_net, vectors, "1", basis, [0], keep=keep,
+                                  progress=False)
+        assert curve.agreement == [pytest.approx(expected)], keep
+
+
 def test_ablation_reads_labels_from_batches(conv_net, images):
     labels = torch.randint(0, 4, (len(images),), generator=torch.Generator().manual_seed(3))
     basis = wb.fit_basis(conv_net, images, "4", kind="pca", progress=False)

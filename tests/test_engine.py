@@ -147,6 +147,33 @@ def test_batch_norm_is_merged_into_the_preceding_layer(method, options):
     torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("method,options", [("lrp_epsilon", {"epsilon": 0.5}),
+                                            ("lrp_alpha_beta", {"alpha": 2.0, "beta": 1.0}),
+                                            ("deeplift_rescale", {})])
+def test_batch_norm_on_its_own_is_a_diagonal_affine_layer(method, options):
+    """A batch norm after a ReLU follows no weighted layer: the rules treat it as the affine
+    layer ``x -> s x + t`` per channel, ``s = gamma / sqrt(var + eps)``, ``t = beta - s mu``,
+    and give what the same model with a Linear of weight ``diag(s)`` and bias ``t`` gives."""
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(5)
+    bn.weight.data.uniform_(-1.5, 1.5)
+    bn.bias.data.normal_()
+    bn.running_mean.normal_()
+    bn.running_var.uniform_(0.5, 2)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), bn, nn.Linear(5, 3)).double().eval()
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().double()
+    diagonal = nn.Linear(5, 5).double()
+    with torch.no_grad():
+        diagonal.weight.copy_(torch.diag(scale))
+        diagonal.bias.copy_(bn.bias.double() - bn.running_mean.double() * scale)
+    reference = nn.Sequential(*copy.deepcopy([model[0], model[1]]), diagonal,
+                              copy.deepcopy(model[3])).eval()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    expected = wb.attribute(reference, x, method, target=[0, 1, 2] * 2, **options)
+    actual = wb.attribute(model, x, method, target=[0, 1, 2] * 2, **options)
+    torch.testing.assert_close(actual, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_torchvision_resnet_runs_under_every_rule_based_method():
     torchvision = pytest.importorskip("torchvision")
     model = torchvision.models.resnet18(num_classes=4).eval()
@@ -193,6 +220,68 @@ def test_product_of_input_dependent_tensors_is_refused_by_rules_only():
     with pytest.raises(UnsupportedOperationError, match="'mul' in module '<model>' \\(Gated\\)"):
         wb.attribute(model, x, "deeplift_rescale", target=1)
     assert torch.isfinite(wb.attribute(model, x, "integrated_gradients", target=1)).all()
+
+
+class _Squared(nn.Module):
+    """A matrix product of two input-dependent tensors (outer product of a layer's output)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+
+    def forward(self, x):
+        h = self.linear(x)
+        return (h[:, :, None] @ h[:, None, :]).flatten(1)
+
+
+class _Reciprocal(nn.Module):
+    """A constant divided by an input-dependent tensor, spelled ``tensor / h`` or ``1 / h``."""
+
+    def __init__(self, spelling: str):
+        super().__init__()
+        self.linear, self.spelling = nn.Linear(4, 3), spelling
+        self.register_buffer("scale", torch.tensor([1.0, 2.0, 3.0]))
+
+    def forward(self, x):
+        h = self.linear(x)
+        return self.scale / h if self.spelling == "tensor" else 1 / h
+
+
+@pytest.mark.parametrize("model,reason", [
+    (_Squared(), "it multiplies input-dependent tensors"),
+    (_Reciprocal("tensor"), "it multiplies or divides input-dependent tensors"),
+    (_Reciprocal("number"), "it multiplies or divides input-dependent tensors"),
+], ids=["matmul", "tensor-divided-by-input", "number-divided-by-input"])
+def test_products_and_quotients_that_are_not_linear_in_the_input_are_refused(model, reason):
+    """A rule-based method is input times a modified gradient only through operations linear in
+    the input: a product of two input-dependent tensors, or a division by one, is refused by
+    name (by methods without weighted-layer rules too); the plain gradient runs."""
+    x = torch.randn(2, 4)
+    for method in ("deeplift_rescale", "guided_backprop"):
+        with pytest.raises(UnsupportedOperationError, match=reason):
+            wb.attribute(model.eval(), x, method, target=1)
+    assert torch.isfinite(wb.attribute(model, x, "gradient", target=1)).all()
+
+
+@pytest.mark.parametrize("method", RULE_METHODS)
+def test_functional_relu6_is_the_relu6_module(method):
+    """``nn.ReLU6`` runs ``F.hardtanh``; ``F.relu6`` is its own operation, of the same family."""
+
+    class FunctionalRelu6(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.first, self.second = nn.Linear(4, 6), nn.Linear(6, 3)
+
+        def forward(self, x):
+            return self.second(F.relu6(self.first(x)))
+
+    model = FunctionalRelu6().double().eval()
+    reference = nn.Sequential(model.first, nn.ReLU6(), model.second).eval()
+    x = 4 * torch.randn(5, 4, dtype=torch.float64)
+    torch.testing.assert_close(wb.attribute(model, x, method, target=2),
+                               wb.attribute(reference, x, method, target=2),
+                               rtol=1e-12, atol=1e-14)
 
 
 def test_constant_scaling_and_normalisation_inside_the_model_are_linear():
@@ -348,6 +437,28 @@ def test_deeplift_where_inputs_and_baseline_tie_takes_the_ordinary_derivative(dt
     tolerance = {} if dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
     torch.testing.assert_close(attr, expected.detach(), **tolerance)
     assert slope[0, 0] != 0  # the active tie carries gradient (slope 0 there would be wrong)
+
+
+@pytest.mark.parametrize("activation", [nn.Tanh, nn.Sigmoid, nn.Softplus])
+def test_deeplift_where_inputs_and_baseline_nearly_tie_takes_the_ordinary_derivative(activation):
+    """For a smooth function ``f(z) - f(z0)`` cancels when ``z - z0`` is a few units of
+    round-off: the quotient is then noise (0 or a multiple of the spacing of f's values), so
+    Rescale takes ``f'(z)`` wherever ``|z - z0| <= 10 eps``. Here ``z - z0`` is 1 to 5 ulps."""
+    model = nn.Sequential(nn.Linear(1, 1), activation(), nn.Linear(1, 1)).eval()
+    with torch.no_grad():
+        for layer in (model[0], model[2]):
+            layer.weight.fill_(1.0)
+            layer.bias.zero_()
+    baseline = torch.full((1, 1), 0.5)
+    x = baseline.expand(3, 1).clone()
+    for row, steps in enumerate((1, 2, 5)):
+        for _ in range(steps):
+            x[row] = torch.nextafter(x[row], torch.tensor(1.0))
+    assert (x - baseline).abs().max() <= 10 * torch.finfo(torch.float32).eps
+    attr = wb.attribute(model, x, "deeplift_rescale", target=0, baseline=baseline)
+    point = x.clone().requires_grad_()
+    (slope,) = torch.autograd.grad(model[1](point).sum(), point)
+    torch.testing.assert_close(attr, (x - baseline) * slope, rtol=1e-5, atol=0)
 
 
 # -- weighted layers keep no inputs for the backward -------------------------------------------

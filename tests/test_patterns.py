@@ -1,5 +1,6 @@
 """PatternNet / PatternAttribution on the linear toy, where the right answer is known
-(Kindermans et al. 2018), and the pattern statistics against independent computations."""
+(Kindermans et al. 2018), the two-component estimator on ReLU nets against the paper's
+equations, and the pattern statistics against independent computations."""
 from __future__ import annotations
 
 import copy
@@ -67,6 +68,22 @@ def test_signal_quality_ranks_the_estimators(toy, held_out):
     assert rho["a"] > 0.97
     assert rho["w"] < rho["a"] - 0.2 and rho["random"] < rho["a"] - 0.2
     assert torch.isnan(torch.tensor(rho["x"]))  # S_x leaves no distractor: undefined
+
+
+def test_the_filter_estimator_is_each_neurons_filter_over_its_squared_norm():
+    """``S_w(x) = w y / (w^T w)``: each neuron's pattern is its own filter ``w / (w^T w)``, so
+    ``w^T a = 1`` (section 4), in every layer, the first layer's 5 neurons included."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3)).double().eval()
+    patterns = wb.fit_patterns(model, torch.randn(50, 4, dtype=torch.float64), "w",
+                               progress=False)
+    for name in ("0", "2"):
+        weight = model.get_submodule(name).weight.detach()
+        expected = weight / (weight * weight).sum(1, keepdim=True)
+        torch.testing.assert_close(patterns.layers[name].positive, expected)
+        torch.testing.assert_close(patterns.layers[name].negative, expected)
+        torch.testing.assert_close((weight * expected).sum(1),
+                                   torch.ones(len(weight), dtype=torch.float64))
 
 
 def test_the_papers_two_dimensional_example():
@@ -237,3 +254,174 @@ def test_the_feature_subset_of_a_wide_layer_is_the_same_in_both_halves():
     torch.testing.assert_close(first["0"].sum_xx, kept.T @ kept)
 
 
+# ----------------------------------------------------------------------------------------------
+# The two-component estimator S_a+- on ReLU networks, against computations from the paper's
+# equations (Kindermans et al. 2018, arXiv 1705.05598, sections 4.2-5), written out in float64
+
+
+def _linear_layers(model: nn.Sequential) -> list[tuple[str, nn.Linear]]:
+    return [(name, module) for name, module in model.named_children()
+            if isinstance(module, nn.Linear)]
+
+
+def _layer_inputs(model: nn.Sequential, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The input of every Linear layer of a Sequential, by layer name."""
+    inputs, h = {}, x
+    with torch.no_grad():
+        for name, module in model.named_children():
+            if isinstance(module, nn.Linear):
+                inputs[name] = h
+            h = module(h)
+    return inputs
+
+
+def _regime_patterns(x: torch.Tensor, layer: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """``a_+`` and ``a_-`` of every neuron (rows): with ``y = w^T x`` and the regime
+    ``w^T x + b > 0``, ``a_+- = (E_+-[x y] - E_+-[x] E[y]) / (w^T E_+-[x y] - w^T E_+-[x] E[y])``
+    (section 4.2), ``E_+-`` over the samples of the regime; zero for a regime with no sample."""
+    w, b = layer.weight.detach(), layer.bias.detach()
+    y = x @ w.T
+    mean_y = y.mean(0)
+    patterns = []
+    for regime in ((y + b) > 0, (y + b) <= 0):
+        mask = regime.double()
+        count = mask.sum(0)
+        mean_x = (x.T @ mask) / count.clamp(min=1)                 # (d, out)
+        mean_xy = (x.T @ (mask * y)) / count.clamp(min=1)          # (d, out)
+        covariance = mean_xy - mean_x * mean_y
+        pattern = covariance / (w.T * covariance).sum(0)
+        patterns.append(torch.where(count > 0, pattern, torch.zeros_like(pattern)).T)
+    return patterns[0], patterns[1]
+
+
+def _pattern_backward(model: nn.Sequential, x: torch.Tensor, target: torch.Tensor,
+                      backward_weights: dict[str, torch.Tensor]) -> torch.Tensor:
+    """PatternNet's and PatternAttribution's backward pass (section 5), layer by layer: the
+    output ``y_t`` at the target, through each weighted layer ``r_in = B^T r_out`` with ``B``
+    the layer's backward weight (the patterns, or the weights times the patterns), through each
+    ReLU ``r_z = 1[z > 0] r_out`` as in the gradient."""
+    with torch.no_grad():
+        pre_activations, h = [], x
+        for module in model:
+            if isinstance(module, nn.ReLU):
+                pre_activations.append(h)
+            h = module(h)
+        signal = torch.zeros_like(h)
+        signal[torch.arange(len(x)), target] = h[torch.arange(len(x)), target]
+        for name, module in reversed(list(model.named_children())):
+            if isinstance(module, nn.Linear):
+                signal = signal @ backward_weights[name]
+            else:
+                signal = signal * (pre_activations.pop() > 0)
+    return signal
+
+
+@pytest.fixture(scope="module")
+def relu_mlp():
+    """A seeded ReLU MLP whose neurons (the target outputs 1 and 2 included) are active on some
+    samples of the data and inactive on others, so that ``a_+`` and ``a_-`` differ."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.ReLU(),
+                          nn.Linear(5, 3)).double().eval()
+    x = torch.randn(2000, 6, generator=torch.Generator().manual_seed(1),
+                    dtype=torch.float64) + 0.5
+    return model, x
+
+
+def test_two_component_patterns_match_the_regime_regressions(relu_mlp):
+    model, x = relu_mlp
+    patterns = wb.fit_patterns(model, x, "a+-", progress=False)
+    inputs = _layer_inputs(model, x)
+    for name, layer in _linear_layers(model):
+        positive, negative = _regime_patterns(inputs[name], layer)
+        torch.testing.assert_close(patterns.layers[name].positive, positive)
+        torch.testing.assert_close(patterns.layers[name].negative, negative)
+        assert (positive - negative).abs().max() > 0.5 * positive.abs().max()
+
+
+@pytest.mark.parametrize("method", ["pattern_net", "pattern_attribution"])
+def test_two_component_pattern_methods_backpropagate_with_the_positive_pattern(relu_mlp, method):
+    """On a ReLU net only the active regime passes the ReLU, so both methods use ``a_+``
+    (section 5); the same pass with ``a_-`` gives another answer on this net."""
+    model, x = relu_mlp
+    patterns = wb.fit_patterns(model, x, "a+-", progress=False)
+    inputs = _layer_inputs(model, x)
+    samples = x[:12]
+    target = torch.tensor([1, 2] * 6)
+    passes = {}
+    for regime in (0, 1):
+        weights = {}
+        for name, layer in _linear_layers(model):
+            pattern = _regime_patterns(inputs[name], layer)[regime]
+            weights[name] = (pattern if method == "pattern_net"
+                             else layer.weight.detach() * pattern)
+        passes[regime] = _pattern_backward(model, samples, target, weights)
+    result = wb.attribute(model, samples, method, target=target, patterns=patterns)
+    torch.testing.assert_close(result, passes[0])
+    assert (passes[1] - passes[0]).abs().max() > 0.5 * passes[0].abs().max()
+
+
+@pytest.fixture(scope="module")
+def trained_relu_net():
+    """A 2-layer ReLU net trained on the linear toy, its fitting data and noisy held-out data."""
+    toy = make_linear_toy(6000, 8, noise=0.1, seed=4)
+    held_out = make_linear_toy(400, 8, signal=toy.signal_direction,
+                               distractor=toy.distractor_direction, noise=0.1, seed=5)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1)).double()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(300):
+        optimizer.zero_grad()
+        loss = F.mse_loss(model(toy.x)[:, 0], toy.y)
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert loss.item() < 0.1
+    return model, toy.x, held_out.x
+
+
+def _cross_fitted_correlations(x: torch.Tensor, layer: nn.Linear, positive: torch.Tensor,
+                               negative: torch.Tensor) -> torch.Tensor:
+    """``corr(y, v^T d)`` per neuron (rows) and direction (columns: fit on the even samples and
+    measure on the odd ones, then the reverse), from the samples: ``d = x - a_+- y``, ``v`` the
+    least-squares regression (with intercept) of ``y`` on ``d``; not clamped."""
+    w, b = layer.weight.detach(), layer.bias.detach()
+    y = x @ w.T
+    active = (y + b) > 0
+    folds = (slice(0, None, 2), slice(1, None, 2))
+    correlations = torch.empty(len(w), 2, dtype=torch.float64)
+    for j in range(len(w)):
+        signal = torch.where(active[:, j:j + 1], y[:, j:j + 1] * positive[j],
+                             y[:, j:j + 1] * negative[j])
+        distractor = x - signal
+        for k, (fit, evaluate) in enumerate((folds, folds[::-1])):
+            d, target = distractor[fit], y[fit, j]
+            v = torch.linalg.lstsq(d - d.mean(0), (target - target.mean())[:, None],
+                                   driver="gelsd").solution[:, 0]
+            correlations[j, k] = torch.corrcoef(torch.stack([distractor[evaluate] @ v,
+                                                             y[evaluate, j]]))[0, 1]
+    return correlations
+
+
+@pytest.mark.parametrize("estimator", ["a", "a+-"])
+def test_signal_quality_per_neuron_is_one_minus_the_clamped_cross_fitted_correlation(
+        trained_relu_net, estimator):
+    """``rho = 1 - corr`` with the correlation clamped to [0, 1] (a negative held-out
+    correlation means no information left in the distractor): ``rho`` lies in [0, 1]. On this
+    held-out data some neurons' cross-fitted correlations are negative, so the lower clamp
+    matters."""
+    model, fitting_data, held_out = trained_relu_net
+    patterns = wb.fit_patterns(model, fitting_data, estimator, progress=False)
+    rho = wb.signal_quality(model, held_out, patterns, progress=False, per_neuron=True,
+                            batch_size=len(held_out))
+    inputs = _layer_inputs(model, held_out)
+    negative_seen = False
+    for name, layer in _linear_layers(model):
+        pattern = patterns.layers[name]
+        correlations = _cross_fitted_correlations(inputs[name], layer, pattern.positive,
+                                                  pattern.negative)
+        negative_seen = negative_seen or bool((correlations < 0).any())
+        expected = 1 - correlations.clamp(0, 1).mean(1)
+        assert ((rho[name] >= 0) & (rho[name] <= 1)).all(), name
+        torch.testing.assert_close(rho[name], expected, atol=1e-6, rtol=0)
+    assert negative_seen

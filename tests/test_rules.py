@@ -175,3 +175,23 @@ def test_an_activation_rule_declares_what_it_keeps_with_the_enum():
     with pytest.raises(TypeError, match=r"Misdeclared.keeps must be a workbench.rules.Keeps"):
         class Misdeclared(ActivationRule):
             keeps = "pre"
+
+
+def test_lrp_keeps_the_derivative_of_leaky_relu_at_small_pre_activations():
+    """For ReLU and LeakyReLU ``f(z) / z`` is ``f'(z)``, so LRP keeps the ordinary derivative
+    (no stabiliser there): LRP-0 on a bias-free LeakyReLU net is Gradient x Input to float32
+    round-off, also where a pre-activation is close to zero (here ``z = 2^-17``, where the
+    stabilised ratio ``f(z) / (z + 10 eps)`` would pass only 87 % of the relevance)."""
+    first = nn.Linear(2, 2, bias=False)
+    second = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        first.weight.copy_(torch.tensor([[1.0, -1.0], [1.0, 1.0]]))
+        second.weight.fill_(1.0)
+    small = nn.Sequential(first, nn.LeakyReLU(0.1), second).eval()
+    x = torch.tensor([[1.0, 1.0 - 2.0 ** -17], [-0.5, 0.25]])
+    assert (first(x)[0, 0] == 2.0 ** -17).item()
+    random = mlp(nn.LeakyReLU, bias=False, seed=3)
+    for model, inputs in ((small, x), (random, torch.randn(5, 8))):
+        lrp = wb.attribute(model, inputs, "lrp_epsilon", target=0, epsilon=0.0)
+        expected = wb.attribute(model, inputs, "gradient_x_input", target=0)
+        torch.testing.assert_close(lrp, expected, rtol=1e-6, atol=1e-7)
