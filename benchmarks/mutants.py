@@ -214,7 +214,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         RULES + PATTERNS),
     Mutation(
         "rules-inplace-pre-not-copied", "workbench/rules.py",
-        'kept_pre = pre.clone() if call.inplace and rule.keeps in ("pre", "multiplier") else pre',
+        "kept_pre = pre.clone() if call.inplace and keeps in _KEEPING_PRE else pre",
         "kept_pre = pre",
         "an in-place activation overwrites the pre-activation its rule keeps",
         ENGINE),
@@ -474,13 +474,13 @@ MUTATIONS: tuple[Mutation, ...] = (
         "degradation removes one region more than the step says",
         METRICS),
     Mutation(
-        "metrics-blur-radius-floor", "workbench/metrics.py",
+        "metrics-blur-radius-floor", "workbench/image_filters.py",
         "radius = int(3 * sigma + 0.5)",
         "radius = int(3 * sigma)",
         "the blur kernel radius truncated instead of rounded",
         METRICS),
     Mutation(
-        "metrics-blur-replicate", "workbench/metrics.py",
+        "metrics-blur-replicate", "workbench/image_filters.py",
         'out = F.pad(images, (radius, radius, radius, radius), mode="reflect")',
         'out = F.pad(images, (radius, radius, radius, radius), mode="replicate")',
         "the blur repeats the edge pixel instead of mirroring",
@@ -615,7 +615,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         "the truncated normal cut at one standard deviation instead of two",
         RANDOMIZATION),
     Mutation(
-        "randomization-labels-not-permuted", "workbench/randomization.py",
+        "randomization-labels-not-permuted", "workbench/models.py",
         "permuted = data.y_train[torch.randperm(len(data.y_train), generator=generator)]",
         "permuted = data.y_train",
         "the data randomization test trains on the true labels",

@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.only and previous.exists():  # update the previous run's table
         stored = json.loads(previous.read_text())
         results, meta = stored["mutants"], stored["meta"]
-        meta.setdefault("reruns", []).append({**run, "mutants": list(args.only)})
+        run["mutants"] = list(args.only)
+        meta.setdefault("reruns", []).append(run)  # the same dict: finished is filled in below
     with tempfile.TemporaryDirectory(prefix="mutation-base-") as folder:
         base = Path(folder)
         copy_repository(base)
