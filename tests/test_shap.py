@@ -228,24 +228,46 @@ def test_kernel_shap_with_every_coalition_splits_interactions_equally():
     torch.testing.assert_close(ours, expected, rtol=1e-9, atol=1e-9)
 
 
-def test_kernel_shap_samples_coalition_sizes_from_the_shapley_kernel():
-    # size s has total kernel weight C(G, s) pi(s) proportional to 1 / (s (G - s)); within a
-    # size every coalition alike; drawn in complementary pairs
+def test_kernel_shap_enumerates_the_outer_sizes_and_samples_the_rest_from_the_kernel():
+    # the kernel gives size s the total weight (G-1) / (s (G-s)); with G = 20 and 40000
+    # coalitions the sizes 1-4 and 16-19 (12390 coalitions) are enumerated, sizes 5-15 sampled
     from workbench.methods.surrogate import shapley_kernel_coalitions
 
-    n_groups, n = 20, 40_000  # fewer than the 2^20 - 2 coalitions: sampled
+    n_groups, n = 20, 40_000
     coalitions, weights = shapley_kernel_coalitions(n_groups, n, torch.Generator().manual_seed(0))
-    assert coalitions.shape == (n, n_groups) and torch.equal(weights, torch.ones(n).double())
-    assert torch.equal(coalitions[n // 2:], ~coalitions[:n // 2])
-    sizes = torch.arange(1, n_groups, dtype=torch.float64)
-    expected = 1 / (sizes * (n_groups - sizes))
+    assert coalitions.shape == (n, n_groups) and weights.shape == (n,)
+    kernel = {s: (n_groups - 1) / (s * (n_groups - s)) for s in range(1, n_groups)}
+    torch.testing.assert_close(weights.sum(), torch.tensor(sum(kernel.values()),
+                                                           dtype=torch.float64))
+    sizes = coalitions.sum(1)
+    outer = (sizes <= 4) | (sizes >= 16)
+    for size in (1, 2, 3, 4, 16, 17, 18, 19):  # each coalition once, at its kernel weight
+        of_size = coalitions[sizes == size]
+        assert len(of_size) == math.comb(n_groups, size) == len(of_size.unique(dim=0))
+        torch.testing.assert_close(weights[sizes == size], torch.full(
+            (len(of_size),), kernel[size] / math.comb(n_groups, size), dtype=torch.float64))
+    sampled, sampled_sizes = coalitions[~outer], sizes[~outer]
+    assert len(sampled) == n - 12390 and (weights[~outer] == weights[~outer][0]).all()
+    half = len(sampled) // 2
+    assert torch.equal(sampled[half:], ~sampled[:half])  # complementary pairs
+    inner = torch.arange(5, 16)
+    expected = torch.tensor([kernel[int(s)] for s in inner], dtype=torch.float64)
     expected /= expected.sum()
-    observed = torch.bincount(coalitions[:n // 2].sum(1), minlength=n_groups)[1:] / (n // 2)
-    assert ((observed - expected).abs() <= 5 * (expected / (n // 2)).sqrt()).all()
-    # each feature equally often present among coalitions of a given size
-    of_size_3 = coalitions[:n // 2][coalitions[:n // 2].sum(1) == 3].double().mean(0)
-    torch.testing.assert_close(of_size_3, torch.full((n_groups,), 0.15, dtype=torch.float64),
-                               rtol=0, atol=0.03)
+    observed = torch.bincount(sampled_sizes[:half], minlength=16)[5:] / half
+    assert ((observed - expected).abs() <= 5 * (expected / half).sqrt()).all()
+    # within a size, every group equally often present
+    of_size_7 = sampled[sampled_sizes == 7].double().mean(0)
+    torch.testing.assert_close(of_size_7, torch.full((n_groups,), 0.35, dtype=torch.float64),
+                               rtol=0, atol=0.04)
+
+
+def test_sampled_kernel_shap_converges_on_strong_interactions():
+    x = 1 + torch.rand(3, 10, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = wb.attribute(Interactions(), x, "kernel_shap", target=0, n_samples=2 ** 10 - 2)
+    errors = [max((wb.attribute(Interactions(), x, "kernel_shap", target=0, n_samples=n,
+                                seed=seed) - exact).abs().max() for seed in range(3))
+              / exact.abs().max() for n in (100, 600)]
+    assert errors[1] < 0.15 and errors[1] < errors[0] / 3
 
 
 def test_sampled_kernel_shap_on_a_linear_model_is_exact():
@@ -269,7 +291,7 @@ def test_sampled_kernel_shap_and_captum_approach_the_shapley_values():
     torch.testing.assert_close(wb.completeness_gap(model, x, ours, baselines[0], target),
                                torch.zeros(4, dtype=torch.float64), rtol=0, atol=1e-12)
     torch.manual_seed(0)
-    theirs = KernelShap(model).attribute(x, baselines=baselines[0], target=target, n_samples=1000)
+    theirs = KernelShap(model).attribute(x, baselines=baselines[0], target=target, n_samples=300)
     assert (theirs - exact).abs().max() < tolerance
 
 

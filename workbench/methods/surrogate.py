@@ -7,6 +7,7 @@ a linear model in ``z`` by weighted least squares, solved in float64 with
 """
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -38,30 +39,57 @@ def weighted_least_squares(design: torch.Tensor, targets: torch.Tensor,
     return torch.linalg.lstsq(design * root, targets * root, driver="gelsd").solution
 
 
+def _all_of_size(n_groups: int, size: int) -> torch.Tensor:
+    """Every coalition of ``size`` groups, shape ``(C(G, size), G)``."""
+    members = torch.tensor(list(itertools.combinations(range(n_groups), size))).view(-1, size)
+    coalitions = torch.zeros(len(members), n_groups, dtype=torch.bool)
+    return coalitions.scatter_(1, members, True)
+
+
 def shapley_kernel_coalitions(n_groups: int, n_samples: int,
                               rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coalitions ``(S, G)`` and their regression weights for Kernel SHAP.
+    """At most ``n_samples`` coalitions ``(S, G)`` and their regression weights for Kernel SHAP.
 
-    When ``2^G - 2 <= n_samples``, every coalition but the empty and the full one, weighted by
-    the Shapley kernel ``(G - 1) / (C(G, |z|) |z| (G - |z|))`` (Lundberg & Lee 2017, Theorem 2):
-    the regression then gives the Shapley values exactly. Otherwise ``n_samples`` coalitions
-    drawn from the kernel (a size ``s`` with probability proportional to ``1 / (s (G - s))``,
-    then ``s`` groups uniformly), in complementary pairs, each of weight 1.
+    The Shapley kernel gives a coalition of ``s`` groups the weight
+    ``(G - 1) / (C(G, s) s (G - s))`` (Lundberg & Lee 2017, Theorem 2); all coalitions of size
+    ``s`` together weigh ``(G - 1) / (s (G - s))``, most at the smallest and largest sizes. As in
+    the reference implementation (the ``shap`` package's KernelExplainer), sizes are taken in
+    pairs ``(s, G - s)`` from the outside in and enumerated, each coalition at its kernel
+    weight, while the budget holds all of them; the remaining sizes are sampled (a size with
+    probability proportional to its weight, then its groups uniformly), in complementary
+    pairs, sharing the remaining weight equally. With ``2^G - 2 <= n_samples`` every coalition
+    but the empty and the full one is enumerated and the regression gives the Shapley values
+    exactly.
     """
-    if 2 ** min(n_groups, 62) - 2 <= n_samples:
-        codes = torch.arange(1, 2 ** n_groups - 1)
-        coalitions = (codes[:, None] >> torch.arange(n_groups)) & 1 == 1
-        sizes = coalitions.sum(1).tolist()
-        weights = [(n_groups - 1) / (math.comb(n_groups, s) * s * (n_groups - s)) for s in sizes]
-        return coalitions, torch.tensor(weights, dtype=torch.float64)
-    sizes = torch.arange(1, n_groups, dtype=torch.float64)
-    probabilities = 1 / (sizes * (n_groups - sizes))
-    half = (n_samples + 1) // 2
-    size = torch.multinomial(probabilities, half, replacement=True, generator=rng) + 1
-    ranks = torch.rand(half, n_groups, generator=rng).argsort(1).argsort(1)
-    drawn = ranks < size[:, None]
-    coalitions = torch.cat([drawn, ~drawn])[:n_samples]
-    return coalitions, torch.ones(len(coalitions), dtype=torch.float64)
+    def mass(size: int) -> float:
+        return (n_groups - 1) / (size * (n_groups - size))
+
+    chosen, weights = [], []
+    budget, size = n_samples, 1
+    while size <= n_groups - size:
+        sizes = (size,) if size == n_groups - size else (size, n_groups - size)
+        count = sum(math.comb(n_groups, s) for s in sizes)
+        if count > budget:
+            break
+        for s in sizes:
+            chosen.append(_all_of_size(n_groups, s))
+            weights.append(torch.full((len(chosen[-1]),), mass(s) / math.comb(n_groups, s),
+                                      dtype=torch.float64))
+        budget -= count
+        size += 1
+    remaining = torch.arange(size, max(size, n_groups - size + 1))
+    if len(remaining) and budget > 0:
+        probabilities = torch.tensor([mass(int(s)) for s in remaining], dtype=torch.float64)
+        half = (budget + 1) // 2
+        drawn_size = remaining[torch.multinomial(probabilities, half, replacement=True,
+                                                 generator=rng)]
+        ranks = torch.rand(half, n_groups, generator=rng).argsort(1).argsort(1)
+        drawn = ranks < drawn_size[:, None]
+        drawn = torch.cat([drawn, ~drawn])[:budget]
+        chosen.append(drawn)
+        weights.append(torch.full((budget,), float(probabilities.sum()) / budget,
+                                  dtype=torch.float64))
+    return torch.cat(chosen), torch.cat(weights)
 
 
 def kernel_shap(model, inputs, target, n_samples, baseline, seed, feature_mask, batch_size):
@@ -69,7 +97,8 @@ def kernel_shap(model, inputs, target, n_samples, baseline, seed, feature_mask, 
     on coalitions, with the Shapley kernel as weights and the efficiency constraint
     ``sum_j phi_j = f(x) - f(baseline)`` imposed exactly (Lundberg & Lee 2017,
     arXiv:1705.07874, section 4.1, Theorem 2). Exact when every coalition fits in
-    ``n_samples`` (``2^G - 2`` of them); otherwise coalitions are sampled from the kernel.
+    ``n_samples`` (``2^G - 2`` of them); otherwise the smallest and largest coalitions are
+    enumerated and the others sampled from the kernel (``shapley_kernel_coalitions``).
     """
     baseline = expand_baseline(baseline, inputs)
     groups, n_groups = feature_groups(feature_mask, inputs)
