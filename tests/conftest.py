@@ -62,7 +62,10 @@ def vector_batch():
 
 
 FAST_OPTIONS = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"n_samples": 3, "seed": 0},
-                "shapley_sampling": {"n_samples": 2, "seed": 0}}
+                "shapley_sampling": {"n_samples": 2, "seed": 0},
+                "gradient_shap": {"n_samples": 3, "seed": 0},
+                "kernel_shap": {"n_samples": 8, "seed": 0}, "lime": {"n_samples": 8, "seed": 0},
+                "feature_permutation": {"seed": 0}, "noise_tunnel": {"n_samples": 2, "seed": 0}}
 
 
 def method_options(method: str, model: nn.Module, inputs: torch.Tensor, **extra) -> dict:

@@ -17,7 +17,8 @@ from workbench.registry import (
 
 EXPECTED = {"gradient", "gradient_x_input", "integrated_gradients", "smoothgrad", "lrp_epsilon",
             "lrp_alpha_beta", "deeplift_rescale", "guided_backprop", "deconvnet", "occlusion",
-            "shapley_sampling", "grad_cam"}
+            "shapley_sampling", "grad_cam", "feature_ablation", "feature_permutation",
+            "gradient_shap", "deeplift_shap", "kernel_shap", "lime", "noise_tunnel"}
 
 
 def test_the_gradient_perturbation_and_cam_methods_are_all_registered():

@@ -4,8 +4,9 @@
 >>> wb.methods()                                   # doctest: +SKIP
 >>> wb.attribute(model, x, "lrp_epsilon", target=3) # doctest: +SKIP
 """
-from workbench import metrics, similarity, toy
+from workbench import masks, metrics, similarity, toy
 from workbench.attribution import attribute
+from workbench.completeness import completeness_gap
 from workbench.patterns import Patterns, fit_patterns, signal_quality
 from workbench.quantus_adapter import quantus_explain
 from workbench.models import train_with_random_labels
@@ -18,6 +19,7 @@ from workbench.basis import (Basis, ablation_curve, activations, fit_basis,
 from workbench.features import direction_activation, feature_visualisation, top_activating
 
 __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
+           "completeness_gap", "masks",
            "set_channels_last",
            "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "similarity",
            "quantus_explain",

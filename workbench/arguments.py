@@ -78,3 +78,20 @@ def generator(seed: int | None) -> torch.Generator:
     else:
         rng.manual_seed(seed)
     return rng
+
+
+def baseline_samples(baselines: float | torch.Tensor, inputs: torch.Tensor,
+                     name: str = "baselines") -> torch.Tensor:
+    """A distribution of baselines as ``K`` samples, shape ``(K, *inputs.shape[1:])``, in the
+    inputs' dtype and on their device: a number or a tensor of one sample's shape is ``K = 1``;
+    a tensor with a leading dimension ``K`` (the inputs' number of dimensions) is ``K`` samples,
+    each broadcast to one sample's shape."""
+    sample_shape = inputs.shape[1:]
+    if isinstance(baselines, torch.Tensor) and baselines.dim() == inputs.dim():
+        if len(baselines) == 0:
+            raise ValueError(f"{name} must hold at least one sample, got shape "
+                             f"{tuple(baselines.shape)}")
+        shape = torch.Size((len(baselines), *sample_shape))
+        return expand_baseline(baselines, torch.empty(shape, dtype=inputs.dtype,
+                                                      device=inputs.device), name)
+    return expand_baseline(baselines, inputs[:1], name, shape=inputs.shape)

@@ -22,6 +22,11 @@ DEMO_OPTIONS = {
     "integrated_gradients": {"steps": 32},
     "smoothgrad": {"n_samples": 25, "seed": 0},
     "shapley_sampling": {"n_samples": 10, "seed": 0},
+    "gradient_shap": {"n_samples": 25, "seed": 0},
+    "kernel_shap": {"seed": 0},
+    "lime": {"seed": 0},
+    "feature_permutation": {"seed": 0},
+    "noise_tunnel": {"n_samples": 25, "seed": 0},
 }
 #: the sampling methods left out of a smoke run
 SLOW_METHODS = ("shapley_sampling", "smoothgrad")
@@ -70,7 +75,8 @@ def run(output_dir: str | Path = "output/demo", n_images: int = 4, smoke: bool =
         delta = (model(x) - model(torch.zeros_like(x)))[torch.arange(len(x)), target]
     completeness = {
         name: float((attributions[name].flatten(1).sum(1) - delta).abs().max())
-        for name in ("integrated_gradients", "deeplift_rescale", "shapley_sampling")
+        for name in ("integrated_gradients", "deeplift_rescale", "shapley_sampling",
+                     "kernel_shap")
         if name in attributions
     }
     notes = [f"patterns (a+-) fitted on {len(training_images)} training digits"]

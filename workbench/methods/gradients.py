@@ -14,6 +14,13 @@ from workbench.registry import Method, Option, register
 BASELINE = Option("baseline", "baseline", 0.0, "reference input: a number or a tensor")
 BATCH_SIZE = Option("batch_size", "int", 256, "samples per forward/backward pass (memory bound)",
                     minimum=1)
+MULTIPLY_BY_INPUTS = Option(
+    "multiply_by_inputs", "bool", True,
+    "multiply by (input - baseline): local attributions; False gives the averaged (modified) "
+    "gradient alone, Captum's 'global' attributions")
+#: SmoothGrad's noise convention, shared by every method that adds input noise
+NOISE_HELP = ("noise std as a fraction of each input's max-min range (Smilkov et al.); Captum's "
+              "stdevs is an absolute std")
 
 
 def gradient(model, inputs, target):
@@ -41,8 +48,10 @@ def path_points(steps: int, quadrature: str) -> tuple[np.ndarray, np.ndarray]:
     return (np.arange(steps) + offset) / steps, np.full(steps, 1 / steps)
 
 
-def integrated_gradients(model, inputs, target, baseline, steps, batch_size, quadrature):
-    """``(x - x0) * int_0^1 grad f_t(x0 + a (x - x0)) da`` (Sundararajan et al. 2017).
+def integrated_gradients(model, inputs, target, baseline, steps, batch_size, quadrature,
+                         multiply_by_inputs=True):
+    """``(x - x0) * int_0^1 grad f_t(x0 + a (x - x0)) da`` (Sundararajan et al. 2017), or the
+    integral alone when ``multiply_by_inputs`` is False (Captum's ``multiply_by_inputs``).
 
     The path points of all samples are processed ``batch_size`` at a time.
     """
@@ -71,15 +80,22 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
         grads = modified_gradient(model, points, indices[samples])
         total.index_add_(0, samples, grads.mul_(weights_per_row[rows].view(shape)))
         del points, grads  # not alive while the next chunk's are built
-    return (inputs - baseline) * total
+    return (inputs - baseline) * total if multiply_by_inputs else total
+
+
+def noise_scale(inputs: torch.Tensor, noise: float) -> torch.Tensor:
+    """SmoothGrad's noise std per sample, ``noise * (max(x) - min(x))`` (Smilkov et al. 2017,
+    arXiv:1706.03825, section 3: "noise level" as a fraction of the input's range), shape
+    ``(N,)``."""
+    flat = inputs.detach().flatten(1)
+    return noise * (flat.max(dim=1).values - flat.min(dim=1).values)
 
 
 def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
     """Mean gradient over ``x + N(0, sigma^2)``, ``sigma = noise * (max(x) - min(x))`` per sample
     (Smilkov et al. 2017)."""
     indices = target_indices(model, inputs, target)
-    flat = inputs.detach().flatten(1)
-    sigma = noise * (flat.max(dim=1).values - flat.min(dim=1).values)
+    sigma = noise_scale(inputs, noise)
     rng = generator(seed)
     total = torch.zeros_like(inputs)
     shape = (-1, *[1] * (inputs.dim() - 1))
@@ -96,7 +112,9 @@ def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
     return total / n_samples
 
 
-register(Method("gradient", gradient, "Gradient of the target score (saliency).",
+register(Method("gradient", gradient,
+                "Gradient of the target score (saliency), signed: Captum's Saliency takes its "
+                "absolute value by default (abs=True); take .abs() for that.",
                 reference="Simonyan et al. 2014"))
 register(Method("gradient_x_input", gradient_x_input, "Input times the gradient.",
                 reference="Shrikumar et al. 2016; Ancona et al. 2018"))
@@ -110,6 +128,7 @@ register(Method(
         Option("quadrature", "choice", "gausslegendre", "rule for the path integral",
                choices=("gausslegendre", "riemann_right", "riemann_left", "riemann_middle",
                         "riemann_trapezoid")),
+        MULTIPLY_BY_INPUTS,
     ),
     reference="Sundararajan et al. 2017",
 ))
@@ -117,8 +136,7 @@ register(Method(
     "smoothgrad", smoothgrad, "Gradient averaged over noisy copies of the input.",
     options=(
         Option("n_samples", "int", 50, "noisy copies per input", minimum=1),
-        Option("noise", "float", 0.15, "noise std as a fraction of each input's max-min range",
-               minimum=0.0),
+        Option("noise", "float", 0.15, NOISE_HELP, minimum=0.0),
         Option("seed", "seed", None, "random seed (None: fresh noise)"),
         BATCH_SIZE,
     ),

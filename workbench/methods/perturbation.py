@@ -98,7 +98,8 @@ register(Method(
     "Drop of the target score when a sliding window is set to the baseline.",
     options=(
         Option("window", "shape", None, "window over the non-batch dimensions (None: one feature)"),
-        Option("stride", "shape", None, "step of the window (None: the window)"),
+        Option("stride", "shape", None,
+               "step of the window (None: the window; Captum's default: 1 in every dimension)"),
         BASELINE,
         Option("batch_size", "int", 256, "occluded inputs per forward pass", minimum=1),
     ),

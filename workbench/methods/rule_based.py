@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 from workbench.arguments import compact_baseline
 from workbench.engine import modified_gradient
-from workbench.methods.gradients import BASELINE
+from workbench.methods.gradients import BASELINE, MULTIPLY_BY_INPUTS
 from workbench.registry import Method, Option, register
 from workbench.rules import (
     AffineRule, AlphaBetaRule, DeconvRule, EpsilonRule, GuidedRule, RatioRule, RescaleRule, Rules,
@@ -69,19 +69,21 @@ def _modified_gradient(name: str, make_rules):
     return run
 
 
-def deeplift_rescale(model, inputs, target, baseline):
-    """``(x - x0) * g`` with the Rescale multipliers (Shrikumar et al. 2017; Ancona Prop. 2)."""
+def deeplift_rescale(model, inputs, target, baseline, multiply_by_inputs=True):
+    """``(x - x0) * g`` with the Rescale multipliers (Shrikumar et al. 2017; Ancona Prop. 2), or
+    the multipliers ``g`` alone when ``multiply_by_inputs`` is False (Captum's option)."""
     baseline = compact_baseline(baseline, inputs)
     rules = deeplift_rescale_rules()
     gradient = modified_gradient(model, inputs, target, rules, method="deeplift_rescale",
                                  baseline=baseline)
-    return (inputs - baseline) * gradient
+    return (inputs - baseline) * gradient if multiply_by_inputs else gradient
 
 
 register(Method(
     "lrp_epsilon", _relevance("lrp_epsilon", lrp_epsilon_rules),
     "Layer-wise relevance propagation with the epsilon rule at every weighted layer.",
-    options=(Option("epsilon", "float", 1e-6, "stabiliser added to each layer's output",
+    options=(Option("epsilon", "float", 1e-6,
+                    "stabiliser added to each layer's output (Captum's default: 1e-9)",
                     minimum=0.0), LAYER_RULES),
     reference="Bach et al. 2015", rules=lrp_epsilon_rules,
 ))
@@ -98,8 +100,10 @@ register(Method(
 ))
 register(Method(
     "deeplift_rescale", deeplift_rescale,
-    "DeepLIFT with the Rescale rule at every elementwise nonlinearity.",
-    options=(BASELINE,), reference="Shrikumar et al. 2017", rules=deeplift_rescale_rules,
+    "DeepLIFT with the Rescale rule at every elementwise nonlinearity; max pooling takes its "
+    "ordinary gradient (Captum has a special max-pooling multiplier).",
+    options=(BASELINE, MULTIPLY_BY_INPUTS), reference="Shrikumar et al. 2017",
+    rules=deeplift_rescale_rules,
 ))
 register(Method(
     "guided_backprop", _modified_gradient("guided_backprop", guided_backprop_rules),
