@@ -143,6 +143,12 @@ def lime(model, inputs, target, n_samples, baseline, seed, feature_mask, kernel_
     return values[:, groups].view(inputs.shape)
 
 
+def _n_samples(captum_default: int) -> Option:
+    return Option("n_samples", "int", 256,
+                  f"coalitions evaluated per input (Captum: {captum_default})", minimum=1)
+
+
+_BATCH_SIZE = Option("batch_size", "int", 256, "perturbed inputs per forward pass", minimum=1)
 _SURROGATE_OPTIONS = (
     BASELINE,
     Option("seed", "seed", None, "random seed (None: fresh coalitions)"),
@@ -155,12 +161,7 @@ register(Method(
     "kernel_shap", kernel_shap,
     "Shapley values of features (or groups) from a Shapley-kernel weighted linear fit on "
     "coalitions; exact when all coalitions fit in n_samples.",
-    options=(
-        Option("n_samples", "int", 256, "coalitions evaluated per input (Captum: 25)",
-               minimum=1),
-        *_SURROGATE_OPTIONS,
-        Option("batch_size", "int", 256, "perturbed inputs per forward pass", minimum=1),
-    ),
+    options=(_n_samples(25), *_SURROGATE_OPTIONS, _BATCH_SIZE),
     reference="Lundberg & Lee 2017",
 ))
 register(Method(
@@ -168,14 +169,12 @@ register(Method(
     "Coefficients of a locally weighted linear model of the target score on random "
     "coalitions of features (or groups).",
     options=(
-        Option("n_samples", "int", 256, "coalitions evaluated per input (Captum: 50)",
-               minimum=1),
-        *_SURROGATE_OPTIONS,
+        _n_samples(50), *_SURROGATE_OPTIONS,
         Option("kernel_width", "float", 0.25,
                "width of the exponential kernel on the cosine distance between coalitions "
                "(Captum: width 1 on the inputs' cosine distance, and a Lasso fit)",
                minimum=1e-12),
-        Option("batch_size", "int", 256, "perturbed inputs per forward pass", minimum=1),
+        _BATCH_SIZE,
     ),
     reference="Ribeiro et al. 2016",
 ))
