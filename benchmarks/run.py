@@ -375,6 +375,10 @@ def source_fingerprint(package: Path | None = None, core: bool = False) -> str:
     return digest.hexdigest()[:12]
 
 
+#: the snapshot the command line took before importing the workbench (see ``snapshot_sources``)
+_SNAPSHOT: Path | None = None
+
+
 def snapshot_sources() -> Path:
     """Copy ``workbench/`` and ``benchmarks/`` to a temporary folder and import the workbench
     from there, in this process and (as their working directory) in the memory subprocesses.
@@ -794,7 +798,7 @@ def main(argv: list[str] | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    snapshot = None if args.no_snapshot else snapshot_sources()
+    snapshot = None if args.no_snapshot else (_SNAPSHOT or snapshot_sources())
     fingerprint = source_fingerprint()
     model, inputs, target = setup(s)
     info = machine_info(s)
@@ -863,6 +867,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    if not {"--no-snapshot", "--memory-child", "--profile"} & set(sys.argv):
+        _SNAPSHOT = snapshot_sources()  # before anything imports workbench (processes does)
     from workbench import processes
 
     sys.exit(processes.run(main, "benchmarks.run"))  # its memory subprocesses end with it
