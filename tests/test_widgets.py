@@ -28,7 +28,8 @@ from workbench.rules import AlphaBetaRule
 
 #: the control each option kind gets (without a model)
 CONTROL = {"float": FloatText, "int": IntText, "bool": Checkbox, "seed": Text,
-           "baseline": FloatText, "shape": Text, "choice": Dropdown, "layer": Text,
+           "baseline": FloatText, "shape": Text, "choice": Dropdown, "named": Dropdown,
+           "layer": Text,
            "mask": Label, "object": Label}
 DIGITS_INFO = {"settings": {"dataset": "digits", "data": {"size": 8, "test_fraction": 0.25}},
                "classes": [str(c) for c in range(10)], "input_shape": [1, 8, 8], "accuracy": 0.0}
@@ -92,7 +93,7 @@ def test_picker_generates_controls_for_every_method_from_declared_options():
 def test_every_option_kind_has_a_control():
     assert set(CONTROLS) == set(OPTION_KINDS) == set(CONTROL)
     defaults = {"float": 0.5, "int": 3, "bool": True, "baseline": 1.0, "shape": (2, 2),
-                "seed": 7, "layer": "features.conv1", "choice": "b"}
+                "seed": 7, "layer": "features.conv1", "choice": "b", "named": "b"}
     for kind, control_type in CONTROL.items():
         option = Option("x", kind, defaults.get(kind), "h", choices=("a", "b"))
         control = control_for(option, "m")
@@ -234,7 +235,7 @@ def test_inspector_lists_layers_and_the_rule_of_each_method(digits_inputs):
     assert inspector.layers == leaves
     assert [label for label, _ in inspector.layer_dropdown.options][0] == "features.conv1 (Conv2d)"
     expected = {method: {row.name: row.rule for row in layer_rules(model, method)}
-                for method in ("lrp_epsilon", "lrp_alpha_beta", "deeplift_rescale",
+                for method in ("lrp_epsilon", "lrp_alpha_beta", "lrp", "deeplift_rescale",
                                "guided_backprop", "deconvnet")}
     for layer in leaves:
         inspector.layer = layer
