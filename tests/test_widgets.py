@@ -191,6 +191,16 @@ def test_alpha_beta_pair_becomes_valid_when_both_are_set():
     assert picker.options == {"alpha": 2.0, "beta": 1.0}
 
 
+def test_picker_offers_lrp_with_a_composite_choice():
+    from workbench.composites import COMPOSITES
+
+    picker = MethodPicker(method="lrp")
+    composite = picker.controls["composite"].widget
+    assert isinstance(composite, Dropdown) and list(composite.options) == list(COMPOSITES)
+    composite.value = "epsilon_gamma_box"
+    assert picker.options == {"composite": "epsilon_gamma_box"}
+
+
 def test_picker_is_settable_from_code():
     picker = MethodPicker()
     picker.method = "lrp_epsilon"

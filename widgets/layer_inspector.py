@@ -25,7 +25,9 @@ from widgets._common import Callbacks, ErrorArea, sync_figure
 from workbench.checks import check_finite, check_model
 from workbench.layers import LayerRule, layer_output, layer_rules, rule_for
 from workbench.registry import Option, takes_layer_rules
-from workbench.rules import AffineRule, AlphaBetaRule, EpsilonRule, Rules
+from workbench.rules import (
+    AffineRule, AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, Rules, WSquareRule, ZeroRule,
+)
 
 #: the rule overrides offered at a weighted layer: label -> rule (given the epsilon field)
 RULE_CHOICES: dict[str, Callable[[float], AffineRule] | None] = {
@@ -33,6 +35,10 @@ RULE_CHOICES: dict[str, Callable[[float], AffineRule] | None] = {
     "epsilon": EpsilonRule,
     "z+ (alpha1-beta0)": lambda _epsilon: AlphaBetaRule(1.0, 0.0),
     "alpha2-beta1": lambda _epsilon: AlphaBetaRule(2.0, 1.0),
+    "LRP-0": lambda _epsilon: ZeroRule(),
+    "gamma (0.25)": lambda _epsilon: GammaRule(0.25),
+    "flat (first layer)": lambda _epsilon: FlatRule(),
+    "w-square (first layer)": lambda _epsilon: WSquareRule(),
 }
 #: the epsilon field's first value (a common choice for the upper layers, e.g. in Zennit)
 DEFAULT_OVERRIDE_EPSILON = 0.25

@@ -446,10 +446,12 @@ class ModifiedRule(AffineRule):
         return {}
 
     def apply(self, call: AffineCall) -> torch.Tensor:
-        sink = _input_sink(self, call) if self.gives_relevance else None
+        if not self.gives_relevance:
+            return _ProportionalFunction.apply(call.inputs, call.weight, call.bias, self, call)
+        sink = _input_sink(self, call)
         bounds = self.bounds(call.inputs.detach())
-        return _ModifiedFunction.apply(call.inputs, call.weight, call.bias, self, call.forward,
-                                       (sink, bounds))
+        return _RelevanceFunction.apply(call.inputs, call.weight, call.bias, self, call.forward,
+                                        (sink, bounds))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -475,7 +477,79 @@ def _masked(kind: str, inputs: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
     return torch.where(keep, grad, 0.0)
 
 
-class _ModifiedFunction(torch.autograd.Function):
+class _ProportionalFunction(torch.autograd.Function):
+    """A rule whose terms read ``x``, ``x+`` or ``x-``. The forward pass runs the modified passes
+    once, without a graph, and keeps per group ``z * [sign of z] / stabilize(d)``; the backward
+    is then ``g_x = sum_k [x_k / x] W_k^T (g_z * factor)``, one transposed pass per term. A term
+    whose input part is zero everywhere (``x-`` after a ReLU) and has no bias is skipped."""
+
+    @staticmethod
+    def forward(ctx, inputs, weight, bias, rule, call):
+        output = call.forward(inputs, weight, bias)
+        zero = _zero_parts(inputs)
+        used_bias = bias if rule.bias else None
+        plan, factors = [], []
+        for group in rule.groups:
+            terms = tuple(t for t in group.terms
+                          if not (t.inputs in zero and (t.bias is None or used_bias is None)))
+            if not terms:
+                continue
+            denominator = sum(
+                t.sign * call.forward(_part(t.inputs, inputs, zero), t.weight(weight),
+                                      None if used_bias is None or t.bias is None
+                                      else t.bias(used_bias))
+                for t in terms)
+            factor = _where(group, output, output / stabilize(denominator, rule.stabilizer))
+            plan.append((group.weight, terms))
+            factors.append(factor)
+        ctx.save_for_backward(inputs, weight, *factors)
+        ctx.plan, ctx.call = plan, call
+        return output
+
+    @staticmethod
+    def backward(ctx, grad):
+        inputs, weight, *factors = ctx.saved_tensors
+        by_kind: dict[str, torch.Tensor] = {}
+        for (group_weight, terms), factor in zip(ctx.plan, factors):
+            share = grad * factor
+            for term in terms:
+                part = _input_gradient(ctx.call, inputs, term.weight(weight),
+                                       share * (group_weight * term.sign))
+                by_kind[term.inputs] = by_kind.get(term.inputs, 0) + part
+        grad_inputs = sum(_masked(kind, inputs, g) for kind, g in by_kind.items())
+        return grad_inputs, None, None, None, None
+
+
+def _part(kind: str, inputs: torch.Tensor, zero: frozenset[str]) -> torch.Tensor:
+    """``x``, ``x+`` or ``x-``; no copy where the part is all of ``x``."""
+    whole = kind == "x" or (kind == "x+" and "x-" in zero) or (kind == "x-" and "x+" in zero)
+    return inputs if whole else _term_inputs(kind, inputs, {})
+
+
+def _where(group: Group, output: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """``share`` where the layer's output has the sign ``group.where`` (everywhere if None)."""
+    if group.where is None:
+        return share
+    return torch.where(output > 0 if group.where == "positive" else output < 0, share, 0.0)
+
+
+def _input_gradient(call: AffineCall, inputs: torch.Tensor, weight: torch.Tensor,
+                    grad: torch.Tensor) -> torch.Tensor:
+    """``W^T grad`` for the layer of ``call`` with ``weight``: in closed form where there is one
+    (see :meth:`AffineCall.keeping_no_inputs`), else by autograd."""
+    if (call.kind in _INPUT_GRADIENTS and not isinstance(call.options.get("padding"), str)
+            and inputs.dim() == _BATCHED_DIMS.get(call.kind, inputs.dim())):
+        return _INPUT_GRADIENTS[call.kind](weight, call.options, grad, inputs)
+    with torch.enable_grad():
+        leaf = inputs.detach().requires_grad_()
+        (gradient,) = torch.autograd.grad(call.forward(leaf, weight, None), leaf, grad)
+    return gradient
+
+
+class _RelevanceFunction(torch.autograd.Function):
+    """A rule that gives relevance itself (flat, w-square, z-box): its backward hands
+    ``sum_k x_k * grad_k`` to the LRP method (:func:`collecting_input_relevance`)."""
+
     @staticmethod
     def forward(ctx, inputs, weight, bias, rule, forward, extra):
         ctx.save_for_backward(inputs, weight, bias)
@@ -485,35 +559,46 @@ class _ModifiedFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         inputs, weight, bias = ctx.saved_tensors
-        rule, forward = ctx.rule, ctx.layer_forward
-        output = forward(inputs, weight, bias)
-        relevance = output * grad  # R_z = z * g_z
-        bias = bias if rule.bias else None
-        leaves: dict[str, torch.Tensor] = {}
-        outputs, shares = [], []
+        output = ctx.layer_forward(inputs, weight, bias)
+        leaves, outputs, shares = _modified_passes(ctx, inputs, weight, bias, output, grad)
         with torch.enable_grad():
-            for group in rule.groups:
-                group_outputs = []
-                for term in group.terms:
-                    if term.inputs not in leaves:
-                        leaves[term.inputs] = _term_inputs(
-                            term.inputs, inputs, ctx.bounds).detach().requires_grad_()
-                    modified_bias = None if bias is None or term.bias is None else term.bias(bias)
-                    group_outputs.append(
-                        forward(leaves[term.inputs], term.weight(weight), modified_bias))
-                denominator = sum(t.sign * z for t, z in zip(group.terms, group_outputs))
-                share = relevance / stabilize(denominator.detach(), rule.stabilizer)
-                if group.where is not None:
-                    share = torch.where(output > 0 if group.where == "positive" else output < 0,
-                                        share, 0.0)
-                outputs += group_outputs
-                shares += [share * (group.weight * term.sign) for term in group.terms]
             grads = torch.autograd.grad(outputs, list(leaves.values()), shares)
-        if ctx.sink is not None:  # relevance itself: sum_k x_k * grad_k, handed to the method
-            ctx.sink.append(sum(leaf.detach() * g for leaf, g in zip(leaves.values(), grads)))
-            return torch.zeros_like(inputs), None, None, None, None, None
-        grad_inputs = sum(_masked(kind, inputs, g) for kind, g in zip(leaves, grads))
-        return grad_inputs, None, None, None, None, None
+        ctx.sink.append(sum(leaf.detach() * g for leaf, g in zip(leaves.values(), grads)))
+        return torch.zeros_like(inputs), None, None, None, None, None
+
+
+def _zero_parts(inputs: torch.Tensor) -> frozenset[str]:
+    """The parts of ``inputs`` that are zero everywhere (``x-`` after a ReLU)."""
+    if not (inputs < 0).any():
+        return frozenset({"x-"})
+    if not (inputs > 0).any():
+        return frozenset({"x+"})
+    return frozenset()
+
+
+def _modified_passes(ctx, inputs, weight, bias, output, grad):
+    """The rule's modified forward passes with a graph to their inputs (``leaves``, by kind),
+    and the gradient each passes back: its group's share of the relevance ``R = z * g``."""
+    relevance = output * grad
+    rule, forward = ctx.rule, ctx.layer_forward
+    bias = bias if rule.bias else None
+    leaves: dict[str, torch.Tensor] = {}
+    outputs, shares = [], []
+    with torch.enable_grad():
+        for group in rule.groups:
+            group_outputs = []
+            for term in group.terms:
+                if term.inputs not in leaves:
+                    leaves[term.inputs] = _term_inputs(
+                        term.inputs, inputs, ctx.bounds).detach().requires_grad_()
+                modified_bias = None if bias is None or term.bias is None else term.bias(bias)
+                group_outputs.append(
+                    forward(leaves[term.inputs], term.weight(weight), modified_bias))
+            denominator = sum(t.sign * z for t, z in zip(group.terms, group_outputs)).detach()
+            share = _where(group, output, relevance / stabilize(denominator, rule.stabilizer))
+            outputs += group_outputs
+            shares += [share * (group.weight * term.sign) for term in group.terms]
+    return leaves, outputs, shares
 
 
 class AlphaBetaRule(ModifiedRule):
