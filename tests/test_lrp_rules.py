@@ -291,3 +291,31 @@ def test_gamma_zero_is_lrp_zero_and_large_gamma_approaches_z_plus():
     z_plus = lrp(AlphaBetaRule(1.0, 0.0))
     assert (lrp(GammaRule(1e6)) - z_plus).abs().max() < 1e-4 * z_plus.abs().max()
     assert (lrp(GammaRule(0.25)) - z_plus).abs().max() > 1e-2 * z_plus.abs().max()
+
+
+def test_a_rule_is_a_short_declaration():
+    """LRP-0 declared as one group of one term (the layer as it is) is the ZeroRule, and a
+    misdeclared term or group is refused."""
+    from workbench.rules import Group, ModifiedRule, Term
+
+    class DeclaredZero(ModifiedRule):
+        groups = (Group((Term("x", bias=lambda b: b),)),)
+
+    model, x, target = case("conv2d", 3, bias=True)
+
+    def lrp(rule):
+        return wb.attribute(model, x, "lrp", target=target, composite=wb.Composite(
+            [(wb.composites.ByName("0"), rule), (wb.composites.Everything(), ZeroRule())]))
+
+    torch.testing.assert_close(lrp(DeclaredZero(stabilizer=0.0)), lrp(ZeroRule()),
+                               rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="a Term's inputs must be one of"):
+        Term("x+-")
+    with pytest.raises(ValueError, match="a Group's where must be"):
+        Group((Term("x"),), where="positve")
+
+    class Undeclared(ModifiedRule):
+        groups = (Group((Term("ones"),)),)
+
+    with pytest.raises(TypeError, match="declare gives_relevance = True"):
+        lrp(Undeclared())

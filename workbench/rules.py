@@ -398,6 +398,11 @@ def _same(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
+#: what a term's input can be: the layer's input or a part of it, ones, or a rule's bound
+_TERM_INPUTS = ("x", "x+", "x-", "ones", "low", "high")
+_PARTS_OF_X = ("x", "x+", "x-")
+
+
 @dataclass(frozen=True)
 class Term:
     """One modified forward pass ``z_k = forward(x_k, W_k, b_k)`` of an LRP rule.
@@ -412,6 +417,11 @@ class Term:
     bias: Callable[[torch.Tensor], torch.Tensor] | None = None
     sign: float = 1.0
 
+    def __post_init__(self):
+        if self.inputs not in _TERM_INPUTS:
+            raise ValueError(f"a Term's inputs must be one of {list(_TERM_INPUTS)}, got "
+                             f"{self.inputs!r}")
+
 
 @dataclass(frozen=True)
 class Group:
@@ -422,6 +432,11 @@ class Group:
     terms: tuple[Term, ...]
     weight: float = 1.0
     where: str | None = None
+
+    def __post_init__(self):
+        if self.where not in (None, "positive", "negative"):
+            raise ValueError(f"a Group's where must be None, 'positive' or 'negative', got "
+                             f"{self.where!r}")
 
 
 class ModifiedRule(AffineRule):
@@ -447,7 +462,12 @@ class ModifiedRule(AffineRule):
 
     def apply(self, call: AffineCall) -> torch.Tensor:
         if not self.gives_relevance:
-            return _ProportionalFunction.apply(call.inputs, call.weight, call.bias, self, call)
+            if any(t.inputs not in _PARTS_OF_X for group in self.groups for t in group.terms):
+                raise TypeError(f"{type(self).__name__}: a rule with a term on ones or bounds "
+                                "gives relevance itself; declare gives_relevance = True")
+            # the call without its tensors: the backward keeps only what it saves
+            layer = replace(call, inputs=None, weight=None, bias=None)
+            return _ProportionalFunction.apply(call.inputs, call.weight, call.bias, self, layer)
         sink = _input_sink(self, call)
         bounds = self.bounds(call.inputs.detach())
         return _RelevanceFunction.apply(call.inputs, call.weight, call.bias, self, call.forward,
@@ -484,7 +504,7 @@ class _ProportionalFunction(torch.autograd.Function):
     whose input part is zero everywhere (``x-`` after a ReLU) and has no bias is skipped."""
 
     @staticmethod
-    def forward(ctx, inputs, weight, bias, rule, call):
+    def forward(ctx, inputs, weight, bias, rule, call):  # call: without its tensors
         output = call.forward(inputs, weight, bias)
         zero = _zero_parts(inputs)
         used_bias = bias if rule.bias else None
