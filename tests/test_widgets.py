@@ -195,7 +195,7 @@ def test_picker_offers_lrp_with_a_composite_choice():
     from workbench.composites import COMPOSITES
 
     picker = MethodPicker(method="lrp")
-    composite = picker.controls["composite"].widget
+    composite = picker.controls["composite"]
     assert isinstance(composite, Dropdown) and list(composite.options) == list(COMPOSITES)
     composite.value = "epsilon_gamma_box"
     assert picker.options == {"composite": "epsilon_gamma_box"}
