@@ -382,10 +382,6 @@ def _positive(t: torch.Tensor) -> torch.Tensor:
     return t.clamp(min=0)
 
 
-def _negative(t: torch.Tensor) -> torch.Tensor:
-    return t.clamp(max=0)
-
-
 def _ones(t: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(t)
 
@@ -396,6 +392,39 @@ def _square(t: torch.Tensor) -> torch.Tensor:
 
 def _same(t: torch.Tensor) -> torch.Tensor:
     return t
+
+
+@dataclass(frozen=True)
+class Mix:
+    """The parameter modifier ``t -> same * t + positive * t^+``. Rules declared with these
+    need, besides the layer's own pass, one pass with ``W^+`` per part of ``x``, whatever their
+    number of terms: ``W^- = W - W^+``, ``W + gamma W^+``, ... are combinations of the two."""
+
+    same: float = 1.0
+    positive: float = 0.0
+
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        if not self.positive:
+            return t if self.same == 1 else self.same * t
+        return self.same * t + self.positive * t.clamp(min=0)
+
+    def bases(self) -> dict[Callable, float]:
+        return {basis: c for basis, c in ((_same, self.same), (_positive, self.positive)) if c}
+
+
+def _negative(t: torch.Tensor) -> torch.Tensor:
+    return t.clamp(max=0)
+
+
+SAME, POSITIVE = Mix(1.0, 0.0), Mix(0.0, 1.0)
+#: ``W^-`` on its own pass, not ``W - W^+``: where an output has no negative part its
+#: denominator must be exactly 0, not the round-off of a difference (alpha-beta divides by it)
+NEGATIVE = _negative
+
+
+def _bases(modifier: Callable) -> dict[Callable, float]:
+    """``modifier`` as a combination of parameter modifiers (itself if it is not a Mix)."""
+    return modifier.bases() if isinstance(modifier, Mix) else {modifier: 1.0}
 
 
 #: what a term's input can be: the layer's input or a part of it, ones, or a rule's bound
@@ -413,7 +442,7 @@ class Term:
     """
 
     inputs: str
-    weight: Callable[[torch.Tensor], torch.Tensor] = _same
+    weight: Callable[[torch.Tensor], torch.Tensor] = SAME
     bias: Callable[[torch.Tensor], torch.Tensor] | None = None
     sign: float = 1.0
 
@@ -499,29 +528,41 @@ def _masked(kind: str, inputs: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
 
 class _ProportionalFunction(torch.autograd.Function):
     """A rule whose terms read ``x``, ``x+`` or ``x-``. The forward pass runs the modified passes
-    once, without a graph, and keeps per group ``z * [sign of z] / stabilize(d)``; the backward
-    is then ``g_x = sum_k [x_k / x] W_k^T (g_z * factor)``, one transposed pass per term. A term
-    whose input part is zero everywhere (``x-`` after a ReLU) and has no bias is skipped."""
+    once, without a graph (one per part of ``x`` and parameter modifier, see :class:`Mix`; the
+    layer's own pass on all of ``x`` is its output), and keeps per group
+    ``factor = z [sign of z] / stabilize(d)``; the backward is then
+    ``g_x = sum_k [x_k / x] W_k^T (g_z * factor)``, one transposed pass per part and modifier.
+    A term whose input part is zero everywhere (``x-`` after a ReLU) and has no bias is
+    skipped."""
 
     @staticmethod
     def forward(ctx, inputs, weight, bias, rule, call):  # call: without its tensors
         output = call.forward(inputs, weight, bias)
         zero = _zero_parts(inputs)
         used_bias = bias if rule.bias else None
+        passes: dict[tuple[str, Callable], torch.Tensor] = {}
+
+        def run(part: str, basis: Callable) -> torch.Tensor:
+            if (part, basis) not in passes:
+                x_part = _part(part, inputs, zero)
+                if basis is _same and x_part is inputs:  # the layer's own pass
+                    passes[part, basis] = (output if bias is None
+                                           else output - _bias_map(call, bias, output))
+                else:
+                    passes[part, basis] = call.forward(x_part, basis(weight), None)
+            return passes[part, basis]
+
         plan, factors = [], []
         for group in rule.groups:
             terms = tuple(t for t in group.terms
                           if not (t.inputs in zero and (t.bias is None or used_bias is None)))
             if not terms:
                 continue
-            denominator = sum(
-                t.sign * call.forward(_part(t.inputs, inputs, zero), t.weight(weight),
-                                      None if used_bias is None or t.bias is None
-                                      else t.bias(used_bias))
-                for t in terms)
-            factor = _where(group, output, output / stabilize(denominator, rule.stabilizer))
+            denominator = sum(t.sign * _term_output(t, run, used_bias, call, output)
+                              for t in terms)
+            factors.append(_where(group, output, output / stabilize(denominator,
+                                                                    rule.stabilizer)))
             plan.append((group.weight, terms))
-            factors.append(factor)
         ctx.save_for_backward(inputs, weight, *factors)
         ctx.plan, ctx.call = plan, call
         return output
@@ -529,15 +570,38 @@ class _ProportionalFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         inputs, weight, *factors = ctx.saved_tensors
-        by_kind: dict[str, torch.Tensor] = {}
+        shares: dict[tuple[str, Callable], torch.Tensor] = {}
         for (group_weight, terms), factor in zip(ctx.plan, factors):
             share = grad * factor
             for term in terms:
-                part = _input_gradient(ctx.call, inputs, term.weight(weight),
-                                       share * (group_weight * term.sign))
-                by_kind[term.inputs] = by_kind.get(term.inputs, 0) + part
+                for basis, coefficient in _bases(term.weight).items():
+                    scaled = share * (group_weight * term.sign * coefficient)
+                    key = (term.inputs, basis)
+                    shares[key] = shares[key] + scaled if key in shares else scaled
+        by_kind: dict[str, torch.Tensor] = {}
+        for (kind, basis), share in shares.items():
+            part = _input_gradient(ctx.call, inputs, basis(weight), share)
+            by_kind[kind] = by_kind[kind] + part if kind in by_kind else part
         grad_inputs = sum(_masked(kind, inputs, g) for kind, g in by_kind.items())
         return grad_inputs, None, None, None, None
+
+
+def _term_output(term: Term, run: Callable, bias: torch.Tensor | None, call: AffineCall,
+                 output: torch.Tensor) -> torch.Tensor:
+    """``forward(x_k, W_k, b_k)`` from the passes ``run(part, basis)``."""
+    value = sum(c * run(term.inputs, basis) for basis, c in _bases(term.weight).items())
+    if bias is not None and term.bias is not None:
+        value = value + _bias_map(call, term.bias(bias), output)
+    return value
+
+
+def _bias_map(call: AffineCall, bias: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+    """``bias`` shaped to broadcast over the layer's ``output`` (channels in dimension 1, or 0
+    for an unbatched convolution; the last dimension for a Linear layer)."""
+    if call.kind == "linear":
+        return bias
+    batched = output.dim() == _BATCHED_DIMS.get(call.kind, output.dim())
+    return bias.view(-1, *[1] * (output.dim() - (2 if batched else 1)))
 
 
 def _part(kind: str, inputs: torch.Tensor, zero: frozenset[str]) -> torch.Tensor:
@@ -642,8 +706,8 @@ class AlphaBetaRule(ModifiedRule):
             )
         super().__init__(stabilizer, bias)
         self.alpha, self.beta = float(alpha), float(beta)
-        activating = Group((Term("x+", _positive, _positive), Term("x-", _negative)), self.alpha)
-        inhibiting = Group((Term("x+", _negative, _negative), Term("x-", _positive)), -self.beta)
+        activating = Group((Term("x+", POSITIVE, POSITIVE), Term("x-", NEGATIVE)), self.alpha)
+        inhibiting = Group((Term("x+", NEGATIVE, NEGATIVE), Term("x-", POSITIVE)), -self.beta)
         self.groups = (activating, inhibiting) if self.beta else (activating,)
 
     def __repr__(self) -> str:
@@ -668,11 +732,8 @@ class GammaRule(ModifiedRule):
             raise ValueError(f"gamma must be non-negative, got {gamma}")
         super().__init__(stabilizer, bias)
         self.gamma = float(gamma)
-
-        def boost(part):
-            return lambda t: t + self.gamma * part(t)
-
-        up, down = boost(_positive), boost(_negative)
+        # W + gamma W^+, and W + gamma W^- = (1 + gamma) W - gamma W^+
+        up, down = Mix(1.0, self.gamma), Mix(1.0 + self.gamma, -self.gamma)
         self.groups = (
             Group((Term("x+", up, up), Term("x-", down)), where="positive"),
             Group((Term("x+", down, down), Term("x-", up)), where="negative"),
@@ -699,8 +760,8 @@ class ZBoxRule(ModifiedRule):
                  stabilizer: float = 1e-6, bias: bool = True):
         super().__init__(stabilizer, bias)
         self.low, self.high = low, high
-        self.groups = (Group((Term("x", _same, _same), Term("low", _positive, _positive, -1.0),
-                              Term("high", _negative, _negative, -1.0))),)
+        self.groups = (Group((Term("x", SAME, SAME), Term("low", POSITIVE, POSITIVE, -1.0),
+                              Term("high", NEGATIVE, NEGATIVE, -1.0))),)
 
     def bounds(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         bounds = {}
