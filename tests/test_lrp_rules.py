@@ -1,5 +1,5 @@
 """Each LRP rule against its equation in plain matrix form, in float64, on Linear and
-Conv1d/2d/3d layers; and conservation where the rule conserves.
+Conv1d/2d/3d layers and a BatchNorm on its own; and conservation where the rule conserves.
 
 A layer is written as a dense matrix ``W`` (``z = W x + b``, found as the Jacobian of the layer)
 and each rule's redistribution ``R_i = sum_j q_ij / sum_i' q_i'j R_j`` from its paper
