@@ -237,6 +237,25 @@ def test_errors_in_callbacks_show_in_the_picker():
 # --- LayerInspector -------------------------------------------------------------------------
 
 
+def test_inspector_shows_the_rules_of_the_chosen_composite(digits_inputs):
+    model = tiny_model()
+    inspector = LayerInspector(model, digits_inputs, layer="features.conv1")
+    assert inspector.composite == "epsilon_plus"
+    assert inspector.rules["lrp"] == "AlphaBetaRule(alpha=1, beta=0)"
+    inspector.composite_dropdown.value = "epsilon_gamma_box"  # as from the browser
+    assert inspector.rules["lrp"] == "ZBoxRule(low=0, high=1)"
+    inspector.layer = "classifier.linear1"
+    assert inspector.rules["lrp"] == "EpsilonRule(epsilon=1e-06)"
+    inspector.set_rule("classifier.linear1", "LRP-0")  # an override on top of the composite
+    assert inspector.rules["lrp"] == "ZeroRule()"
+    assert inspector.rules["lrp_epsilon"] == "ZeroRule()"
+    relevance = wb.attribute(model, digits_inputs, "lrp", target=0, composite=inspector.composite,
+                             layer_rules=inspector.layer_rules)
+    assert torch.isfinite(relevance).all()
+    with pytest.raises(ValueError, match="composite must be one of"):
+        inspector.composite = "epsilon_zplus"
+
+
 def test_inspector_lists_layers_and_the_rule_of_each_method(digits_inputs):
     model = tiny_model()
     inspector = LayerInspector(model, digits_inputs)
