@@ -25,6 +25,15 @@ def test_layer_rules_follow_the_method_declaration():
               layer_rules(model, "lrp_epsilon", layer_rules={"3": AlphaBetaRule(2.0, 1.0)})}
     assert custom["3"] == "AlphaBetaRule(alpha=2, beta=1)"
     assert custom["0"] == "EpsilonRule(epsilon=1e-06)"
+    # the lrp method: a composite's rule per layer, overrides on top
+    boxed = {row.name: row.rule for row in layer_rules(model, "lrp", composite="epsilon_gamma_box",
+                                                      low=-1.0)}
+    assert boxed["0"] == "ZBoxRule(low=-1, high=1)" and boxed["3"] == "GammaRule(gamma=0.25)"
+    assert boxed["6"] == "EpsilonRule(epsilon=1e-06)"
+    overridden = {row.name: row.rule for row in layer_rules(
+        model, "lrp", composite="epsilon_plus", layer_rules={"0": AlphaBetaRule(2.0, 1.0)})}
+    assert overridden["0"] == "AlphaBetaRule(alpha=2, beta=1)"
+    assert overridden["3"] == "AlphaBetaRule(alpha=1, beta=0)"
     assert {row.rule for row in layer_rules(model, "occlusion")} == {
         "gradient", "gradient (winner takes all)"}
 

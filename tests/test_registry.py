@@ -83,6 +83,8 @@ EXAMPLES = {
               (3, TypeError)),
     "choice": (Option("rule", "choice", "a", "h", choices=("a", "b")), [("b", "b")],
                ("c", ValueError)),
+    "named": (Option("composite", "named", "a", "h", choices=("a", "b")), [("b", "b")],
+              ("c", ValueError)),
     "mask": (Option("mask", "mask", None, "h"), [(None, None)], (torch.zeros(3), TypeError)),
     "object": (Option("thing", "object", None, "h"), [(None, None)], None),
 }
@@ -116,6 +118,10 @@ def test_values_without_a_text_form_say_so():
         EXAMPLES["baseline"][0].format(torch.zeros(3))
     with pytest.raises(ValueError, match="'layer'.*set it in code"):
         EXAMPLES["layer"][0].format(nn.ReLU())
+    named = EXAMPLES["named"][0]  # a name, or an object the method checks itself
+    assert named.validate(nn.ReLU, "m") is nn.ReLU
+    with pytest.raises(ValueError, match="'composite'.*set it in code"):
+        named.format(nn.ReLU)
 
 
 @pytest.mark.parametrize("kind, text, message", [

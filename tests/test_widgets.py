@@ -28,7 +28,8 @@ from workbench.rules import AlphaBetaRule
 
 #: the control each option kind gets (without a model)
 CONTROL = {"float": FloatText, "int": IntText, "bool": Checkbox, "seed": Text,
-           "baseline": FloatText, "shape": Text, "choice": Dropdown, "layer": Text,
+           "baseline": FloatText, "shape": Text, "choice": Dropdown, "named": Dropdown,
+           "layer": Text,
            "mask": Label, "object": Label}
 DIGITS_INFO = {"settings": {"dataset": "digits", "data": {"size": 8, "test_fraction": 0.25}},
                "classes": [str(c) for c in range(10)], "input_shape": [1, 8, 8], "accuracy": 0.0}
@@ -92,7 +93,7 @@ def test_picker_generates_controls_for_every_method_from_declared_options():
 def test_every_option_kind_has_a_control():
     assert set(CONTROLS) == set(OPTION_KINDS) == set(CONTROL)
     defaults = {"float": 0.5, "int": 3, "bool": True, "baseline": 1.0, "shape": (2, 2),
-                "seed": 7, "layer": "features.conv1", "choice": "b"}
+                "seed": 7, "layer": "features.conv1", "choice": "b", "named": "b"}
     for kind, control_type in CONTROL.items():
         option = Option("x", kind, defaults.get(kind), "h", choices=("a", "b"))
         control = control_for(option, "m")
@@ -190,6 +191,16 @@ def test_alpha_beta_pair_becomes_valid_when_both_are_set():
     assert picker.options == {"alpha": 2.0, "beta": 1.0}
 
 
+def test_picker_offers_lrp_with_a_composite_choice():
+    from workbench.composites import COMPOSITES
+
+    picker = MethodPicker(method="lrp")
+    composite = picker.controls["composite"]
+    assert isinstance(composite, Dropdown) and list(composite.options) == list(COMPOSITES)
+    composite.value = "epsilon_gamma_box"
+    assert picker.options == {"composite": "epsilon_gamma_box"}
+
+
 def test_picker_is_settable_from_code():
     picker = MethodPicker()
     picker.method = "lrp_epsilon"
@@ -226,6 +237,25 @@ def test_errors_in_callbacks_show_in_the_picker():
 # --- LayerInspector -------------------------------------------------------------------------
 
 
+def test_inspector_shows_the_rules_of_the_chosen_composite(digits_inputs):
+    model = tiny_model()
+    inspector = LayerInspector(model, digits_inputs, layer="features.conv1")
+    assert inspector.composite == "epsilon_plus"
+    assert inspector.rules["lrp"] == "AlphaBetaRule(alpha=1, beta=0)"
+    inspector.composite_dropdown.value = "epsilon_gamma_box"  # as from the browser
+    assert inspector.rules["lrp"] == "ZBoxRule(low=0, high=1)"
+    inspector.layer = "classifier.linear1"
+    assert inspector.rules["lrp"] == "EpsilonRule(epsilon=1e-06)"
+    inspector.set_rule("classifier.linear1", "LRP-0")  # an override on top of the composite
+    assert inspector.rules["lrp"] == "ZeroRule()"
+    assert inspector.rules["lrp_epsilon"] == "ZeroRule()"
+    relevance = wb.attribute(model, digits_inputs, "lrp", target=0, composite=inspector.composite,
+                             layer_rules=inspector.layer_rules)
+    assert torch.isfinite(relevance).all()
+    with pytest.raises(ValueError, match="composite must be one of"):
+        inspector.composite = "epsilon_zplus"
+
+
 def test_inspector_lists_layers_and_the_rule_of_each_method(digits_inputs):
     model = tiny_model()
     inspector = LayerInspector(model, digits_inputs)
@@ -234,7 +264,7 @@ def test_inspector_lists_layers_and_the_rule_of_each_method(digits_inputs):
     assert inspector.layers == leaves
     assert [label for label, _ in inspector.layer_dropdown.options][0] == "features.conv1 (Conv2d)"
     expected = {method: {row.name: row.rule for row in layer_rules(model, method)}
-                for method in ("lrp_epsilon", "lrp_alpha_beta", "deeplift_rescale",
+                for method in ("lrp_epsilon", "lrp_alpha_beta", "lrp", "deeplift_rescale",
                                "guided_backprop", "deconvnet")}
     for layer in leaves:
         inspector.layer = layer

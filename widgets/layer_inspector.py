@@ -23,9 +23,12 @@ from torch import nn
 import workbench as wb
 from widgets._common import Callbacks, ErrorArea, sync_figure
 from workbench.checks import check_finite, check_model
+from workbench.composites import COMPOSITES
 from workbench.layers import LayerRule, layer_output, layer_rules, rule_for
 from workbench.registry import Option, takes_layer_rules
-from workbench.rules import AffineRule, AlphaBetaRule, EpsilonRule, Rules
+from workbench.rules import (
+    AffineRule, AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, Rules, WSquareRule, ZeroRule,
+)
 
 #: the rule overrides offered at a weighted layer: label -> rule (given the epsilon field)
 RULE_CHOICES: dict[str, Callable[[float], AffineRule] | None] = {
@@ -33,6 +36,10 @@ RULE_CHOICES: dict[str, Callable[[float], AffineRule] | None] = {
     "epsilon": EpsilonRule,
     "z+ (alpha1-beta0)": lambda _epsilon: AlphaBetaRule(1.0, 0.0),
     "alpha2-beta1": lambda _epsilon: AlphaBetaRule(2.0, 1.0),
+    "LRP-0": lambda _epsilon: ZeroRule(),
+    "gamma (0.25)": lambda _epsilon: GammaRule(0.25),
+    "flat (first layer)": lambda _epsilon: FlatRule(),
+    "w-square (first layer)": lambda _epsilon: WSquareRule(),
 }
 #: the epsilon field's first value (a common choice for the upper layers, e.g. in Zennit)
 DEFAULT_OVERRIDE_EPSILON = 0.25
@@ -103,7 +110,8 @@ class LayerInspector(widgets.VBox):
     Key widgets: ``layer_dropdown`` (``wb-layer-dropdown``), ``figure`` (``wb-layer-figure``:
     activations left, a histogram of the weights right) with ``channel_slider``
     (``wb-channel-slider``), the rule table (``wb-rule-table``), ``rule_dropdown`` and
-    ``rule_epsilon`` (``wb-rule-dropdown``, ``wb-rule-epsilon``), ``error``
+    ``rule_epsilon`` (``wb-rule-dropdown``, ``wb-rule-epsilon``), ``composite_dropdown``
+    (``wb-composite-dropdown``: the composite the table shows for ``lrp``), ``error``
     (``wb-inspector-error``).
 
     ``defer_figure=True`` creates the plotly figure only on :meth:`show_figure` (or the first
@@ -133,6 +141,11 @@ class LayerInspector(widgets.VBox):
                                               description="epsilon",
                                               style={"description_width": "initial"})
         self.rule_epsilon.add_class("wb-rule-epsilon")
+        self.composite_dropdown = widgets.Dropdown(options=list(COMPOSITES),
+                                                   value="epsilon_plus",
+                                                   description="lrp composite",
+                                                   style={"description_width": "initial"})
+        self.composite_dropdown.add_class("wb-composite-dropdown")
         self._editor = widgets.HBox([self.rule_dropdown, self.rule_epsilon])
         self._editor.add_class("wb-rule-editor")
         self._overrides_html = widgets.HTML()
@@ -150,7 +163,8 @@ class LayerInspector(widgets.VBox):
         super().__init__(children=[
             widgets.HBox([self.layer_dropdown, self._info]),
             self.channel_slider,
-            self._table, self._editor, widgets.HBox([self._overrides_html, self._clear]),
+            self._table, self.composite_dropdown, self._editor,
+            widgets.HBox([self._overrides_html, self._clear]),
             self.error,
         ])
         self.add_class("wb-layer-inspector")
@@ -159,6 +173,7 @@ class LayerInspector(widgets.VBox):
         self.channel_slider.observe(guard(self._on_channel), names="value")
         self.rule_dropdown.observe(guard(self._on_rule), names="value")
         self.rule_epsilon.observe(guard(self._on_rule), names="value")
+        self.composite_dropdown.observe(guard(self._on_composite), names="value")
         self._clear.on_click(guard(lambda _button: self.clear_rules()))
         self.set_model(model, inputs, layer)
         if not defer_figure:
@@ -236,6 +251,18 @@ class LayerInspector(widgets.VBox):
     def layer_rules(self) -> dict[str, AffineRule]:
         """The LRP rule overrides, for the ``layer_rules`` option of the LRP methods."""
         return dict(self._layer_rules)
+
+    @property
+    def composite(self) -> str:
+        """The composite whose rules the table shows for methods with a ``composite`` option
+        (``lrp``), for their ``composite`` option; settable."""
+        return self.composite_dropdown.value
+
+    @composite.setter
+    def composite(self, name: str) -> None:
+        if name not in COMPOSITES:
+            raise ValueError(f"composite must be one of {list(COMPOSITES)}, got {name!r}")
+        self.composite_dropdown.value = name
 
     @property
     def activation(self) -> torch.Tensor | None:
@@ -319,8 +346,14 @@ class LayerInspector(widgets.VBox):
         self._rows = {}
         for method in rule_methods():
             options = {"layer_rules": self._layer_rules} if takes_layer_rules(method) else {}
+            if any(option.name == "composite" for option in wb.method_info(method).options):
+                options["composite"] = self.composite_dropdown.value
             self._rows[method] = {row.name: row for row in
                                   layer_rules(self._model, method, **options)}
+
+    def _on_composite(self, _change: dict[str, Any]) -> None:
+        self._refresh_rows()
+        self._show_rules()
 
     def _on_layer(self, _change: dict[str, Any]) -> None:
         if not self._quiet:

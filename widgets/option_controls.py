@@ -184,6 +184,7 @@ CONTROLS: dict[str, ControlFactory] = {
     "shape": _text("e.g. 2, 2 (empty: none)"),
     "layer": _layer,
     "choice": _choice,
+    "named": _choice,
     "mask": fixed,
     "object": fixed,
 }

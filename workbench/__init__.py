@@ -7,6 +7,7 @@
 from workbench import masks, metrics, similarity, toy
 from workbench.attribution import attribute
 from workbench.completeness import completeness_gap
+from workbench.composites import Composite, lrp_rules
 from workbench.patterns import Patterns, fit_patterns, signal_quality
 from workbench.quantus_adapter import quantus_explain
 from workbench.models import train_with_random_labels
@@ -25,5 +26,5 @@ __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_d
            "quantus_explain",
            "activations", "fit_basis", "Basis", "variance_explained", "ablation_curve",
            "top_activating", "feature_visualisation", "direction_activation",
-           "randomize", "sanity_check", "train_with_random_labels"]
+           "randomize", "sanity_check", "train_with_random_labels", "Composite", "lrp_rules"]
 __version__ = "0.1.0"

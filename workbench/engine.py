@@ -205,7 +205,7 @@ class RuleMode(_GuardingMode):
     def __init__(self, model: nn.Module, rules: Rules, method: str,
                  references: References | None = None, guarded: torch.Tensor | None = None):
         super().__init__(guarded)
-        self.model, self.rules, self.method = model, rules, method
+        self.model, self.rules, self.method = model, rules.bound_to(model), method
         self.references = references
         self.layer_of = {
             id(parameter): name

@@ -63,6 +63,8 @@ def layer_rules(model: nn.Module, method: str, **options) -> list[LayerRule]:
     """Every leaf module of ``model`` with the rule ``method`` (with ``options``) applies."""
     spec = get_method(method)
     rules = build_rules(spec, spec.bind(options))
+    if rules is not None:
+        rules = rules.bound_to(model)  # a composite's rule for each layer
     return [
         LayerRule(name, type(module).__name__,
                   sum(p.numel() for p in module.parameters(recurse=False)),

@@ -80,6 +80,12 @@ def _check_choice(value: Any, option: Option) -> Any:
     return value
 
 
+def _check_named(value: Any, option: Option) -> Any:
+    if isinstance(value, str) and value not in option.choices:
+        raise ValueError(f"got {value!r}")
+    return value
+
+
 def _check_mask(value: Any, option: Option) -> torch.Tensor:
     if not isinstance(value, torch.Tensor) or value.is_floating_point():
         got = f"{value.dtype} tensor" if isinstance(value, torch.Tensor) else type(value).__name__
@@ -175,6 +181,12 @@ def _format_bool(value: Any) -> str:
     return "true" if value else "false"
 
 
+def _format_named(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{type(value).__name__} has no text form; set it in code")
+    return value
+
+
 def _format_code_only(value: Any) -> str:
     if value is not None:
         raise ValueError(f"{type(value).__name__} has no text form; set it in code")
@@ -212,6 +224,8 @@ OPTION_KINDS: dict[str, OptionKind] = {kind.name: kind for kind in (
     OptionKind("layer", "a module of the model or its dotted name, or None", _check_layer,
                _parse_name, _format_text, none_allowed=True),
     OptionKind("choice", "one of the listed choices", _check_choice, str.strip, _format_text),
+    OptionKind("named", "one of the listed names, or an object the method documents",
+               _check_named, str.strip, _format_named),
     OptionKind("mask", "an integer tensor broadcastable to the inputs, or None", _check_mask,
                _parse_code_only, _format_code_only, none_allowed=True),
     OptionKind("object", "a value the method documents", _check_anything, _parse_code_only,

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from workbench import composites
 from workbench.arguments import compact_baseline
 from workbench.engine import modified_gradient
 from workbench.methods.gradients import BASELINE, MULTIPLY_BY_INPUTS
 from workbench.registry import Method, Option, register
 from workbench.rules import (
     AffineRule, AlphaBetaRule, DeconvRule, EpsilonRule, GuidedRule, RatioRule, RescaleRule, Rules,
+    collecting_input_relevance,
 )
 
 
@@ -33,6 +35,17 @@ def lrp_epsilon_rules(epsilon: float = 1e-6, layer_rules=None) -> Rules:
 
 def lrp_alpha_beta_rules(alpha: float = 1.0, beta: float = 0.0, layer_rules=None) -> Rules:
     return Rules(activation=RatioRule(), affine=AlphaBetaRule(alpha, beta),
+                 layer_affine=_checked_layer_rules(layer_rules))
+
+
+def lrp_rules(composite="epsilon_plus", epsilon: float = 1e-6, gamma: float = 0.25,
+              low=0.0, high=1.0, stabilizer: float = 1e-6, bias: bool = True,
+              layer_rules=None) -> Rules:
+    """LRP with a composite's rule per layer (``workbench.composites``; Montavon et al. 2019,
+    section 10.3), ``layer_rules`` overriding it."""
+    chosen = composites.resolve(composite, epsilon=epsilon, gamma=gamma, low=low, high=high,
+                                stabilizer=stabilizer, bias=bias)
+    return Rules(activation=RatioRule(), composite=chosen,
                  layer_affine=_checked_layer_rules(layer_rules))
 
 
@@ -57,7 +70,13 @@ def _relevance(name: str, make_rules):
 
     def run(model, inputs, target, **options):
         rules = make_rules(**options)
-        return inputs * modified_gradient(model, inputs, target, rules, method=name)
+        # rules such as flat and z^B give relevance at the input that is not a multiple of x
+        with collecting_input_relevance() as at_input:
+            gradient = modified_gradient(model, inputs, target, rules, method=name)
+        relevance = inputs * gradient
+        for part in at_input:
+            relevance = relevance + part.reshape(inputs.shape)
+        return relevance
 
     return run
 
@@ -97,6 +116,27 @@ register(Method(
         LAYER_RULES,
     ),
     reference="Bach et al. 2015", rules=lrp_alpha_beta_rules,
+))
+register(Method(
+    "lrp", _relevance("lrp", lrp_rules),
+    "Layer-wise relevance propagation with a rule per layer from a composite (by layer type, "
+    "name and position).",
+    options=(
+        Option("composite", "named", "epsilon_plus",
+               "which rule each layer gets: a shipped composite's name or a Composite",
+               choices=tuple(composites.COMPOSITES)),
+        Option("epsilon", "float", 1e-6, "stabiliser of the epsilon rule (Linear layers)",
+               minimum=0.0),
+        Option("gamma", "float", 0.25, "boost of positive weights in the gamma rule",
+               minimum=0.0),
+        Option("low", "baseline", 0.0, "lowest input value, for the z-box rule"),
+        Option("high", "baseline", 1.0, "highest input value, for the z-box rule"),
+        Option("stabilizer", "float", 1e-6, "stabiliser of the other rules' denominators",
+               minimum=0.0),
+        Option("bias", "bool", True, "whether biases take part in the rules' denominators"),
+        LAYER_RULES,
+    ),
+    reference="Bach et al. 2015; Montavon et al. 2019", rules=lrp_rules,
 ))
 register(Method(
     "deeplift_rescale", deeplift_rescale,
