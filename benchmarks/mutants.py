@@ -29,7 +29,7 @@ def _tests(*names: str) -> tuple[str, ...]:
     return tuple(f"tests/test_{name}.py" for name in names)
 
 
-RULES = _tests("rules", "engine", "equivalences", "axioms", "agreement_zennit",
+RULES = _tests("rules", "lrp_rules", "engine", "equivalences", "axioms", "agreement_zennit",
                "agreement_captum")
 ENGINE = _tests("engine", "rules", "equivalences", "axioms", "agreement_zennit",
                 "agreement_captum", "errors", "safety", "layout")
@@ -176,22 +176,20 @@ MUTATIONS: tuple[Mutation, ...] = (
         RULES),
     Mutation(
         "rules-alpha-beta-drops-bias", "workbench/rules.py",
-        "activating = (forward(positive_inputs, positive_weight, positive_bias),",
-        "activating = (forward(positive_inputs, positive_weight, None),",
+        'activating = Group((Term("x+", POSITIVE, POSITIVE), Term("x-", NEGATIVE)), self.alpha)',
+        'activating = Group((Term("x+", POSITIVE), Term("x-", NEGATIVE)), self.alpha)',
         "LRP-alpha-beta leaves the positive bias out of the activating part",
         RULES),
     Mutation(
         "rules-alpha-beta-beta-sign", "workbench/rules.py",
-        "for_positive = rule.alpha * act_pos - rule.beta * inh_pos",
-        "for_positive = rule.alpha * act_pos + rule.beta * inh_pos",
-        "LRP-alpha-beta adds the inhibiting share of positive inputs",
+        'Term("x-", POSITIVE)), -self.beta)',
+        'Term("x-", POSITIVE)), self.beta)',
+        "LRP-alpha-beta adds the inhibiting share instead of subtracting it",
         RULES),
     Mutation(
         "rules-alpha-beta-swapped-inputs", "workbench/rules.py",
-        "grad_inputs = torch.where(inputs > 0, for_positive,\n"
-        "                                  torch.where(inputs < 0, for_negative, zero))",
-        "grad_inputs = torch.where(inputs > 0, for_negative,\n"
-        "                                  torch.where(inputs < 0, for_positive, zero))",
+        'activating = Group((Term("x+", POSITIVE, POSITIVE), Term("x-", NEGATIVE)), self.alpha)',
+        'activating = Group((Term("x-", POSITIVE, POSITIVE), Term("x+", NEGATIVE)), self.alpha)',
         "LRP-alpha-beta gives positive inputs the negative inputs' share and vice versa",
         RULES),
     Mutation(
@@ -270,8 +268,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         GRADIENTS),
     Mutation(
         "smoothgrad-sigma-max", "workbench/methods/gradients.py",
-        "sigma = noise * (flat.max(dim=1).values - flat.min(dim=1).values)",
-        "sigma = noise * flat.max(dim=1).values",
+        "return noise * (flat.max(dim=1).values - flat.min(dim=1).values)",
+        "return noise * flat.max(dim=1).values",
         "SmoothGrad's noise scaled by the maximum instead of the range",
         GRADIENTS),
     Mutation(
