@@ -1,4 +1,5 @@
-"""What every notebook does at its end: write figures and a ``results.json`` to ``output_dir``.
+"""What every notebook does with its results: display each figure where it is computed, and
+write the figures and a ``results.json`` to ``output_dir``.
 
 Notebooks stay thin: a parameters cell, calls into the package, figures, and a ``Report``.
 ``Report.from_parameters`` records every parameter the notebook declares, so none can be left
