@@ -1,4 +1,5 @@
-"""What every notebook does at its end: write figures and a ``results.json`` to ``output_dir``.
+"""What every notebook does with its results: display each figure where it is computed, and
+write the figures and a ``results.json`` to ``output_dir``.
 
 Notebooks stay thin: a parameters cell, calls into the package, figures, and a ``Report``.
 ``Report.from_parameters`` records every parameter the notebook declares, so none can be left
@@ -24,6 +25,18 @@ def smoke_requested(smoke: bool) -> bool:
     """``smoke``, or the ``WORKBENCH_SMOKE=1`` environment variable (set by the test suite so
     that nbval runs every notebook with its fast settings)."""
     return bool(smoke) or os.environ.get(SMOKE_VARIABLE, "") == "1"
+
+
+def display_figure(figure: go.Figure) -> None:
+    """Show ``figure`` as the output of the running notebook cell (plotly's JSON mimetype);
+    does nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # not in a notebook
+        return
+    if get_ipython() is None:
+        return
+    figure.show(renderer="plotly_mimetype", validate=False)
 
 
 def _jsonable(value: Any) -> Any:
@@ -92,12 +105,20 @@ class Report:
             raise ValueError(f"{path.name} declares no 'output_dir' parameter")
         return cls(namespace["output_dir"], {name: namespace[name] for name in declared})
 
-    def figure(self, name: str, figure: go.Figure) -> go.Figure:
-        """Keep ``figure`` as ``<name>.html`` (interactive, plotly.js from its CDN)."""
+    def figure(self, name: str, figure: go.Figure, show: bool = True) -> None:
+        """Display ``figure`` in the notebook (unless ``show`` is False) and keep it as
+        ``<name>.html``.
+
+        Displayed as plotly's JSON mimetype, which JupyterLab and Voilà draw with their plotly
+        extension; the HTML export of a batch run draws it from the same output
+        (``workbench.html_export``). The file loads plotly.js from one ``plotly.min.js`` that
+        plotly copies into ``output_dir`` beside it, so it opens without a network.
+        """
+        if show:
+            display_figure(figure)
         if self.output_dir is not None:
-            figure.write_html(self.output_dir / f"{name}.html", include_plotlyjs="cdn")
+            figure.write_html(self.output_dir / f"{name}.html", include_plotlyjs="directory")
             self.figures.append(f"{name}.html")
-        return figure
 
     def add(self, **results: Any) -> None:
         self.results.update(results)

@@ -166,13 +166,11 @@ def _source_cell_number(executed: Path, exec_count: int | None) -> int | None:
 
 
 def _export_html(executed: Path) -> None:
-    import nbformat
-    from nbconvert import HTMLExporter
+    from workbench.html_export import export_html
 
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=UNREPRESENTED_OUTPUT, category=UserWarning)
-        body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
-    executed.with_suffix(".html").write_text(body)
+        export_html(executed)
 
 
 def reproduce(names: list[str] | None = None, out: str | Path = "output",
