@@ -1,16 +1,30 @@
-"""Explanation bases of a layer: its neurons, or the principal components of its activations
+"""Explanation bases of a layer: its neurons, the principal components of its activations
 (Dey et al., "Neuron-based explanations of neural networks sacrifice completeness and
-interpretability", arXiv 2011.03043, TMLR 2025).
+interpretability", arXiv 2011.03043, TMLR 2025), and the non-orthogonal bases compared with
+them since: independent components, non-negative factors, sparse dictionaries
+(``workbench.decompositions``).
 
-A basis of a layer's activation space is a set of orthonormal directions ordered by the variance
-of the activations along them: the principal components (eigenvectors of the covariance), or the
-neurons themselves (unit vectors) ranked by their variance. Two questions are asked of each:
+A basis of a layer's activation space is a set of m unit-norm directions (rows in activation
+space) with a code per direction for every activation vector ``a``, ordered by the variance of
+the codes. PCA: the eigenvectors of the covariance, codes ``a . v``; neurons: the unit vectors,
+codes the neurons' values; ICA: the mixing columns, codes by the (scaled) unmixing matrix; NMF:
+the non-negative factors, codes by non-negative least squares; sparse: the decoder atoms of a
+sparse autoencoder, codes by its encoder. Every basis reconstructs ``a`` from its top-k codes
+as ``â_k = mean + sum_{i<k} (c_i(a) - code_mean_i) v_i``, the other codes at their mean; for
+PCA the projection onto the top-k PCs around the mean, for neurons the top-k neurons kept and
+the others at their mean. Two questions are asked of each:
 
-- completeness: the fraction of the variance the top-k directions explain
-  (``variance_explained``), and what the network still does when the layer's activations are
-  restricted to them (``ablation_curve``);
-- interpretability: per direction, the inputs that activate it most (``top_activating``) and an
-  input synthesised to activate it (``feature_visualisation``).
+- completeness: how much of the activations the top-k directions explain
+  (``variance_explained``: the fraction of the variance for the orthonormal PCA and neuron
+  bases, the reconstruction R² ``1 - E||a - â_k||² / E||a - mean||²`` for the others, which
+  for PCA is the same number), and what the network still does when the layer's activations
+  are replaced by ``â_k`` (``ablation_curve``);
+- interpretability: per direction, the inputs whose centred code is largest
+  (``top_activating``) and an input synthesised to raise it (``feature_visualisation``).
+
+PCA and neurons need only the streamed mean and covariance; ICA, NMF and the sparse
+autoencoder are fitted on a seeded sample of at most ``max_samples`` activation rows, and their
+R² is measured on those rows.
 
 Activations are read from the output of one module with a forward hook (removed before each
 function returns, even one that raised). An output of shape (N, d) gives one d-vector per input.
@@ -353,8 +367,8 @@ def basis_from_sample(sample: RowSample, kind: str, options: SampleOptions | Spa
         directions, coder = decompositions.fit_nmf(rows, options, sample.layer)
     else:
         directions, coder = decompositions.fit_sparse(rows, options, sample.layer, device)
-    with torch.no_grad():
-        codes = coder.codes(rows)
+    with torch.no_grad():   # the codes (NMF: least squares) on the model's device
+        codes = coder.codes(rows.to(device or rows.device)).cpu()
     order = codes.var(0).argsort(descending=True, stable=True)
     directions, coder, codes = (directions[order].contiguous(), coder.permuted(order),
                                 codes[:, order])
@@ -363,7 +377,7 @@ def basis_from_sample(sample: RowSample, kind: str, options: SampleOptions | Spa
                   float(((rows - mean) ** 2).sum() / (len(rows) - 1)), sample.spatial,
                   sample.feature_shape, sample.seen, None, coder, codes.mean(0), None,
                   len(rows))
-    r_squared = reconstruction_r_squared(basis, rows)
+    r_squared = reconstruction_r_squared(basis, rows.to(device or rows.device))
     return dataclasses.replace(basis, r_squared=r_squared)
 
 
