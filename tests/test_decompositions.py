@@ -198,7 +198,7 @@ def test_row_sample_is_the_rows_with_the_smallest_keys_and_merges():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["ica", "sparse"])
+@pytest.mark.parametrize("kind", ["ica", "nmf", "sparse"])
 def test_sharded_fit_equals_the_one_process_fit(dask_client, kind):
     model = cnn(nn.ReLU)
     images = torch.randn(90, 3, 8, 8, generator=torch.Generator().manual_seed(6))

@@ -48,7 +48,8 @@ from torch import nn
 from workbench import decompositions
 from workbench.batching import progress_batches
 from workbench.checks import model_device
-from workbench.decompositions import (LinearCoder, RowSample, SampleOptions, SparseOptions)
+from workbench.decompositions import (Coder, LinearCoder, RowSample, SampleOptions,
+                                      SparseOptions)
 from workbench.model_layers import Layer, find_layer
 from workbench.shards import add_by_key, sum_statistics
 
@@ -263,7 +264,7 @@ class Basis:
     feature_shape: tuple[int, ...]
     count: int
     neurons: torch.Tensor | None = None
-    coder: object = None
+    coder: Coder | None = None
     code_mean: torch.Tensor | None = None
     r_squared: torch.Tensor | None = None
     samples: int | None = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -170,19 +171,30 @@ class RowSample:
 # Coders: the codes of activation rows (..., d) -> (..., m), float64, differentiable
 
 
+class Coder(Protocol):
+    """What a basis asks of its coder: ``codes(rows)`` (..., d) -> (..., m); ``linear``
+    (then ``codes(a) = a @ matrix^T``); the same coder with its directions reordered."""
+
+    linear: ClassVar[bool]
+
+    def codes(self, rows: torch.Tensor) -> torch.Tensor: ...
+
+    def permuted(self, order: torch.Tensor) -> Coder: ...
+
+
 @dataclass(frozen=True)
 class LinearCoder:
     """``c(a) = a @ matrix^T``: PCA and neurons (matrix = the directions), ICA (the scaled
     unmixing matrix)."""
 
     matrix: torch.Tensor
-    linear = True
+    linear: ClassVar[bool] = True
 
     def codes(self, rows: torch.Tensor) -> torch.Tensor:
         return rows @ self.matrix.to(rows.device).T
 
     def permuted(self, order: torch.Tensor) -> LinearCoder:
-        return LinearCoder(self.matrix[order] * 1)
+        return LinearCoder(self.matrix[order])
 
 
 def nnls(rows: torch.Tensor, dictionary: torch.Tensor, iterations: int = 1000,
@@ -212,7 +224,7 @@ class NonNegativeCoder:
 
     dictionary: torch.Tensor
     iterations: int = 1000
-    linear = False
+    linear: ClassVar[bool] = False
 
     def codes(self, rows: torch.Tensor) -> torch.Tensor:
         flat = rows.reshape(-1, rows.shape[-1])
@@ -234,7 +246,7 @@ class SparseCoder:
     weight: torch.Tensor
     bias: torch.Tensor
     top_k: int | None
-    linear = False
+    linear: ClassVar[bool] = False
 
     def codes(self, rows: torch.Tensor) -> torch.Tensor:
         device = rows.device
