@@ -197,6 +197,19 @@ def test_row_sample_is_the_rows_with_the_smallest_keys_and_merges():
     assert sorted(everything.rows[:, 0].tolist()) == rows[:, 0].tolist()
 
 
+def test_row_sample_keeps_every_row_equally_often_over_seeds():
+    rows = torch.arange(200.0)[:, None]
+    kept = torch.zeros(200)
+    for seed in range(400):
+        sample = RowSample.empty(50, seed, "layer", None, (1,))
+        for part in rows.split(40):
+            sample.add_rows(part, part)
+        kept[sample.rows[:, 0].long()] += 1
+    # each row in 400 x 50/200 = 100 samples on average, binomial sd 8.7: within 5 sd
+    assert kept.sum() == 400 * 50
+    assert (kept - 100).abs().max() <= 5 * 8.7
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ica", "nmf", "sparse"])
 def test_sharded_fit_equals_the_one_process_fit(dask_client, kind):
