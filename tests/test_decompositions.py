@@ -251,6 +251,7 @@ def test_errors_name_the_option(mixed_sources):
     for bad, message in (({"width": 0}, "width must be a positive integer"),
                          ({"sparsity": "l0"}, r"sparsity must be one of \['top_k', 'l1'\]"),
                          ({"l1": -1.0}, "l1 must be a non-negative number"),
+                         ({"sparsity": "l1", "top_k": 3}, "top_k applies to sparsity='top_k'"),
                          ({"steps": 2.5}, "steps must be a positive integer"),
                          ({"learning_rate": 0}, "learning_rate must be positive")):
         with pytest.raises(ValueError, match=message):

@@ -93,6 +93,9 @@ class SparseOptions:
             raise ValueError(f"sparsity must be one of {list(SPARSITY)}, got {self.sparsity!r}")
         for name in ("width", "top_k"):
             _positive_int(name, getattr(self, name), allow_none=True)
+        if self.sparsity == "l1" and self.top_k is not None:
+            raise ValueError("top_k applies to sparsity='top_k'; with sparsity='l1' leave it "
+                             "None and set l1")
         for name in ("steps", "batch_rows", "max_samples"):
             _positive_int(name, getattr(self, name))
         if not (isinstance(self.l1, (int, float)) and self.l1 >= 0):
@@ -376,8 +379,7 @@ def _train(data: torch.Tensor, parameters: list[torch.Tensor], options: SparseOp
         chosen = torch.randint(len(data), (options.batch_rows,), generator=generator)
         batch = data[chosen.to(data.device)]
         codes = sparse_activation((batch - decoder_bias) @ encoder.T + bias, top_k)
-        error = ((codes @ decoder + decoder_bias - batch) ** 2).sum(1).mean() / d
-        loss = error
+        loss = ((codes @ decoder + decoder_bias - batch) ** 2).sum(1).mean() / d
         if top_k is None:
             loss = loss + options.l1 * codes.sum(1).mean() / math.sqrt(d)
         optimiser.zero_grad()
