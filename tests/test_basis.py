@@ -153,8 +153,7 @@ def test_pcs_explain_at_least_as_much_variance_as_neurons_for_every_k(conv_net, 
 def test_restriction_keeps_the_top_neurons_and_sets_the_others_to_their_mean(conv_net, images):
     basis = wb.fit_basis(conv_net, images, "1", kind="neurons", progress=False)
     output = conv_net[:2](images).detach()
-    kept = basis.directions[:2]
-    restricted = bases.restrict(output, basis, kept, basis.mean)
+    restricted = bases.restrict(output, basis, torch.arange(2))
     top = basis.neurons[:2]
     rest = basis.neurons[2:]
     torch.testing.assert_close(restricted[:, top], output[:, top])
@@ -165,7 +164,7 @@ def test_restriction_keeps_the_top_neurons_and_sets_the_others_to_their_mean(con
 def test_pca_restriction_is_the_projection_around_the_mean(tanh_net, vectors):
     basis = wb.fit_basis(tanh_net, vectors, "1", kind="pca", progress=False)
     output = tanh_net[:2](vectors).detach().double()
-    restricted = bases.restrict(output, basis, basis.directions[:3], basis.mean)
+    restricted = bases.restrict(output, basis, torch.arange(3))
     # what is left of (a - mean) lies in the span of the top 3 PCs and keeps their coordinates
     residual = restricted - basis.mean
     torch.testing.assert_close(residual @ basis.directions[3:].T, torch.zeros(300, 13),
@@ -313,8 +312,9 @@ def test_errors_name_the_bad_argument(conv_net, images):
     with pytest.raises(ValueError,
                        match=r"layer: the model has no module named 'features.9'; modules: 0, 1"):
         wb.fit_basis(conv_net, images, "features.9", progress=False)
-    with pytest.raises(ValueError, match=r"kind must be one of \['pca', 'neurons'\]"):
-        wb.fit_basis(conv_net, images, "1", kind="ica", progress=False)
+    with pytest.raises(ValueError, match=r"kind must be one of \['pca', 'neurons', 'ica', "
+                                         r"'nmf', 'sparse'\], got 'svd'"):
+        wb.fit_basis(conv_net, images, "1", kind="svd", progress=False)
     with pytest.raises(ValueError, match="spatial must be one of"):
         wb.fit_basis(conv_net, images, "1", spatial="flat", progress=False)
     with pytest.raises(ValueError, match="layer: the module ReLU is not part of the model"):

@@ -214,3 +214,35 @@ def test_gallery_figure_shows_each_direction_with_its_top_inputs(relu_cnn, image
                           [g.labels[0], *(f"{float(s):.3g}" for s in g.top.scores[0])]]
     assert titles[0] == "PC 1"
     assert len(figure.data) == 2 * 2 * (1 + 3)  # 2 ranks x 2 bases x (visualisation + 3 inputs)
+
+
+def test_comparison_of_all_bases_counts_zero_codes_and_dead_directions_by_hand():
+    model = mlp(nn.ReLU, sizes=(8, 16, 12, 5))
+    with torch.no_grad():
+        model[0].bias[3] = -100.0                          # neuron 3 of the ReLU "1" is dead
+    generator = torch.Generator().manual_seed(0)
+    fit_inputs, test_inputs = torch.randn(400, 8, generator=generator), torch.randn(
+        100, 8, generator=generator)
+    test_labels = torch.randint(0, 5, (100,), generator=generator)
+    fitted = basis.fit_bases(model, fit_inputs, "1", options={
+        "sparse": wb.SparseOptions(steps=100, width=32), "ica": wb.SampleOptions(max_iter=300),
+        "nmf": wb.SampleOptions(max_iter=300)}, progress=False)
+    table = {row["kind"]: row for row in basis.compare_kinds(model, fitted, test_inputs,
+                                                             test_labels, 4, progress=False)}
+    assert list(table) == list(wb.basis.KINDS)
+    activations = model[:2](test_inputs).detach()
+    neurons = table["neurons"]
+    assert neurons["zero_codes"] == (activations == 0).double().mean().item()
+    assert neurons["dead_directions"] == int((activations.max(0).values
+                                              == activations.min(0).values).sum()) >= 1
+    assert table["pca"]["zero_codes"] == 0.0 and table["pca"]["directions"] == 16
+    rows = model[:2](fit_inputs).detach().double().numpy()
+    eigenvalues = np.sort(np.linalg.eigvalsh(np.cov(rows, rowvar=False)))[::-1]
+    assert table["pca"]["variance_explained"] == pytest.approx(eigenvalues[:4].sum()
+                                                               / eigenvalues.sum())
+    for kind, row in table.items():
+        curve = wb.ablation_curve(model, test_inputs, "1", fitted[kind], [row["k"]],
+                                  labels=test_labels, progress=False)
+        assert (row["accuracy"], row["agreement"]) == (curve.accuracy[0], curve.agreement[0])
+        assert row["variance_explained"] == wb.variance_explained(fitted[kind], row["k"])
+    assert table["ica"]["directions"] == 15                   # the rank: one neuron is dead

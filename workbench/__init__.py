@@ -17,6 +17,7 @@ from workbench.layout import set_channels_last
 from workbench.registry import Method, Option, get_method as method_info, methods
 from workbench.basis import (Basis, ablation_curve, activations, fit_basis,
                               variance_explained)
+from workbench.decompositions import SampleOptions, SparseOptions
 from workbench.features import direction_activation, feature_visualisation, top_activating
 
 __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
@@ -25,6 +26,7 @@ __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_d
            "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "similarity",
            "quantus_explain",
            "activations", "fit_basis", "Basis", "variance_explained", "ablation_curve",
+           "SampleOptions", "SparseOptions",
            "top_activating", "feature_visualisation", "direction_activation",
            "randomize", "sanity_check", "train_with_random_labels", "Composite", "lrp_rules"]
 __version__ = "0.1.0"

@@ -1,16 +1,30 @@
-"""Explanation bases of a layer: its neurons, or the principal components of its activations
+"""Explanation bases of a layer: its neurons, the principal components of its activations
 (Dey et al., "Neuron-based explanations of neural networks sacrifice completeness and
-interpretability", arXiv 2011.03043, TMLR 2025).
+interpretability", arXiv 2011.03043, TMLR 2025), and the non-orthogonal bases compared with
+them since: independent components, non-negative factors, sparse dictionaries
+(``workbench.decompositions``).
 
-A basis of a layer's activation space is a set of orthonormal directions ordered by the variance
-of the activations along them: the principal components (eigenvectors of the covariance), or the
-neurons themselves (unit vectors) ranked by their variance. Two questions are asked of each:
+A basis of a layer's activation space is a set of m unit-norm directions (rows in activation
+space) with a code per direction for every activation vector ``a``, ordered by the variance of
+the codes. PCA: the eigenvectors of the covariance, codes ``a . v``; neurons: the unit vectors,
+codes the neurons' values; ICA: the mixing columns, codes by the (scaled) unmixing matrix; NMF:
+the non-negative factors, codes by non-negative least squares; sparse: the decoder atoms of a
+sparse autoencoder, codes by its encoder. Every basis reconstructs ``a`` from its top-k codes
+as ``â_k = mean + sum_{i<k} (c_i(a) - code_mean_i) v_i``, the other codes at their mean; for
+PCA the projection onto the top-k PCs around the mean, for neurons the top-k neurons kept and
+the others at their mean. Two questions are asked of each:
 
-- completeness: the fraction of the variance the top-k directions explain
-  (``variance_explained``), and what the network still does when the layer's activations are
-  restricted to them (``ablation_curve``);
-- interpretability: per direction, the inputs that activate it most (``top_activating``) and an
-  input synthesised to activate it (``feature_visualisation``).
+- completeness: how much of the activations the top-k directions explain
+  (``variance_explained``: the fraction of the variance for the orthonormal PCA and neuron
+  bases, the reconstruction R² ``1 - E||a - â_k||² / E||a - mean||²`` for the others, which
+  for PCA is the same number), and what the network still does when the layer's activations
+  are replaced by ``â_k`` (``ablation_curve``);
+- interpretability: per direction, the inputs whose centred code is largest
+  (``top_activating``) and an input synthesised to raise it (``feature_visualisation``).
+
+PCA and neurons need only the streamed mean and covariance; ICA, NMF and the sparse
+autoencoder are fitted on a seeded sample of at most ``max_samples`` activation rows, and their
+R² is measured on those rows.
 
 Activations are read from the output of one module with a forward hook (removed before each
 function returns, even one that raised). An output of shape (N, d) gives one d-vector per input.
@@ -22,6 +36,7 @@ restricting a conv layer's output to them acts on every position.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 from collections.abc import Sequence
@@ -30,12 +45,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from workbench import decompositions
 from workbench.batching import progress_batches
 from workbench.checks import model_device
+from workbench.decompositions import (Coder, LinearCoder, RowSample, SampleOptions,
+                                      SparseOptions)
 from workbench.model_layers import Layer, find_layer
 from workbench.shards import add_by_key, sum_statistics
 
-KINDS = ("pca", "neurons")
+ORTHOGONAL_KINDS = ("pca", "neurons")
+SAMPLE_KINDS = ("ica", "nmf", "sparse")
+KINDS = ORTHOGONAL_KINDS + SAMPLE_KINDS
 SPATIAL = ("positions", "pooled")
 KEEP = ("top", "bottom")
 FILL = ("mean", "zero")
@@ -78,6 +98,15 @@ class ActivationStatistics:
     count: int = 0               # rows seen (inputs, or inputs x positions)
     mean: torch.Tensor | None = None
     scatter: torch.Tensor | None = None
+
+    @classmethod
+    def empty(cls, layer: str, spatial: str | None, feature_shape: tuple[int, ...]
+              ) -> ActivationStatistics:
+        return cls(layer, spatial, feature_shape)
+
+    def add_rows(self, rows: torch.Tensor, inputs: torch.Tensor) -> None:
+        """Merge in the rows of one batch (``inputs`` is not needed: the sums are exact)."""
+        self.update(rows)
 
     def update(self, rows: torch.Tensor, chunk: int = 1 << 16) -> None:
         """Merge in ``rows`` (n, d), ``chunk`` rows at a time (bounds the float64 copies)."""
@@ -147,7 +176,8 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
     if not names:
         raise ValueError("layers is empty; name at least one layer")
     statistics = sum_statistics(
-        functools.partial(_activation_statistics, model, names, spatial, batch_size), data,
+        functools.partial(_activation_statistics, model, names, spatial, batch_size,
+                          ActivationStatistics.empty), data,
         combine=add_by_key, scheduler=scheduler, workers=workers, progress=progress,
         description="activations")
     for name, stats in statistics.items():
@@ -157,12 +187,15 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
 
 
 def _activation_statistics(model: nn.Module, names: list[str], spatial: str, batch_size: int,
-                           data, progress: bool) -> dict[str, ActivationStatistics]:
+                           empty, data, progress: bool) -> dict:
     """The statistics of the layers ``names`` over ``data`` in this process, read by forward
-    hooks that are removed on return or error."""
+    hooks that are removed on return or error: ``empty(layer, spatial, feature_shape)`` makes
+    a layer's accumulator (``ActivationStatistics``, ``RowSample``), ``add_rows(rows, inputs)``
+    feeds it a batch's rows."""
     modules = dict(model.named_modules())
-    statistics: dict[str, ActivationStatistics] = {}
+    statistics: dict = {}
     calls: dict[str, int] = {}
+    batch: dict[str, torch.Tensor] = {}
 
     def recorder(name: str):
         def hook(_module, _inputs, output):
@@ -171,9 +204,10 @@ def _activation_statistics(model: nn.Module, names: list[str], spatial: str, bat
                                  "(N, C, ...); choose a layer that does")
             calls[name] += 1
             if name not in statistics:
-                statistics[name] = ActivationStatistics(
-                    name, None if output.dim() == 2 else spatial, tuple(output.shape[1:]))
-            statistics[name].update(layer_rows(output, statistics[name].spatial))
+                statistics[name] = empty(name, None if output.dim() == 2 else spatial,
+                                         tuple(output.shape[1:]))
+            statistics[name].add_rows(layer_rows(output, statistics[name].spatial),
+                                      batch["inputs"])
         return hook
 
     handles = [modules[name].register_forward_hook(recorder(name)) for name in names]
@@ -181,6 +215,7 @@ def _activation_statistics(model: nn.Module, names: list[str], spatial: str, bat
         with torch.no_grad():
             for inputs, _ in progress_batches(data, batch_size, progress, "activations"):
                 calls.update({name: 0 for name in names})
+                batch["inputs"] = inputs
                 model(to_model_device(model, inputs))
                 _check_ran_once(calls)
     finally:
@@ -204,12 +239,19 @@ def _check_ran_once(calls: dict[str, int]) -> None:
 
 @dataclass(frozen=True, eq=False)
 class Basis:
-    """Orthonormal ``directions`` (rows, d x d, float64) of a layer's activation space, most
-    variance first; ``variances[i]`` is the variance of the activations along direction i.
+    """m unit-norm ``directions`` (rows, m x d, float64) of a layer's activation space, most
+    variance first, with the ``coder`` that gives an activation row its codes (one per
+    direction) and the reconstruction ``mean + (codes - code_mean) @ directions``.
 
     ``kind``: ``"pca"`` (eigenvectors of the covariance, each signed so that its largest
-    component is positive) or ``"neurons"`` (unit vectors; ``neurons[i]`` is the neuron of
-    direction i). ``mean`` is the activations' mean, ``total_variance`` the covariance's trace.
+    component is positive), ``"neurons"`` (unit vectors; ``neurons[i]`` is the neuron of
+    direction i), ``"ica"``, ``"nmf"`` or ``"sparse"`` (``workbench.decompositions``; not
+    orthogonal, m may differ from d). ``variances[i]``: the variance of code i (for PCA and
+    neurons the variance of the activations along direction i). ``mean``: the activations'
+    mean, ``code_mean`` the codes' mean, ``total_variance`` the covariance's trace.
+    ``r_squared``: for the non-orthogonal kinds, the reconstruction R² of the top-k directions
+    for k = 0..m on the fitted rows (see ``variance_explained``). ``count``: the rows seen;
+    ``samples``: the rows fitted (all of them for PCA and neurons).
     """
 
     layer: str
@@ -222,19 +264,43 @@ class Basis:
     feature_shape: tuple[int, ...]
     count: int
     neurons: torch.Tensor | None = None
+    coder: Coder | None = None
+    code_mean: torch.Tensor | None = None
+    r_squared: torch.Tensor | None = None
+    samples: int | None = None
 
     @property
     def dimension(self) -> int:
+        """The number of directions m."""
         return len(self.variances)
+
+    @property
+    def features(self) -> int:
+        """The width d of the activation vectors."""
+        return self.directions.shape[1]
+
+    def centred_codes(self, rows: torch.Tensor, indices=None, fill: str = "mean"
+                      ) -> torch.Tensor:
+        """The codes of ``rows`` (..., d), float64, minus their mean (``fill="mean"``) or not
+        (``"zero"``), for the directions ``indices`` (default all): for a linear coder
+        ``(a - c) @ E^T`` with ``c`` the mean or zero, so for PCA the projection of the centred
+        activation. Differentiable in ``rows``."""
+        indices = slice(None) if indices is None else indices
+        if self.coder.linear:
+            centre = self.mean.to(rows.device) if fill == "mean" else 0
+            matrix = self.coder.matrix.to(rows.device)[indices]
+            return (rows - centre) @ matrix.T
+        codes = self.coder.codes(rows)[..., indices]
+        return codes - self.code_mean.to(rows.device)[indices] if fill == "mean" else codes
 
     def __repr__(self) -> str:
         return (f"Basis(layer='{self.layer}', kind='{self.kind}', dimension={self.dimension}, "
-                f"spatial={self.spatial!r}, samples={self.count})")
+                f"features={self.features}, spatial={self.spatial!r}, samples={self.count})")
 
 
 def basis_from_statistics(statistics: ActivationStatistics, kind: str = "pca") -> Basis:
     """The PCA or neuron basis of the activations summarised by ``statistics``."""
-    _choice("kind", kind, KINDS)
+    _choice("kind", kind, ORTHOGONAL_KINDS)
     covariance = statistics.covariance
     variances = covariance.diagonal().clamp(min=0)
     neurons = None
@@ -249,25 +315,96 @@ def basis_from_statistics(statistics: ActivationStatistics, kind: str = "pca") -
         variances = variances[neurons]
         directions = torch.eye(len(variances), dtype=torch.float64,
                                device=covariance.device)[neurons]
-    return Basis(statistics.layer, kind, directions.contiguous(), variances, statistics.mean,
+    directions = directions.contiguous()
+    return Basis(statistics.layer, kind, directions, variances, statistics.mean,
                  float(covariance.diagonal().sum()), statistics.spatial,
-                 statistics.feature_shape, statistics.count, neurons)
+                 statistics.feature_shape, statistics.count, neurons,
+                 LinearCoder(directions), statistics.mean @ directions.T, None,
+                 statistics.count)
+
+
+def _checked_options(kind: str, options):
+    expected = {"ica": SampleOptions, "nmf": SampleOptions, "sparse": SparseOptions}.get(kind)
+    if expected is None:
+        if options is not None:
+            raise ValueError(f"options apply to the kinds {list(SAMPLE_KINDS)}, not to "
+                             f"kind={kind!r}; leave options=None")
+        return None
+    if options is None:
+        return expected()
+    if not isinstance(options, expected):
+        raise ValueError(f"options for kind={kind!r} must be a {expected.__name__}, got "
+                         f"{type(options).__name__}")
+    return options
+
+
+def sample_rows(model: nn.Module, data, layer: Layer, options: SampleOptions | SparseOptions,
+                spatial: str = "positions", batch_size: int = 256, progress: bool = True,
+                scheduler="local", workers: int = 2) -> RowSample:
+    """A seeded uniform sample of at most ``options.max_samples`` of the activation rows of
+    ``layer`` over ``data`` (``decompositions.RowSample``), in one streaming pass; for
+    ``Shards``, a sample per shard on Dask, merged (a sample of all rows)."""
+    _choice("spatial", spatial, SPATIAL)
+    name = find_layer(model, layer)[0]
+    empty = functools.partial(RowSample.empty, options.max_samples, options.seed)
+    (sample,) = sum_statistics(
+        functools.partial(_activation_statistics, model, [name], spatial, batch_size, empty),
+        data, combine=add_by_key, scheduler=scheduler, workers=workers, progress=progress,
+        description="activation rows").values()
+    if sample.count < 2:
+        raise ValueError(f"layer '{name}': {sample.count} sample(s); a fit needs two")
+    return sample
+
+
+def basis_from_sample(sample: RowSample, kind: str, options: SampleOptions | SparseOptions,
+                      device: torch.device | None = None) -> Basis:
+    """The ICA, NMF or sparse basis fitted on the rows of ``sample``: directions ordered by
+    their codes' variance, and the reconstruction R² of the top k for every k."""
+    _choice("kind", kind, SAMPLE_KINDS)
+    rows = sample.rows.double()
+    if kind == "ica":
+        directions, coder = decompositions.fit_ica(rows, options, sample.layer)
+    elif kind == "nmf":
+        directions, coder = decompositions.fit_nmf(rows, options, sample.layer)
+    else:
+        directions, coder = decompositions.fit_sparse(rows, options, sample.layer, device)
+    with torch.no_grad():   # the codes (NMF: least squares) on the model's device
+        codes = coder.codes(rows.to(device or rows.device)).cpu()
+    order = codes.var(0).argsort(descending=True, stable=True)
+    directions, coder, codes = (directions[order].contiguous(), coder.permuted(order),
+                                codes[:, order])
+    mean = rows.mean(0)
+    basis = Basis(sample.layer, kind, directions, codes.var(0), mean,
+                  float(((rows - mean) ** 2).sum() / (len(rows) - 1)), sample.spatial,
+                  sample.feature_shape, sample.seen, None, coder, codes.mean(0), None,
+                  len(rows))
+    r_squared = reconstruction_r_squared(basis, rows.to(device or rows.device))
+    return dataclasses.replace(basis, r_squared=r_squared)
 
 
 def fit_basis(model: nn.Module, data, layer: Layer, kind: str = "pca",
               spatial: str = "positions", batch_size: int = 256, progress: bool = True,
-              scheduler="local", workers: int = 2) -> Basis:
-    """The basis of ``kind`` (``"pca"`` or ``"neurons"``) of the output of ``layer`` (a module
-    or its dotted name, e.g. ``"features.3"``), from one streaming pass over ``data``.
+              scheduler="local", workers: int = 2,
+              options: SampleOptions | SparseOptions | None = None) -> Basis:
+    """The basis of ``kind`` of the output of ``layer`` (a module or its dotted name, e.g.
+    ``"features.3"``), from one streaming pass over ``data``.
 
-    PCA: the eigendecomposition (``torch.linalg.eigh``) of the float64 covariance. Neurons: the
-    unit vectors, ranked by variance. See ``activations`` for ``data`` (shards included),
-    ``spatial``, ``scheduler`` and ``workers``.
+    ``"pca"``: the eigendecomposition (``torch.linalg.eigh``) of the float64 covariance.
+    ``"neurons"``: the unit vectors, ranked by variance. ``"ica"``, ``"nmf"``, ``"sparse"``:
+    fitted on a seeded sample of at most ``options.max_samples`` activation rows
+    (``SampleOptions`` for ICA and NMF, ``SparseOptions`` for the sparse autoencoder, which
+    trains on the model's device; see ``workbench.decompositions``). See ``activations`` for
+    ``data`` (shards included), ``spatial``, ``scheduler`` and ``workers``.
     """
     _choice("kind", kind, KINDS)
-    (statistics,) = activations(model, data, [layer], spatial, batch_size, progress,
-                                scheduler, workers).values()
-    return basis_from_statistics(statistics, kind)
+    options = _checked_options(kind, options)
+    if kind in ORTHOGONAL_KINDS:
+        (statistics,) = activations(model, data, [layer], spatial, batch_size, progress,
+                                    scheduler, workers).values()
+        return basis_from_statistics(statistics, kind)
+    sample = sample_rows(model, data, layer, options, spatial, batch_size, progress,
+                         scheduler, workers)
+    return basis_from_sample(sample, kind, options, model_device(model))
 
 
 def _check_k(basis: Basis, k) -> int:
@@ -277,19 +414,54 @@ def _check_k(basis: Basis, k) -> int:
     return k
 
 
+def reconstruction_r_squared(basis: Basis, rows: torch.Tensor, chunk: int = 1 << 14
+                             ) -> torch.Tensor:
+    """``1 - E||a - â_k||² / E||a - mean||²`` over ``rows`` (n, d) for k = 0..m (entry k),
+    ``â_k = mean + sum_{i<k} (c_i(a) - code_mean_i) directions_i`` the reconstruction from
+    the top-k codes. From second moments of the codes: with ``x = a - mean`` and ``z`` the
+    centred codes, ``E||x - z_k D_k||² = E||x||² - 2 sum_{i<k} E[z_i x.d_i]
+    + sum_{i,j<k} E[z_i z_j] d_i.d_j``. For PCA it equals ``variance_explained``."""
+    m = basis.dimension
+    cross = rows.new_zeros(m, dtype=torch.float64)
+    second = rows.new_zeros(m, m, dtype=torch.float64)
+    total = 0.0
+    directions = basis.directions.to(rows.device)
+    with torch.no_grad():
+        for part in rows.double().split(chunk):
+            centred = part - basis.mean.to(rows.device)
+            codes = basis.centred_codes(part)
+            cross += (codes * (centred @ directions.T)).sum(0)
+            second += codes.T @ codes
+            total += float((centred ** 2).sum())
+    if total <= 0:
+        return torch.full((m + 1,), float("nan"), dtype=torch.float64)
+    quadratic = second * (directions @ directions.T)
+    leading = (2 * quadratic.tril(-1).sum(1) + quadratic.diagonal()).cumsum(0)
+    residual = total - 2 * cross.cumsum(0) + leading
+    return torch.cat([rows.new_zeros(1, dtype=torch.float64), 1 - residual / total]).cpu()
+
+
 def variance_explained(basis: Basis, k: int) -> float:
-    """Fraction of the total variance explained by the top-k directions of ``basis``:
-    ``sum_{i<k} variances[i] / trace(Cov)``. For PCA the top-k eigenvalues; for neurons the
-    variances of the k highest-variance neurons. Both reach 1 at ``k = d``; PCA's is never
-    smaller (Ky Fan). NaN when the layer's activations do not vary."""
+    """How much of the activations the top-k directions of ``basis`` explain.
+
+    PCA and neurons: the fraction of the total variance, ``sum_{i<k} variances[i] /
+    trace(Cov)`` (for PCA the top-k eigenvalues; for neurons the variances of the k
+    highest-variance neurons; PCA's is never smaller, Ky Fan). ICA, NMF, sparse (directions
+    not orthogonal, so variances do not add up): the reconstruction R² of the top-k codes on
+    the fitted rows, ``1 - E||a - â_k||² / E||a - mean||²`` (``reconstruction_r_squared``),
+    which for PCA is the same number. NaN when the layer's activations do not vary."""
     k = _check_k(basis, k)
+    if basis.r_squared is not None:
+        return float(basis.r_squared[k])
     if basis.total_variance <= 0:
         return float("nan")
     return float(basis.variances[:k].sum() / basis.total_variance)
 
 
 def cumulative_variance_explained(basis: Basis) -> torch.Tensor:
-    """``variance_explained(basis, k)`` for k = 0, 1, ..., d (entry k)."""
+    """``variance_explained(basis, k)`` for k = 0, 1, ..., m (entry k)."""
+    if basis.r_squared is not None:
+        return basis.r_squared.clone()
     if basis.total_variance <= 0:
         return torch.full((basis.dimension + 1,), float("nan"), dtype=torch.float64)
     zero = basis.variances.new_zeros(1)
@@ -297,7 +469,8 @@ def cumulative_variance_explained(basis: Basis) -> torch.Tensor:
 
 
 def directions_for_variance(basis: Basis, fraction: float = 0.8) -> int:
-    """The smallest k whose top-k directions explain at least ``fraction`` of the variance."""
+    """The smallest k whose top-k directions explain at least ``fraction`` of the variance
+    (R² for the non-orthogonal kinds); m if none does."""
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
     curve = cumulative_variance_explained(basis)
@@ -309,19 +482,27 @@ def directions_for_variance(basis: Basis, fraction: float = 0.8) -> int:
 # The function test: restrict the layer to k directions and run the rest of the net
 
 
-def restrict(output: torch.Tensor, basis: Basis, kept: torch.Tensor, centre: torch.Tensor
-             ) -> torch.Tensor:
-    """``centre + (a - centre) V^T V`` for every activation vector ``a`` of ``output`` (conv:
-    at every position), ``V`` the ``kept`` directions (rows); same shape and dtype out."""
+def restrict(output: torch.Tensor, basis: Basis, kept: torch.Tensor, fill: str = "mean",
+             codes: torch.Tensor | None = None) -> torch.Tensor:
+    """``c + (codes_K(a) - code_c_K) @ directions_K`` for every activation vector ``a`` of
+    ``output`` (conv: at every position), ``K`` the ``kept`` direction indices and ``c`` the
+    mean (``fill="mean"``; ``code_c`` the codes' mean) or zero (``"zero"``; ``code_c = 0``).
+    For PCA the projection ``c + (a - c) V_K^T V_K``; for neurons the kept neurons, the others
+    at their mean or zero. ``codes``: the centred codes of all directions, if already known.
+    Same shape and dtype out."""
     channels_last = output.movedim(1, -1) if output.dim() > 2 else output
-    if channels_last.shape[-1] != basis.dimension:
+    if channels_last.shape[-1] != basis.features:
         raise ValueError(f"layer '{basis.layer}' gives {channels_last.shape[-1]} features per "
-                         f"sample here, the basis has {basis.dimension}")
-    centred = channels_last.double() - centre
-    restricted = centre + (centred @ kept.T) @ kept
-    restricted = restricted.to(output.dtype)
+                         f"sample here, the basis has {basis.features}")
+    kept = torch.as_tensor(kept, dtype=torch.long, device=output.device)
+    if codes is None:
+        codes = basis.centred_codes(channels_last.double(), kept, fill)
+    else:
+        codes = codes[..., kept]
+    directions = basis.directions.to(output.device)[kept]
+    centre = basis.mean.to(output.device) if fill == "mean" else 0
+    restricted = (centre + codes @ directions).to(output.dtype)
     return restricted.movedim(-1, 1) if output.dim() > 2 else restricted
-
 
 @dataclass(frozen=True)
 class AblationCurve:
@@ -358,13 +539,15 @@ def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Seque
                    batch_size: int = 256, progress: bool = True) -> AblationCurve:
     """Run the net with the output of ``layer`` restricted to k directions of ``basis``.
 
-    Each activation vector ``a`` (conv: at every position) becomes ``c + (a - c) V_k^T V_k``,
-    ``V_k`` the top-k (``keep="top"``) or bottom-k (``"bottom"``) directions and ``c`` the
-    activations' mean (``fill="mean"``) or zero (``"zero"``): for PCA the projection onto the
+    Each activation vector ``a`` (conv: at every position) becomes its reconstruction from the
+    top-k (``keep="top"``) or bottom-k (``"bottom"``) codes, the others at their mean
+    (``fill="mean"``) or zero (``"zero"``), see ``restrict``: for PCA the projection onto the
     top-k PCs around the mean, for neurons the top-k neurons kept and the others set to their
-    mean. Labels come from ``labels`` (with a tensor ``data``) or from (inputs, labels)
-    batches; without them only the agreement is measured. The model is used as it is and is
-    left as it was: the hook that replaces the layer's output is removed on return or error.
+    mean; for ICA, NMF and sparse bases the sum of the kept codes' directions (so at k = m the
+    reconstruction, which is the activation itself only for an exact basis). Labels come from
+    ``labels`` (with a tensor ``data``) or from (inputs, labels) batches; without them only
+    the agreement is measured. The model is used as it is and is left as it was: the hook
+    that replaces the layer's output is removed on return or error.
     """
     _choice("keep", keep, KEEP)
     _choice("fill", fill, FILL)
@@ -373,18 +556,23 @@ def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Seque
         raise ValueError(f"the basis is of layer '{basis.layer}', not of layer '{name}'")
     ks = _checked_ks(basis, ks)
     labels = _checked_labels(data, labels)
-    device = model_device(model) or torch.device("cpu")
-    centre = basis.mean.to(device)
-    if fill == "zero":
-        centre = torch.zeros_like(centre)
-    directions = basis.directions.to(device)
-    kept_directions = [directions[:k] if keep == "top" else directions[basis.dimension - k:]
+    m = basis.dimension
+    kept_directions = [torch.arange(k) if keep == "top" else torch.arange(m - k, m)
                        for k in ks]
-    state: dict[str, torch.Tensor | None] = {"kept": None}
+    state: dict[str, torch.Tensor | None] = {"kept": None, "output": None, "codes": None}
 
     def replace(_module, _inputs, output):
         kept = state["kept"]
-        return output if kept is None else restrict(output, basis, kept, centre)
+        if kept is None:
+            return output
+        if basis.coder.linear:
+            return restrict(output, basis, kept, fill)
+        # the codes of a non-linear coder (NMF's least squares) once per distinct output
+        if state["output"] is None or not torch.equal(state["output"], output):
+            channels_last = output.movedim(1, -1) if output.dim() > 2 else output
+            state["output"] = output.detach().clone()
+            state["codes"] = basis.centred_codes(channels_last.double(), None, fill)
+        return restrict(output, basis, kept, fill, state["codes"])
 
     agree = torch.zeros(len(ks), dtype=torch.float64)
     correct = torch.zeros(len(ks), dtype=torch.float64)

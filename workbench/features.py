@@ -2,7 +2,8 @@
 neural networks sacrifice completeness and interpretability", arXiv 2011.03043, TMLR 2025): the
 inputs that activate it most, and an input synthesised to activate it. The same objective serves
 neurons and principal components: ``direction_activation``, the projection of the layer's
-centred activation onto the direction (``workbench.basis``).
+centred activation onto the direction (``workbench.basis``), and for the non-orthogonal bases
+(ICA, NMF, sparse dictionaries) the direction's centred code.
 """
 from __future__ import annotations
 
@@ -31,18 +32,19 @@ def _check_directions(basis: Basis, directions: Sequence[int]) -> list[int]:
 
 def direction_activation(model: nn.Module, inputs: torch.Tensor, basis: Basis,
                          directions: Sequence[int]) -> torch.Tensor:
-    """``(a - mean) . v`` for each input and direction ``v`` (rows of ``basis.directions``),
-    averaged over the positions of a conv layer; shape (N, len(directions)). Differentiable
-    with respect to ``inputs`` (the objective of the feature visualisation); for a neuron it
-    is the neuron's activation minus its mean."""
+    """The centred code ``c_i(a) - code_mean_i`` of each input's activation ``a`` for each
+    direction i (``Basis.centred_codes``), averaged over the positions of a conv layer; shape
+    (N, len(directions)). Differentiable with respect to ``inputs`` (the objective of the
+    feature visualisation). For PCA it is ``(a - mean) . v``, ``v`` the direction; for a
+    neuron the neuron's activation minus its mean; for ICA, NMF and sparse bases the
+    direction's code (unmixed, non-negative least squares, encoder) minus its mean."""
     directions = _check_directions(basis, directions)
     name, module = find_layer(model, basis.layer)
     with captured_outputs(module, name) as outputs:
         model(inputs)
     output = single_output(outputs, name, module)
-    vectors = basis.directions[directions].to(output.device)
     channels_last = output.movedim(1, -1) if output.dim() > 2 else output[:, None]
-    scores = (channels_last.double() - basis.mean.to(output.device)) @ vectors.T
+    scores = basis.centred_codes(channels_last.double(), directions)
     return scores.flatten(1, -2).mean(1)
 
 

@@ -16,10 +16,15 @@ from torch import nn
 from workbench import basis as bases
 from workbench import features, plots
 from workbench.basis import AblationCurve, Basis
+from workbench.batching import progress_batches
+from workbench.decompositions import SampleOptions, SparseOptions
 from workbench.features import FeatureVisualisation, TopActivating
 from workbench.layers import ACTIVATION_MODULES
+from workbench.model_layers import captured_outputs, find_layer, single_output
 
-KIND_LABELS = {"pca": "PCs", "neurons": "neurons"}
+KIND_LABELS = {"pca": "PCs", "neurons": "neurons", "ica": "ICs", "nmf": "NMF factors",
+               "sparse": "dictionary atoms"}
+DIRECTION_LABELS = {"pca": "PC", "ica": "IC", "nmf": "factor", "sparse": "atom"}
 
 
 def default_layers(model: nn.Module) -> list[str]:
@@ -60,7 +65,8 @@ def compare_bases(model: nn.Module, fit_inputs, test_inputs: torch.Tensor,
     statistics = bases.activations(model, fit_inputs, list(layers), spatial, batch_size, progress)
     comparisons = {}
     for layer, stats in statistics.items():
-        fitted = {kind: bases.basis_from_statistics(stats, kind) for kind in bases.KINDS}
+        fitted = {kind: bases.basis_from_statistics(stats, kind)
+                  for kind in bases.ORTHOGONAL_KINDS}
         ks = ablation_ks(stats.dimension, points)
         comparisons[layer] = LayerComparison(
             layer, stats.dimension, stats.count, fraction, fitted,
@@ -104,11 +110,73 @@ def direction_gallery(model: nn.Module, inputs: torch.Tensor, basis: Basis,
     visualisation = features.feature_visualisation(model, basis, directions, mean, steps=steps,
                                                 value_range=value_range, radius=radius,
                                                 seed=seed)
-    if basis.kind == "pca":
-        labels = [f"PC {i + 1}" for i in directions]
-    else:
+    if basis.kind == "neurons":
         labels = [f"neuron {int(basis.neurons[i])}" for i in directions]
+    else:
+        labels = [f"{DIRECTION_LABELS[basis.kind]} {i + 1}" for i in directions]
     return Gallery(basis.kind, labels, top, visualisation)
+
+
+# ----------------------------------------------------------------------------------------------
+# All five bases of one layer side by side
+
+
+def fit_bases(model: nn.Module, inputs, layer: str, kinds: Sequence[str] = bases.KINDS,
+              options: dict[str, SampleOptions | SparseOptions] | None = None,
+              spatial: str = "positions", batch_size: int = 256,
+              progress: bool = True) -> dict[str, Basis]:
+    """The bases ``kinds`` of ``layer`` fitted on ``inputs`` (``options[kind]`` for the
+    sample-based kinds, their defaults otherwise)."""
+    options = options or {}
+    return {kind: bases.fit_basis(model, inputs, layer, kind, spatial, batch_size, progress,
+                                  options=options.get(kind)) for kind in kinds}
+
+
+def code_statistics(model: nn.Module, inputs, basis: Basis, batch_size: int = 256,
+                    progress: bool = True) -> tuple[float, int]:
+    """Over the layer's activation rows for ``inputs``: the fraction of codes that are exactly
+    zero (codes, not centred codes: a ReLU neuron that is off, an NMF factor or a dictionary
+    atom not used) and the number of dead directions, whose code varies by at most 1e-9 of the
+    largest ``|code|`` over the rows (a dead neuron, a latent the autoencoder never uses)."""
+    name, module = find_layer(model, basis.layer)
+    zeros, total, largest = 0, 0, 0.0
+    low = high = None
+    with torch.no_grad():
+        for batch, _ in progress_batches(inputs, batch_size, progress, "codes"):
+            with captured_outputs(module, name) as outputs:
+                model(bases.to_model_device(model, batch))
+            rows = bases.layer_rows(single_output(outputs, name, module), basis.spatial)
+            codes = basis.coder.codes(rows.double()).cpu()
+            largest = max(largest, float(codes.abs().max()))
+            zeros += int((codes == 0).sum())
+            total += codes.numel()
+            low = codes.min(0).values if low is None else torch.minimum(low, codes.min(0).values)
+            high = codes.max(0).values if high is None else torch.maximum(high,
+                                                                         codes.max(0).values)
+    dead = int((high - low <= 1e-9 * max(largest, 1e-300)).sum())
+    return zeros / total, dead
+
+
+def compare_kinds(model: nn.Module, fitted: dict[str, Basis], test_inputs: torch.Tensor,
+                  test_labels: torch.Tensor | None, k: int, batch_size: int = 256,
+                  progress: bool = True) -> list[dict]:
+    """One row per basis of ``fitted`` (one layer): its directions m, the variance explained
+    (R² for the non-orthogonal kinds, on the fitted rows) and the test accuracy and agreement
+    with the layer restricted to the top ``min(k, m)`` directions, the fraction of zero codes
+    and the dead directions on ``test_inputs``."""
+    table = []
+    for kind, basis in fitted.items():
+        kept = min(k, basis.dimension)
+        curve = bases.ablation_curve(model, test_inputs, basis.layer, basis, [kept],
+                                     labels=test_labels, batch_size=batch_size,
+                                     progress=progress)
+        zero_fraction, dead = code_statistics(model, test_inputs, basis, batch_size, progress)
+        table.append({"layer": basis.layer, "kind": kind, "directions": basis.dimension,
+                      "k": kept, "variance_explained": bases.variance_explained(basis, kept),
+                      "accuracy": curve.accuracy[0] if curve.accuracy else None,
+                      "agreement": curve.agreement[0], "zero_codes": zero_fraction,
+                      "dead_directions": dead})
+    return table
 
 
 # ----------------------------------------------------------------------------------------------
