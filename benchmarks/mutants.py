@@ -571,14 +571,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         BASIS),
     Mutation(
         "basis-restrict-no-centre", "workbench/basis.py",
-        "restricted = centre + (centred @ kept.T) @ kept",
-        "restricted = (centred @ kept.T) @ kept",
+        "restricted = (centre + codes @ directions).to(output.dtype)",
+        "restricted = (codes @ directions).to(output.dtype)",
         "the restricted activations are not moved back to the centre",
         BASIS),
     Mutation(
         "basis-bottom-zero", "workbench/basis.py",
-        "directions[basis.dimension - k:]",
-        "directions[-k:]",
+        'torch.arange(k) if keep == "top" else torch.arange(m - k, m)',
+        'torch.arange(k) if keep == "top" else torch.arange(m)[-k:]',
         "keep='bottom' with k = 0 keeps every direction instead of none",
         BASIS),
     Mutation(

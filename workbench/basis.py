@@ -504,6 +504,7 @@ def restrict(output: torch.Tensor, basis: Basis, kept: torch.Tensor, fill: str =
     restricted = (centre + codes @ directions).to(output.dtype)
     return restricted.movedim(-1, 1) if output.dim() > 2 else restricted
 
+
 @dataclass(frozen=True)
 class AblationCurve:
     """Accuracy and agreement with the unmodified model's predictions, per k."""
