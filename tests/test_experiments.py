@@ -246,3 +246,16 @@ def test_comparison_of_all_bases_counts_zero_codes_and_dead_directions_by_hand()
         assert (row["accuracy"], row["agreement"]) == (curve.accuracy[0], curve.agreement[0])
         assert row["variance_explained"] == wb.variance_explained(fitted[kind], row["k"])
     assert table["ica"]["directions"] == 15                   # the rank: one neuron is dead
+
+
+def test_the_lrp_composite_columns_are_the_lrp_method_with_each_shipped_composite(
+        relu_cnn, image_batch):
+    from workbench.composites import COMPOSITES
+
+    low, high = float(image_batch.min()), float(image_batch.max())
+    columns = patternnet.lrp_composites(low, high)
+    assert [options["composite"] for _, options in columns.values()] == list(COMPOSITES)
+    maps = patternnet.attributions(relu_cnn, image_batch, 1, columns)
+    expected = wb.attribute(relu_cnn, image_batch, "lrp", target=1,
+                            composite="epsilon_gamma_box", low=low, high=high)
+    torch.testing.assert_close(maps["lrp: epsilon_gamma_box"], expected)

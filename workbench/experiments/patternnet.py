@@ -16,6 +16,7 @@ from torch import nn
 import workbench as wb
 from workbench import data as datasets
 from workbench import metrics, plots
+from workbench.composites import COMPOSITES
 from workbench.toy import LinearToy, fit_linear_model, make_linear_toy
 
 ESTIMATOR_LABELS = {"x": "S_x", "w": "S_w", "a": "S_a", "a+-": "S_a+-", "random": "random"}
@@ -117,6 +118,14 @@ def photo_stand_in(model: nn.Module, size: int = 224, classes: Sequence[str] | N
 HEATMAP_METHODS = ("gradient", "deconvnet", "guided_backprop", "lrp_epsilon", "lrp_alpha_beta",
                    "pattern_net", "pattern_attribution")
 DEGRADATION_METHODS = ("gradient", "guided_backprop", "lrp_epsilon", "pattern_attribution")
+
+
+def lrp_composites(low: float, high: float) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``label -> (method, options)`` for the shipped LRP composites (Montavon et al. 2019,
+    "Layer-wise relevance propagation: an overview"; Zennit's definitions); ``low`` and
+    ``high`` bound the inputs for the z-box rule of ``epsilon_gamma_box``'s first layer."""
+    return {f"lrp: {name}": ("lrp", {"composite": name, "low": low, "high": high})
+            for name in COMPOSITES}
 
 
 def with_patterns(names: Sequence[str], patterns) -> dict[str, tuple[str, dict[str, Any]]]:
