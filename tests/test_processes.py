@@ -164,6 +164,8 @@ def test_stop_ends_the_child_and_its_descendants():
 
 def test_supervised_ends_what_started_inside_it_even_orphans_and_on_error():
     before = _sleepers("exec sleep 60")
+    # processes of this test worker that predate the block (e.g. a session's Dask cluster)
+    existing = {p.pid for p in processes.descendants()}
     try:
         with pytest.raises(RuntimeError, match="on purpose"):
             with processes.supervised(grace=2):
@@ -172,7 +174,7 @@ def test_supervised_ends_what_started_inside_it_even_orphans_and_on_error():
                 orphaner.wait()
                 time.sleep(0.3)
                 orphans = [p for p in processes.descendants() if p.pid not in
-                           (before.pid, inside.pid, orphaner.pid)]
+                           (*existing, inside.pid, orphaner.pid)]
                 assert orphans, "the orphaned sleep is not a descendant (no subreaper?)"
                 raise RuntimeError("on purpose")
         _gone, alive = psutil.wait_procs([inside, *orphans], timeout=2)
