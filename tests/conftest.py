@@ -1,6 +1,8 @@
 """Shared fixtures: small seeded networks of the kinds the papers use."""
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 from torch import nn
@@ -103,3 +105,61 @@ def write_notebook(path, body: str, parameters: str):
                                        "language": "python"}
     nbformat.write(notebook, path)
     return path
+
+
+def seeded_case(model: nn.Module, seed: int, *, vector: bool):
+    """Float64 ``model``, inputs, a random baseline and explicit targets, seeded: 4 vectors of 8
+    features (``vector``) or 3 images of 3x8x8, the inputs of ``mlp`` and ``cnn``."""
+    rng = torch.Generator().manual_seed(1000 + seed)
+    shape = (4, 8) if vector else (3, 3, 8, 8)
+    x = torch.randn(shape, generator=rng, dtype=torch.float64)
+    baseline = 0.5 * torch.randn(shape, generator=rng, dtype=torch.float64)
+    target = torch.tensor([4, 0, 2, 1]) if vector else torch.tensor([3, 0, 1])
+    return model.double(), x, baseline, target
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def voila_server(target: str | None, cwd, timeout: float = 90.0):
+    """Voilà serving ``target`` (a notebook path, or ``None``: the notebooks folder) with the
+    smoke settings on a free loopback port; yields its URL once it answers, and stops it and
+    its kernels (``workbench.processes.stop``) however the block ends."""
+    import os
+    import subprocess
+    import tempfile
+    import time
+    import urllib.request
+
+    from workbench import processes
+    from workbench.serve import voila_command
+
+    port = free_port()
+    command, _ = voila_command(target, port=port)
+    log = tempfile.TemporaryFile()  # a file, not a pipe: nobody reads Voila's log while it runs
+    server = processes.start(command, cwd=cwd, env={**os.environ, "WORKBENCH_SMOKE": "1"},
+                             stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                break
+            except OSError:
+                if server.poll() is not None:
+                    log.seek(0)
+                    pytest.fail(f"voila exited: {log.read().decode()[-2000:]}")
+                if time.monotonic() > deadline:
+                    pytest.fail(f"voila did not start within {timeout:.0f} s")
+                time.sleep(0.5)
+        yield url
+    finally:
+        processes.stop(server, grace=15)  # Voilà and its kernels
+        log.close()

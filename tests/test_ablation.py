@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import workbench as wb
-from conftest import cnn, mlp
+from conftest import cnn, mlp, seeded_case
 
 captum_attr = pytest.importorskip("captum.attr")
 from captum.attr import FeatureAblation, FeaturePermutation  # noqa: E402
@@ -17,14 +17,9 @@ pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"),
 
 
 def case(name: str, seed: int):
-    model = (mlp(nn.Tanh, seed=seed) if name == "tanh_mlp"
-             else cnn(nn.ReLU, nn.MaxPool2d, seed=seed)).double()
-    rng = torch.Generator().manual_seed(1000 + seed)
-    shape = (4, 8) if name == "tanh_mlp" else (3, 3, 8, 8)
-    x = torch.randn(shape, generator=rng, dtype=torch.float64)
-    baseline = 0.5 * torch.randn(shape, generator=rng, dtype=torch.float64)
-    target = torch.tensor([4, 0, 2, 1]) if name == "tanh_mlp" else torch.tensor([3, 0, 1])
-    return model, x, baseline, target
+    vector = name == "tanh_mlp"
+    model = mlp(nn.Tanh, seed=seed) if vector else cnn(nn.ReLU, nn.MaxPool2d, seed=seed)
+    return seeded_case(model, seed, vector=vector)
 
 
 def masks(name: str):

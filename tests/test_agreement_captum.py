@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 import workbench as wb
-from conftest import cnn, mlp
+from conftest import cnn, mlp, seeded_case
 
 captum_attr = pytest.importorskip("captum.attr")
 from captum.attr import (  # noqa: E402
@@ -56,13 +56,7 @@ NO_MAXPOOL = ("tanh_mlp", "relu_avgpool_cnn")
 
 def case(name: str, seed: int):
     """The net (float64, eval), inputs, a random baseline and explicit targets."""
-    model = NETS[name](seed).double()
-    rng = torch.Generator().manual_seed(1000 + seed)
-    shape = (4, 8) if name == "tanh_mlp" else (3, 3, 8, 8)
-    x = torch.randn(shape, generator=rng, dtype=torch.float64)
-    baseline = 0.5 * torch.randn(shape, generator=rng, dtype=torch.float64)
-    target = torch.tensor([4, 0, 2, 1]) if name == "tanh_mlp" else torch.tensor([3, 0, 1])
-    return model, x, baseline, target
+    return seeded_case(NETS[name](seed), seed, vector=name == "tanh_mlp")
 
 
 def all_cases(names=tuple(NETS)):

@@ -3,15 +3,11 @@ method is changed in the picker, and the heat map must change with no widget sho
 """
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import voila_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "00_explorer.ipynb"
@@ -19,41 +15,12 @@ NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "00_explorer.i
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def voila_url():
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (make test installs it with apt-get)")
-    from workbench import processes
-    from workbench.serve import voila_command
-
-    port = _free_port()
-    command, token = voila_command(str(NOTEBOOK), port=port)
-    assert token is None
-    env = {**os.environ, "WORKBENCH_SMOKE": "1"}
-    server = processes.start(command, cwd=NOTEBOOK.parent, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"voila exited: {server.stdout.read().decode()[-2000:]}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("voila did not start within 90 s")
+    with voila_server(str(NOTEBOOK), NOTEBOOK.parent) as url:
         yield url
-    finally:
-        processes.stop(server, grace=15)  # Voilà and its kernels
 
 
 @pytest.fixture

@@ -8,16 +8,13 @@ layer, and decoded images (the Explorer's heat map tiles).
 """
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import voila_server
 
 from workbench import runner
 
@@ -138,43 +135,11 @@ def test_each_figure_file_draws_offline(batch, offline, stem):
     assert not offline.errors, offline.errors
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def voila_base_url():
     """Voilà serving the notebooks folder with the smoke settings."""
-    from workbench.serve import voila_command
-
-    port = _free_port()
-    command, _ = voila_command(None, port=port)
-    env = {**os.environ, "WORKBENCH_SMOKE": "1"}
-    server = subprocess.Popen(command, cwd=runner.NOTEBOOK_DIR, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    pytest.fail(f"voila exited with status {server.returncode}")
-                time.sleep(0.5)
-        else:
-            pytest.fail("voila did not start within 90 s")
+    with voila_server(None, runner.NOTEBOOK_DIR) as url:
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
 
 
 @pytest.mark.parametrize("stem", NOTEBOOKS)

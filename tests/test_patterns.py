@@ -99,10 +99,10 @@ def test_the_papers_two_dimensional_example():
     torch.testing.assert_close(gradient, torch.tensor([[1.0, -1.0]]).double().expand(3, 2))
 
 
-def test_regime_patterns_score_at_least_as_high_on_a_relu_layer():
-    """A 2-layer ReLU net on toy data: S_a+- fits the ReLU layer at least as well as S_a."""
+def relu_net_on_the_toy(held_out_samples: int):
+    """A 2-layer ReLU net trained on the linear toy, the toy, and held-out toy data."""
     toy = make_linear_toy(6000, 8, noise=0.1, seed=4)
-    held_out = make_linear_toy(6000, 8, signal=toy.signal_direction,
+    held_out = make_linear_toy(held_out_samples, 8, signal=toy.signal_direction,
                                distractor=toy.distractor_direction, noise=0.1, seed=5)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1)).double()
@@ -112,8 +112,13 @@ def test_regime_patterns_score_at_least_as_high_on_a_relu_layer():
         loss = F.mse_loss(model(toy.x)[:, 0], toy.y)
         loss.backward()
         optimizer.step()
-    model.eval()
     assert loss.item() < 0.1
+    return model.eval(), toy, held_out
+
+
+def test_regime_patterns_score_at_least_as_high_on_a_relu_layer():
+    """A 2-layer ReLU net on toy data: S_a+- fits the ReLU layer at least as well as S_a."""
+    model, toy, held_out = relu_net_on_the_toy(6000)
     rho = {estimator: wb.signal_quality(
         model, held_out.x, wb.fit_patterns(model, toy.x, estimator=estimator, progress=False),
         progress=False)["0"] for estimator in ("a", "a+-")}
@@ -364,19 +369,7 @@ def test_two_component_pattern_methods_backpropagate_with_the_positive_pattern(r
 @pytest.fixture(scope="module")
 def trained_relu_net():
     """A 2-layer ReLU net trained on the linear toy, its fitting data and noisy held-out data."""
-    toy = make_linear_toy(6000, 8, noise=0.1, seed=4)
-    held_out = make_linear_toy(400, 8, signal=toy.signal_direction,
-                               distractor=toy.distractor_direction, noise=0.1, seed=5)
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 1)).double()
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    for _ in range(300):
-        optimizer.zero_grad()
-        loss = F.mse_loss(model(toy.x)[:, 0], toy.y)
-        loss.backward()
-        optimizer.step()
-    model.eval()
-    assert loss.item() < 0.1
+    model, toy, held_out = relu_net_on_the_toy(400)
     return model, toy.x, held_out.x
 
 
