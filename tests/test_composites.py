@@ -12,11 +12,17 @@ from torch import nn
 
 import workbench as wb
 from workbench.composites import (
-    COMPOSITES, ByName, ByType, Composite, Everything, First, Last, lrp_rules,
+    COMPOSITES,
+    ByName,
+    ByType,
+    Composite,
+    Everything,
+    First,
+    Last,
+    lrp_rules,
 )
-from workbench.rules import (
-    AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, PassRule, ZBoxRule, ZeroRule,
-)
+from workbench.lrp_rules import AlphaBetaRule, FlatRule, GammaRule, PassRule, ZBoxRule
+from workbench.rules import EpsilonRule, ZeroRule
 
 
 def vgg_like() -> nn.Sequential:

@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from workbench.layers import layer_output, layer_rules
-from workbench.rules import AlphaBetaRule
 from conftest import cnn
+from workbench.layers import layer_output, layer_rules
+from workbench.lrp_rules import AlphaBetaRule
 
 
 def test_layer_rules_follow_the_method_declaration():

@@ -24,9 +24,8 @@ import torch
 from torch import nn
 
 import workbench as wb
-from workbench.rules import (
-    AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, PassRule, WSquareRule, ZBoxRule, ZeroRule,
-)
+from workbench.lrp_rules import AlphaBetaRule, FlatRule, GammaRule, PassRule, WSquareRule, ZBoxRule
+from workbench.rules import EpsilonRule, ZeroRule
 
 STABILIZER = 1e-6
 
@@ -307,7 +306,7 @@ def test_gamma_zero_is_lrp_zero_and_large_gamma_approaches_z_plus():
 def test_a_rule_is_a_short_declaration():
     """LRP-0 declared as one group of one term (the layer as it is) is the ZeroRule, and a
     misdeclared term or group is refused."""
-    from workbench.rules import Group, ModifiedRule, Term
+    from workbench.lrp_rules import Group, ModifiedRule, Term
 
     class DeclaredZero(ModifiedRule):
         groups = (Group((Term("x", bias=lambda b: b),)),)

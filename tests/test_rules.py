@@ -133,7 +133,7 @@ def test_guided_and_deconvnet_rules_on_one_relu():
 def test_per_layer_rule_overrides_make_a_composite():
     """z+ (alpha=1, beta=0) on the first layer and epsilon above: the equation reference with the
     same per-layer rules must agree."""
-    from workbench.rules import AlphaBetaRule
+    from workbench.lrp_rules import AlphaBetaRule
 
     model = mlp(nn.ReLU, seed=4).double()
     x = torch.randn(3, 8, dtype=torch.float64).abs()

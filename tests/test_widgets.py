@@ -23,8 +23,8 @@ from widgets.heatmap_tiles import HeatmapTiles
 from widgets.option_controls import CONTROLS, control_for
 from workbench import models, plots
 from workbench.layers import layer_output, layer_rules
+from workbench.lrp_rules import AlphaBetaRule
 from workbench.registry import OPTION_KINDS, Option
-from workbench.rules import AlphaBetaRule
 
 #: the control each option kind gets (without a model)
 CONTROL = {"float": FloatText, "int": IntText, "bool": Checkbox, "seed": Text,

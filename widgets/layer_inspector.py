@@ -16,8 +16,8 @@ from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 import torch
+from plotly.subplots import make_subplots
 from torch import nn
 
 import workbench as wb
@@ -25,10 +25,9 @@ from widgets._common import Callbacks, ErrorArea, sync_figure
 from workbench.checks import check_finite, check_model
 from workbench.composites import COMPOSITES
 from workbench.layers import LayerRule, layer_output, layer_rules, rule_for
+from workbench.lrp_rules import AlphaBetaRule, FlatRule, GammaRule, WSquareRule
 from workbench.registry import Option, takes_layer_rules
-from workbench.rules import (
-    AffineRule, AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, Rules, WSquareRule, ZeroRule,
-)
+from workbench.rules import AffineRule, EpsilonRule, Rules, ZeroRule
 
 #: the rule overrides offered at a weighted layer: label -> rule (given the epsilon field)
 RULE_CHOICES: dict[str, Callable[[float], AffineRule] | None] = {

@@ -37,9 +37,8 @@ from typing import Any
 
 from torch import nn
 
-from workbench.rules import (
-    AffineRule, AlphaBetaRule, EpsilonRule, FlatRule, GammaRule, PassRule, ZBoxRule,
-)
+from workbench.lrp_rules import AlphaBetaRule, FlatRule, GammaRule, PassRule, ZBoxRule
+from workbench.rules import AffineRule, EpsilonRule
 
 CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

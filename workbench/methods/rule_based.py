@@ -10,11 +10,17 @@ from collections.abc import Mapping
 from workbench import composites
 from workbench.arguments import compact_baseline
 from workbench.engine import modified_gradient
+from workbench.lrp_rules import AlphaBetaRule, collecting_input_relevance
 from workbench.methods.gradients import BASELINE, MULTIPLY_BY_INPUTS
 from workbench.registry import Method, Option, register
 from workbench.rules import (
-    AffineRule, AlphaBetaRule, DeconvRule, EpsilonRule, GuidedRule, RatioRule, RescaleRule, Rules,
-    collecting_input_relevance,
+    AffineRule,
+    DeconvRule,
+    EpsilonRule,
+    GuidedRule,
+    RatioRule,
+    RescaleRule,
+    Rules,
 )
 
 
