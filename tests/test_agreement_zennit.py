@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import workbench as wb
-from conftest import cnn, mlp
+from conftest import cnn, mlp, seeded_case
 
 zennit = pytest.importorskip("zennit")
 from zennit.attribution import Gradient  # noqa: E402
@@ -84,11 +84,7 @@ NETS = {
 
 
 def case(name: str, seed: int):
-    model = NETS[name](seed).double()
-    rng = torch.Generator().manual_seed(1000 + seed)
-    shape = (4, 8) if name == "tanh_mlp" else (3, 3, 8, 8)
-    x = torch.randn(shape, generator=rng, dtype=torch.float64)
-    target = torch.tensor([4, 0, 2, 1]) if name == "tanh_mlp" else torch.tensor([3, 0, 1])
+    model, x, _, target = seeded_case(NETS[name](seed), seed, vector=name == "tanh_mlp")
     canonizers = [SequentialMergeBatchNorm()] if name == "relu_batchnorm_cnn" else []
     return model, x, target, canonizers
 

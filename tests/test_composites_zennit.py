@@ -26,12 +26,10 @@ import torch
 from torch import nn
 
 import workbench as wb
-from conftest import cnn, mlp
-from test_agreement_zennit import bn_cnn, randomize_batch_norms
+from test_agreement_zennit import NETS, case, randomize_batch_norms
 
 zennit = pytest.importorskip("zennit")
 from zennit.attribution import Gradient  # noqa: E402
-from zennit.canonizers import SequentialMergeBatchNorm  # noqa: E402
 from zennit.composites import COMPOSITES as ZENNIT_COMPOSITES  # noqa: E402
 from zennit.layer import Sum  # noqa: E402
 from zennit.rules import Norm  # noqa: E402
@@ -80,22 +78,10 @@ def agree(ours, theirs, rtol=1e-7, atol=1e-9):
     torch.testing.assert_close(ours, theirs, rtol=rtol, atol=atol)
 
 
-NETS = {
-    "tanh_mlp": lambda seed: mlp(nn.Tanh, seed=seed),
-    "relu_maxpool_cnn": lambda seed: cnn(nn.ReLU, nn.MaxPool2d, seed=seed),
-    "relu_avgpool_cnn": lambda seed: cnn(nn.ReLU, nn.AvgPool2d, seed=seed),
-    "relu_batchnorm_cnn": bn_cnn,
-}
-
-
 def small_case(net: str, seed: int):
-    model = NETS[net](seed).double()
-    rng = torch.Generator().manual_seed(1000 + seed)
-    shape = (4, 8) if net == "tanh_mlp" else (3, 3, 8, 8)
-    x = torch.randn(shape, generator=rng, dtype=torch.float64)
+    """The seeded net and inputs of test_agreement_zennit, inside the box bounds."""
+    model, x, target, canonizers = case(net, seed)
     assert LOW <= x.min() and x.max() <= HIGH
-    target = torch.tensor([4, 0, 2, 1]) if net == "tanh_mlp" else torch.tensor([3, 0, 1])
-    canonizers = [SequentialMergeBatchNorm()] if net == "relu_batchnorm_cnn" else []
     return model, x, target, canonizers
 
 
