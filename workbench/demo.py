@@ -57,19 +57,18 @@ def run(output_dir: str | Path = "output/demo", n_images: int = 4, smoke: bool =
     x = digits.x_test[:n_images].to(device)
     target = digits.y_test[:n_images].to(device)
     training_images = digits.x_train[:SMOKE_PATTERN_IMAGES] if smoke else digits.x_train
-    options = {name: {**DEMO_OPTIONS.get(name, {}), **extra} for name, extra in
-               supplied_options(model, training_images.to(device)).items()}
+    supplied = supplied_options(model, training_images.to(device))
     names = [n for n in wb.methods() if not (smoke and n in SLOW_METHODS)]
+    options = {name: {**DEMO_OPTIONS.get(name, {}), **supplied.get(name, {})} for name in names}
     skipped = {}
     for name in names:
-        missing = missing_options(name, {**DEMO_OPTIONS.get(name, {}), **options.get(name, {})})
+        missing = missing_options(name, options[name])
         if missing:
             skipped[name] = f"needs option(s) {', '.join(missing)}, which the demo cannot supply"
     attributions, seconds = {}, {}
     for name in tqdm([n for n in names if n not in skipped], desc="methods"):
         start = time.perf_counter()
-        attributions[name] = wb.attribute(model, x, name, target=target,
-                                          **{**DEMO_OPTIONS.get(name, {}), **options.get(name, {})})
+        attributions[name] = wb.attribute(model, x, name, target=target, **options[name])
         seconds[name] = time.perf_counter() - start
     with torch.no_grad():
         delta = (model(x) - model(torch.zeros_like(x)))[torch.arange(len(x)), target]
