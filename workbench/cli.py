@@ -38,7 +38,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     from workbench.runner import NotebookFailed, reproduce
 
     try:
-        records = reproduce(args.notebooks, args.out, dict(args.parameter or []), args.smoke)
+        records = reproduce(args.notebooks, args.out, dict(args.parameter or []), args.smoke,
+                            args.seeds)
     except (NotebookFailed, FileNotFoundError, ValueError) as error:
         print(f"workbench reproduce: {error}", file=sys.stderr)
         return 1
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                            metavar=("NAME", "VALUE"), help="set a notebook parameter")
     reproduce.add_argument("--smoke", action="store_true", help="fast smoke-test parameters")
     reproduce.add_argument("--out", default="output", help="output folder")
+    reproduce.add_argument("--seeds", help="seeds every claim is measured at, e.g. 0,1,2 "
+                           "(sets each notebook's 'seeds' parameter)")
 
     sweep = commands.add_parser("sweep", help="run a notebook over a parameter grid on Dask")
     sweep.add_argument("notebook", help="notebook name or path")

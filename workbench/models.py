@@ -406,6 +406,10 @@ ZOO: dict[str, dict[str, Any]] = {
     "digits_mlp_relu": dict(architecture="mlp", dataset="digits", activation="relu", epochs=40),
     "digits_mlp_tanh": dict(architecture="mlp", dataset="digits", activation="tanh", epochs=40),
     "digits32_vgg": dict(architecture="vgg_style", dataset="digits", size=32, epochs=15),
+    # natural images: 64-pixel crops of scikit-image's shipped photographs, labelled with the
+    # photo they come from (``data.photo_crops``); ~0.9 test accuracy, ~40 s to train on 2 cores
+    "photos_vgg": dict(architecture="vgg_style", dataset="photo_crops", n=2000, size=64,
+                       epochs=6, widths=[16, 32, 64]),
     "shapes_cnn": dict(architecture="cnn", dataset="shapes", epochs=15),
     "shapes_vgg": dict(architecture="vgg_style", dataset="shapes", epochs=15),
 }

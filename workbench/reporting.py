@@ -12,11 +12,13 @@ import ast
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import plotly.graph_objects as go
+
+from workbench.claims import Claim, claims_table
 
 SMOKE_VARIABLE = "WORKBENCH_SMOKE"
 
@@ -37,6 +39,19 @@ def display_figure(figure: go.Figure) -> None:
     if get_ipython() is None:
         return
     figure.show(renderer="plotly_mimetype", validate=False)
+
+
+def display_table(table: Any) -> None:
+    """Show a pandas DataFrame as the output of the running notebook cell (HTML, which the
+    export and Voila show as is); does nothing outside IPython."""
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:  # not in a notebook
+        return
+    if get_ipython() is None:
+        return
+    display(table.style.hide(axis="index"))
 
 
 def _jsonable(value: Any) -> Any:
@@ -122,6 +137,13 @@ class Report:
 
     def add(self, **results: Any) -> None:
         self.results.update(results)
+
+    def claims(self, claims: Iterable[Claim]) -> None:
+        """Display the claims table (``workbench.claims.claims_table``) and keep every claim's
+        record under ``"claims"`` in ``results.json``."""
+        claims = list(claims)
+        self.results["claims"] = [claim.record() for claim in claims]
+        display_table(claims_table(claims))
 
     def write(self) -> Path | None:
         """Write ``results.json`` (NaN as null) and return its path."""

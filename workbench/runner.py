@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbench.claims import claims_markdown, parse_seeds
 from workbench.progress import bar
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -174,27 +175,54 @@ def _export_html(executed: Path) -> None:
 
 
 def reproduce(names: list[str] | None = None, out: str | Path = "output",
-              parameters: dict[str, str] | None = None, smoke: bool = False) -> list[RunRecord]:
-    """Run notebooks, write ``out/summary.json``; raise ``NotebookFailed`` naming failures."""
+              parameters: dict[str, str] | None = None, smoke: bool = False,
+              seeds: str | None = None) -> list[RunRecord]:
+    """Run notebooks, write ``out/summary.json`` and ``out/claims.md`` (every notebook's claims
+    table); raise ``NotebookFailed`` naming failures.
+
+    ``seeds`` (``"0,1,2"``) sets the ``seeds`` parameter of every notebook: the seeds each
+    claim is measured at, and its confidence interval taken over.
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = notebooks(names)
     if not paths:
         raise FileNotFoundError(f"no notebooks found in {NOTEBOOK_DIR}")
+    parameters = dict(parameters or {})
+    if seeds is not None:
+        if "seeds" in parameters:
+            raise ValueError("give the seeds once: --seeds or -p seeds, not both")
+        parameters["seeds"] = ",".join(str(s) for s in parse_seeds(seeds))
     declared = {path: parameters_of(path) for path in paths}
-    for name in parameters or {}:
+    for name in parameters:
         if not any(name in d for d in declared.values()):
             raise ValueError(f"no notebook among {[p.stem for p in paths]} has a parameter "
                              f"'{name}'")
     records = []
     for path in bar(paths, desc="notebooks", unit="notebook"):
-        typed = {k: parse_value(declared[path], k, v) for k, v in (parameters or {}).items()
+        typed = {k: parse_value(declared[path], k, v) for k, v in parameters.items()
                  if k in declared[path]}
         records.append(run_notebook(path, out, typed, smoke=smoke))
     (out / "summary.json").write_text(json.dumps([asdict(r) for r in records], indent=2,
                                                  default=str))
+    write_claims(records, out / "claims.md")
     failed = [r for r in records if not r.ok]
     if failed:
         lines = [f"{r.notebook} failed in cell {r.failed_cell}: {r.error}" for r in failed]
         raise NotebookFailed("; ".join(lines))
     return records
+
+
+def write_claims(records: list[RunRecord], path: Path) -> None:
+    """One Markdown claims table per notebook that reported claims, with the seeds it used."""
+    sections = ["# Claims of the papers, as measured\n",
+                "Each claim's quantity at every seed, Student's t interval of the mean over the "
+                "seeds and the verdict (`workbench.claims`).\n"]
+    for record in records:
+        claims = record.results.get("claims")
+        if not claims:
+            continue
+        seeds = sorted({s for claim in claims for s in claim["seeds"]})
+        sections.append(f"## {Path(record.notebook).stem} (seeds {', '.join(map(str, seeds))})"
+                        f"\n\n{claims_markdown(claims)}\n")
+    path.write_text("\n".join(sections))
