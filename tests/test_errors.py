@@ -1,6 +1,7 @@
 """Bad input gets a clear exception that names the problem."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -26,6 +27,9 @@ def test_unknown_method_lists_the_known_names(model):
     ([0, 1, 2], ValueError, "3 entries but inputs have 2 samples"),
     (torch.tensor([0.0, 1.0]), TypeError, "integer tensor"),
     (torch.tensor([[0, 1]]), TypeError, "1-D"),
+    (torch.tensor(7), ValueError, "out of range.*5 classes.*7"),
+    (torch.tensor(1.0), TypeError, "integer tensor"),
+    (torch.tensor(True), TypeError, "integer tensor"),
     ("cat", TypeError, "target"),
     (True, TypeError, "bool"),
     (1.5, TypeError, "target"),
@@ -38,7 +42,7 @@ def test_bad_targets(model, target, error, message):
 def test_targets_in_every_accepted_form_agree(model):
     x = torch.randn(3, 8)
     forms = [1, [1, 1, 1], (1, 1, 1), torch.tensor([1, 1, 1]),
-             torch.tensor([1, 1, 1], dtype=torch.int32)]
+             torch.tensor([1, 1, 1], dtype=torch.int32), torch.tensor(1), np.int64(1)]
     results = [wb.attribute(model, x, "gradient", target=t) for t in forms]
     for result in results[1:]:
         torch.testing.assert_close(result, results[0])

@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
+#: an int (or 0-d integer tensor, numpy integer), a sequence or 1-D tensor of ints, or None
 Target = int | Sequence[int] | torch.Tensor | None
 
 
@@ -70,7 +72,8 @@ def check_same_device(model: nn.Module, inputs: torch.Tensor) -> None:
 
 def expand_target(target: Target, n_samples: int, device: torch.device | str = "cpu"
                   ) -> torch.Tensor | None:
-    """``target`` as a LongTensor of one class per sample (``None`` stays ``None``).
+    """``target`` as a LongTensor of one class per sample (``None`` stays ``None``): an int,
+    a 0-d integer tensor or a numpy integer names one class for every sample.
 
     Checks the type and the length; the range needs the model's output (``resolve_target``).
     """
@@ -79,6 +82,11 @@ def expand_target(target: Target, n_samples: int, device: torch.device | str = "
     if isinstance(target, bool):
         raise TypeError("target must be an int, a sequence of ints or a 1-D integer tensor, "
                         "got bool")
+    if isinstance(target, torch.Tensor) and target.dim() == 0 and not target.is_floating_point() \
+            and target.dtype != torch.bool:
+        target = int(target)  # a 0-d integer tensor names one class, as an int does
+    if isinstance(target, np.integer):
+        target = int(target)
     if isinstance(target, int):
         return torch.full((n_samples,), target, dtype=torch.long, device=device)
     if isinstance(target, torch.Tensor):
