@@ -127,7 +127,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def voila_server(target: str | None, cwd, timeout: float = 90.0):
+def voila_server(target: str | None, cwd, timeout: float = 90.0, preheat: int = 0):
     """Voilà serving ``target`` (a notebook path, or ``None``: the notebooks folder) with the
     smoke settings on a free loopback port; yields its URL once it answers, and stops it and
     its kernels (``workbench.processes.stop``) however the block ends."""
@@ -141,7 +141,7 @@ def voila_server(target: str | None, cwd, timeout: float = 90.0):
     from workbench.serve import voila_command
 
     port = free_port()
-    command, _ = voila_command(target, port=port)
+    command, _ = voila_command(target, port=port, preheat=preheat)
     log = tempfile.TemporaryFile()  # a file, not a pipe: nobody reads Voila's log while it runs
     server = processes.start(command, cwd=cwd, env={**os.environ, "WORKBENCH_SMOKE": "1"},
                              stdout=log, stderr=subprocess.STDOUT)

@@ -110,3 +110,29 @@ def test_changing_the_method_changes_the_heat_map(page, page_errors):
     # the default page holds no plotly figure (the layer inspector creates its own when opened)
     assert page.locator(".wb-layer-figure").count() == 0
     assert not page_errors, page_errors
+
+
+def test_the_page_has_the_xsrf_cookie_its_shutdown_beacon_sends(page):
+    """Voilà's page posts this cookie's value when it closes, to shut its kernel down."""
+    _wait_ready(page)
+    assert any(cookie["name"] == "_xsrf" for cookie in page.context.cookies())
+
+
+def test_a_preheated_server_answers_with_the_executed_page_and_the_cookie():
+    """``workbench serve --preheat 1``: Voilà runs the notebook in a kernel ahead of the first
+    request (our config must not stop it: no prelaunch hook) and serves the executed page,
+    widget outputs included, with the ``_xsrf`` cookie."""
+    import time
+    import urllib.request
+
+    with voila_server(str(NOTEBOOK), NOTEBOOK.parent, preheat=1) as url:
+        deadline = time.monotonic() + 120
+        while True:
+            with urllib.request.urlopen(url, timeout=120) as response:
+                cookies = response.headers.get_all("Set-Cookie") or []
+                body = response.read().decode()
+            if "application/vnd.jupyter.widget-view+json" in body or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+    assert "application/vnd.jupyter.widget-view+json" in body
+    assert any(cookie.startswith("_xsrf=") for cookie in cookies)

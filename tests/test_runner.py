@@ -94,13 +94,27 @@ def test_voila_binds_loopback_without_token_and_requires_one_elsewhere():
         voila_command(port=0)
 
 
+def test_voila_command_preheats_kernels_on_request():
+    command, _ = voila_command(preheat=2)
+    assert "--VoilaConfiguration.preheat_kernel=True" in command
+    assert "--VoilaConfiguration.default_pool_size=2" in command
+    assert not any("preheat" in c for c in voila_command()[0])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="preheat"):
+            voila_command(preheat=bad)
+
+
 def test_voila_pages_get_the_xsrf_cookie_their_shutdown_beacon_needs():
     """Voilà's page posts its ``_xsrf`` cookie when it closes; Voilà never set one, so each closed
-    tab kept its kernel (403). Our config's hook sets it; XSRF checking itself stays on."""
+    tab kept its kernel (403). Our config's identity provider sets it on page requests (not on
+    websocket upgrades); XSRF checking itself stays on, and no prelaunch hook is configured
+    (Voilà refuses preheated kernels with one)."""
+    import asyncio
     from unittest import mock
 
     import tornado.httputil
     import tornado.web
+    from jupyter_server.auth.identity import PasswordIdentityProvider
     from traitlets.config.loader import PyFileConfigLoader
 
     command, _token = voila_command()
@@ -108,12 +122,23 @@ def test_voila_pages_get_the_xsrf_cookie_their_shutdown_beacon_needs():
     assert paths[0] == "." and paths[-1] == str(VOILA_CONFIG_DIR)  # a user's config goes first
     assert not any("xsrf" in c.lower() for c in command)
     config = PyFileConfigLoader("voila.py", path=str(VOILA_CONFIG_DIR)).load_config()
-    hook = config.VoilaConfiguration.prelaunch_hook
-    request = tornado.httputil.HTTPServerRequest(
-        start_line=tornado.httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
-        headers=tornado.httputil.HTTPHeaders({"Host": "127.0.0.1:8866"}),
-        connection=mock.Mock())
-    handler = tornado.web.RequestHandler(tornado.web.Application(), request)
-    assert hook(handler, notebook=None, cwd=".") is None  # the notebook is left as it is
-    cookie = handler._new_cookie["_xsrf"]
+    assert "prelaunch_hook" not in config.VoilaConfiguration
+    provider_class = config.Voila.identity_provider_class
+    assert issubclass(provider_class, PasswordIdentityProvider)
+
+    def handler_for(headers):
+        request = tornado.httputil.HTTPServerRequest(
+            start_line=tornado.httputil.RequestStartLine("GET", "/", "HTTP/1.1"),
+            headers=tornado.httputil.HTTPHeaders({"Host": "127.0.0.1:8866", **headers}),
+            connection=mock.Mock())
+        return tornado.web.RequestHandler(tornado.web.Application(), request)
+
+    provider = provider_class(token="")
+    with mock.patch.object(PasswordIdentityProvider, "get_user", return_value="user") as parent:
+        page, socket = handler_for({}), handler_for({"Upgrade": "websocket"})
+        assert asyncio.run(provider.get_user(page)) == "user"
+        assert asyncio.run(provider.get_user(socket)) == "user"
+    assert parent.call_count == 2  # the user still comes from Voilà's own provider
+    assert "_xsrf" not in getattr(socket, "_new_cookie", {})
+    cookie = page._new_cookie["_xsrf"]
     assert cookie.value and cookie["path"] == "/" and not cookie["httponly"]

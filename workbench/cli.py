@@ -76,7 +76,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     return serve(args.notebook, ip=args.ip, port=args.port, token=args.token,
                  cull_idle_timeout=args.cull_idle_timeout, cull_interval=args.cull_interval,
-                 open_browser=args.open_browser)
+                 open_browser=args.open_browser, preheat=args.preheat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--cull-interval", type=int, default=60,
                        help="seconds between checks for idle kernels")
     serve.add_argument("--open-browser", action="store_true")
+    serve.add_argument("--preheat", type=int, default=0, metavar="N",
+                       help="kernels per notebook kept running ahead with the notebook executed, "
+                            "so that a page opens at once (default 0: none)")
 
     args = parser.parse_args(argv)
     handlers = {"methods": _methods, "demo": _demo, "reproduce": _reproduce, "sweep": _sweep,

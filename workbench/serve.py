@@ -4,7 +4,8 @@ Bound to 127.0.0.1 unless told otherwise; any other address requires a token (ge
 printed unless given). Idle kernels are culled. Voilà's defaults that hide source code and
 tracebacks from the browser are kept. A closed or reloaded page shuts its kernel down at once:
 ``voila_config/voila.py`` gives the page the ``_xsrf`` cookie that Voilà's shutdown beacon needs
-(XSRF checks stay on).
+(XSRF checks stay on). ``preheat`` keeps kernels running ahead with the notebook executed, for
+pages that open at once.
 
 Voilà runs as a child in its own session (``workbench.processes.start``): when ``serve`` ends
 (Voilà exited, an error, or a stop signal turned into ``Interrupted`` by
@@ -36,11 +37,19 @@ def config_file_paths() -> list[str]:
 
 def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int = 8866,
                   token: str | None = None, cull_idle_timeout: int = 600,
-                  cull_interval: int = 60,
-                  open_browser: bool = False) -> tuple[list[str], str | None]:
-    """The ``voila`` command line, and the token in force (None on a local address)."""
+                  cull_interval: int = 60, open_browser: bool = False,
+                  preheat: int = 0) -> tuple[list[str], str | None]:
+    """The ``voila`` command line, and the token in force (None on a local address).
+
+    ``preheat``: kernels per notebook that Voilà keeps running ahead with the notebook already
+    executed (its preheated kernel pool), so that opening the app shows the finished page at
+    once instead of after the notebook's run time; each one opened is replaced by a new one
+    running ahead. 0 (the default) starts a kernel only when a page is opened.
+    """
     if not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, got {port}")
+    if isinstance(preheat, bool) or not isinstance(preheat, int) or preheat < 0:
+        raise ValueError(f"preheat must be a whole number of kernels >= 0, got {preheat!r}")
     if cull_idle_timeout < 0 or cull_interval <= 0:
         raise ValueError("cull_idle_timeout must be >= 0 and cull_interval > 0 (seconds)")
     target = str(notebooks([notebook])[0]) if notebook else str(NOTEBOOK_DIR)
@@ -54,6 +63,9 @@ def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int 
         f"--Voila.open_browser={open_browser}",
         *(f"--Voila.config_file_paths={path}" for path in config_file_paths()),
     ]
+    if preheat:
+        command += ["--VoilaConfiguration.preheat_kernel=True",
+                    f"--VoilaConfiguration.default_pool_size={preheat}"]
     if token:
         command.append(f"--Voila.token={token}")
     return command, token
