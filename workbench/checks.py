@@ -42,7 +42,8 @@ def check_inputs(inputs: torch.Tensor) -> None:
     if not inputs.is_floating_point():
         raise TypeError(
             f"inputs must be a floating-point tensor, got dtype {inputs.dtype}; "
-            "convert with inputs.float()"
+            "convert with inputs.float(), or explain integer inputs (token ids) at a layer with "
+            "to_layer=<the embedding>"
         )
     if inputs.dim() < 2:
         raise ValueError(

@@ -53,7 +53,11 @@ def _check_bool(value: Any, option: Option) -> bool:
     return value
 
 
-def _check_baseline(value: Any, option: Option) -> float | torch.Tensor:
+def _check_baseline(value: Any, option: Option) -> float | torch.Tensor | tuple:
+    if isinstance(value, tuple):  # one per input, for a tuple of inputs
+        for entry in value:
+            _check_baseline(entry, option)
+        return value
     if not (_is_number(value) or isinstance(value, torch.Tensor)):
         raise TypeError(f"got {type(value).__name__}")
     return value
@@ -86,7 +90,11 @@ def _check_named(value: Any, option: Option) -> Any:
     return value
 
 
-def _check_mask(value: Any, option: Option) -> torch.Tensor:
+def _check_mask(value: Any, option: Option) -> torch.Tensor | tuple:
+    if isinstance(value, tuple):  # one per input, for a tuple of inputs
+        for entry in value:
+            _check_mask(entry, option)
+        return value
     if not isinstance(value, torch.Tensor) or value.is_floating_point():
         got = f"{value.dtype} tensor" if isinstance(value, torch.Tensor) else type(value).__name__
         raise TypeError(f"got {got}")
@@ -217,7 +225,8 @@ OPTION_KINDS: dict[str, OptionKind] = {kind.name: kind for kind in (
     OptionKind("bool", "True or False", _check_bool, _parse_bool, _format_bool),
     OptionKind("seed", "an integer or None", _check_int, _parse_seed, _format_text,
                none_allowed=True),
-    OptionKind("baseline", "a number or a tensor broadcastable to the inputs", _check_baseline,
+    OptionKind("baseline", "a number or a tensor broadcastable to the inputs (one per input, as a "
+               "tuple, for a tuple of inputs)", _check_baseline,
                _parse_float, _format_number),
     OptionKind("shape", "a tuple of positive integers over the non-batch dimensions, or None",
                _check_shape, _parse_shape, _format_shape, none_allowed=True),
@@ -226,7 +235,8 @@ OPTION_KINDS: dict[str, OptionKind] = {kind.name: kind for kind in (
     OptionKind("choice", "one of the listed choices", _check_choice, str.strip, _format_text),
     OptionKind("named", "one of the listed names, or an object the method documents",
                _check_named, str.strip, _format_named),
-    OptionKind("mask", "an integer tensor broadcastable to the inputs, or None", _check_mask,
+    OptionKind("mask", "an integer tensor broadcastable to the inputs (one per input, as a "
+               "tuple, for a tuple of inputs), or None", _check_mask,
                _parse_code_only, _format_code_only, none_allowed=True),
     OptionKind("object", "a value the method documents", _check_anything, _parse_code_only,
                _format_code_only, none_allowed=True),

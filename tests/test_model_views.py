@@ -1,0 +1,244 @@
+"""Captum's call contract on the one engine (``workbench.model_views``): tuples of inputs,
+forward arguments, layer and neuron attributions. Each case agrees with the Captum class that
+defines it, or with an axiom (completeness at a layer)."""
+from __future__ import annotations
+
+import pytest
+import torch
+from captum.attr import (
+    DeepLift,
+    FeatureAblation,
+    IntegratedGradients,
+    LayerDeepLift,
+    LayerGradientXActivation,
+    LayerIntegratedGradients,
+    NeuronDeepLift,
+    NeuronGradient,
+    NeuronIntegratedGradients,
+    Saliency,
+)
+from torch import nn
+
+import workbench as wb
+from conftest import cnn
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Captum's requires_grad notes
+
+
+class TwoInputs(nn.Module):
+    """``head(a(x1) * scale + b(x2))``: two inputs and a per-sample forward argument."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 8), nn.Linear(3, 8)
+        self.head = nn.Sequential(nn.ReLU(), nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 5))
+
+    def forward(self, x1, x2, scale=1.0):
+        return self.head(self.a(x1) * scale + self.b(x2))
+
+
+class Text(nn.Module):
+    """Token ids -> embedding -> conv1d -> ReLU -> mean over positions -> linear."""
+
+    def __init__(self, vocabulary: int = 20, width: int = 6, classes: int = 3):
+        super().__init__()
+        self.embedding = nn.Embedding(vocabulary, width)
+        self.conv = nn.Conv1d(width, 8, 3, padding=1)
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(8, classes)
+
+    def forward(self, tokens):
+        hidden = self.relu(self.conv(self.embedding(tokens).transpose(1, 2)))
+        return self.fc(hidden.mean(2))
+
+
+@pytest.fixture
+def two():
+    torch.manual_seed(0)
+    model = TwoInputs().double().eval()
+    x1, x2 = torch.randn(6, 4, dtype=torch.double), torch.randn(6, 3, dtype=torch.double)
+    scale = torch.rand(6, 1, dtype=torch.double) + 0.5
+    return model, (x1, x2), scale
+
+
+@pytest.fixture
+def text():
+    torch.manual_seed(1)
+    return Text().double().eval(), torch.randint(1, 20, (4, 7))
+
+
+def _close(ours, theirs, atol=1e-9):
+    ours = ours if isinstance(ours, tuple) else (ours,)
+    theirs = theirs if isinstance(theirs, tuple) else (theirs,)
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b.to(a.dtype), atol=atol, rtol=0)
+
+
+def _no_hooks(model: nn.Module) -> bool:
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+# --- several inputs and forward arguments --------------------------------------------------
+
+def test_tuple_inputs_and_a_per_sample_forward_argument_match_captum(two):
+    model, inputs, scale = two
+    ours = wb.attribute(model, inputs, "integrated_gradients", target=2, forward_args=(scale,))
+    theirs = IntegratedGradients(model).attribute(inputs, target=2,
+                                                  additional_forward_args=(scale,))
+    assert isinstance(ours, tuple) and [a.shape for a in ours] == [x.shape for x in inputs]
+    _close(ours, theirs)
+    _close(wb.attribute(model, inputs, "deeplift_rescale", target=2, forward_args=(scale,)),
+           DeepLift(model).attribute(inputs, target=2, additional_forward_args=(scale,)))
+
+
+def test_a_forward_argument_without_a_batch_dimension_is_passed_as_it_is(two):
+    model, inputs, _ = two
+    ours = wb.attribute(model, inputs, "gradient", target=[0, 1, 2, 3, 4, 0], forward_args=2.0)
+    theirs = Saliency(model).attribute(inputs, target=[0, 1, 2, 3, 4, 0],
+                                       additional_forward_args=2.0, abs=False)
+    _close(ours, theirs, atol=0)
+
+
+def test_tuple_baselines_and_feature_masks_match_captum(two):
+    model, inputs, scale = two
+    masks = (torch.tensor([[0, 0, 1, 1]]), torch.tensor([[1, 2, 2]]))  # label 1 spans both
+    baselines = (torch.full((1, 4), 0.5, dtype=torch.double), 0.25)
+    ours = wb.attribute(model, inputs, "feature_ablation", target=1, forward_args=(scale,),
+                        feature_mask=masks, baseline=baselines)
+    theirs = FeatureAblation(model).attribute(inputs, target=1, feature_mask=masks,
+                                              baselines=baselines,
+                                              additional_forward_args=(scale,))
+    _close(ours, theirs)
+
+
+def test_tuple_inputs_with_a_baseline_per_sample_satisfy_completeness(two):
+    model, (x1, x2), _ = two
+    model.head[0] = model.head[2] = nn.Tanh()  # smooth: the quadrature converges fast
+    b1, b2 = torch.randn_like(x1), torch.randn_like(x2)
+    ours = wb.attribute(model, (x1, x2), "integrated_gradients", target=3,
+                        baseline=(b1, b2), steps=200)
+    delta = model(x1, x2)[:, 3] - model(b1, b2)[:, 3]
+    torch.testing.assert_close(ours[0].sum(1) + ours[1].sum(1), delta.detach(), atol=1e-6,
+                               rtol=0)
+
+
+# --- layers --------------------------------------------------------------------------------
+
+def test_layer_integrated_gradients_on_an_embedding_of_token_ids_match_captum(text):
+    model, tokens = text
+    ours = wb.attribute(model, tokens, "integrated_gradients", target=1, to_layer="embedding",
+                        baseline=0)
+    theirs = LayerIntegratedGradients(model, model.embedding).attribute(
+        tokens, baselines=torch.zeros_like(tokens), target=1)
+    assert ours.shape == (4, 7, 6)
+    _close(ours, theirs)
+
+
+def test_layer_integrated_gradients_are_complete_in_the_layers_space(text):
+    """Sum over the embedding's features = f(x) - f(baseline tokens), up to the quadrature."""
+    model, tokens = text
+    model.relu = nn.Tanh()  # smooth: the quadrature converges fast
+    ours = wb.attribute(model, tokens, "integrated_gradients", target=2, to_layer="embedding",
+                        baseline=3, steps=100)
+    delta = model(tokens)[:, 2] - model(torch.full_like(tokens, 3))[:, 2]
+    torch.testing.assert_close(ours.sum((1, 2)), delta.detach(), atol=1e-5, rtol=0)
+
+
+def test_layer_deeplift_and_gradient_x_activation_match_captum(text):
+    model, tokens = text
+    _close(wb.attribute(model, tokens, "deeplift_rescale", target=0, to_layer="conv",
+                        baseline=0),
+           LayerDeepLift(model, model.conv).attribute(tokens, baselines=torch.zeros_like(tokens),
+                                                      target=0))
+    for layer_input in (False, True):
+        _close(wb.attribute(model, tokens, "gradient_x_input", target=0, to_layer=model.relu,
+                            layer_input=layer_input),
+               LayerGradientXActivation(model, model.relu).attribute(
+                   tokens, target=0, attribute_to_layer_input=layer_input))
+
+
+def test_a_conv_layer_of_an_image_net_matches_captum():
+    model = cnn()
+    x = torch.randn(5, 3, 8, 8)
+    ours = wb.attribute(model, x, "gradient_x_input", target=2, to_layer="3")
+    theirs = LayerGradientXActivation(model, model[3]).attribute(x, target=2)
+    assert ours.shape == (5, 8, 4, 4)
+    _close(ours, theirs, atol=1e-5)
+
+
+# --- neurons -------------------------------------------------------------------------------
+
+def test_neuron_gradient_integrated_gradients_and_deeplift_match_captum(two):
+    model, inputs, scale = two
+    for ours_name, captum_class, extra in (("gradient", NeuronGradient, {}),
+                                           ("integrated_gradients", NeuronIntegratedGradients,
+                                            {})):
+        ours = wb.attribute(model, inputs, ours_name, forward_args=(scale,),
+                            neuron=("head.1", 4))
+        theirs = captum_class(model, model.head[1]).attribute(
+            inputs, neuron_selector=4, additional_forward_args=(scale,), **extra)
+        _close(ours, theirs)
+    ours = wb.attribute(model, inputs, "deeplift_rescale", forward_args=(scale,),
+                        neuron=(model.head[2], 1))
+    theirs = NeuronDeepLift(model, model.head[2]).attribute(
+        inputs, neuron_selector=1, additional_forward_args=(scale,))
+    _close(ours, theirs)
+
+
+def test_a_conv_neuron_by_index_and_by_function():
+    model = cnn()
+    x = torch.randn(3, 3, 8, 8)
+    ours = wb.attribute(model, x, "gradient", neuron=("0", (2, 3, 4)))
+    theirs = NeuronGradient(model, model[0]).attribute(x, neuron_selector=(2, 3, 4))
+    _close(ours, theirs, atol=1e-6)
+    pooled = wb.attribute(model, x, "gradient", neuron=("0", lambda out: out[:, 2].sum((1, 2))))
+    assert not torch.allclose(pooled, ours)
+    # the sum of a channel's units is the sum of their gradients (linearity of the gradient)
+    per_unit = sum(wb.attribute(model, x, "gradient", neuron=("0", (2, i, j)))
+                   for i in range(8) for j in range(8))
+    torch.testing.assert_close(pooled, per_unit, atol=1e-5, rtol=1e-4)
+
+
+# --- refusals and cleanliness --------------------------------------------------------------
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda m, x, t: wb.attribute(m, t, "gradient", target=0), TypeError, "to_layer"),
+    (lambda m, x, t: wb.attribute(m, t.double(), "grad_cam", to_layer="conv"), ValueError,
+     "grad_cam cannot"),
+    (lambda m, x, t: wb.attribute(m, t, "gradient", target=0, neuron=("conv", (1, 1)),
+                                  to_layer="embedding"),
+     ValueError, "target must be None with neuron"),
+    (lambda m, x, t: wb.attribute(m, t, "gradient", neuron=("conv", (9, 1)),
+                                  to_layer="embedding"),
+     ValueError, r"neuron index \(9, 1\) does not fit"),
+    (lambda m, x, t: wb.attribute(m, t, "gradient", neuron=("conv", 1.5), to_layer="embedding"),
+     TypeError, "neuron index"),
+    (lambda m, x, t: wb.attribute(m, t, "gradient", to_layer="nope"), ValueError, "to_layer"),
+    (lambda m, x, t: wb.attribute(m, t.double(), "gradient", layer_input=True), ValueError,
+     "layer_input=True needs to_layer"),
+    (lambda m, x, t: wb.attribute(m, (t.double(), t[:2].double()), "gradient"), ValueError,
+     "share their batch size"),
+    (lambda m, x, t: wb.attribute(m, (t.double(), t.double()), "integrated_gradients",
+                                  baseline=(0.0,)), ValueError, "one entry per input"),
+    (lambda m, x, t: wb.attribute(m, t, "integrated_gradients", to_layer="embedding",
+                                  baseline=0.5), TypeError, "token id"),
+])
+def test_bad_calls_name_the_argument(text, call, error, message):
+    model, tokens = text
+    with pytest.raises(error, match=message):
+        call(model, None, tokens)
+    assert _no_hooks(model)
+
+
+def test_hooks_are_removed_and_inputs_kept_when_the_model_raises(two):
+    model, inputs, _ = two
+    before = [x.clone() for x in inputs]
+    with pytest.raises(RuntimeError):
+        wb.attribute(model, inputs, "gradient", target=0,
+                     forward_args=(torch.ones(6, 2, dtype=torch.double),))  # wrong shape
+    assert _no_hooks(model)
+    for x, kept in zip(inputs, before):
+        assert torch.equal(x, kept)
+    wb.attribute(model, inputs, "gradient", target=0, to_layer="head.0", forward_args=2.0)
+    assert _no_hooks(model)
