@@ -137,6 +137,6 @@ def test_grad_cam_refuses_a_layer_that_runs_twice():
         wb.attribute(Twice(), torch.randn(1, 3, 8, 8), "grad_cam", target=0)
 
 
-def test_model_must_return_class_scores():
-    with pytest.raises(ValueError, match=r"scores of shape \(N, classes\)"):
+def test_model_must_return_one_score_or_class_scores_per_sample():
+    with pytest.raises(ValueError, match=r"one value per sample, shape \(2,\).*got \(16,\)"):
         wb.attribute(nn.Flatten(0), torch.randn(2, 8), "gradient", target=0)

@@ -242,3 +242,56 @@ def test_hooks_are_removed_and_inputs_kept_when_the_model_raises(two):
         assert torch.equal(x, kept)
     wb.attribute(model, inputs, "gradient", target=0, to_layer="head.0", forward_args=2.0)
     assert _no_hooks(model)
+
+
+# --- targets beyond a class per sample -----------------------------------------------------
+
+def _regression():
+    torch.manual_seed(2)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 1), nn.Flatten(0)).double()
+
+
+def _grid_output():
+    torch.manual_seed(3)
+    return nn.Sequential(nn.Linear(4, 12), nn.Tanh(), nn.Unflatten(1, (3, 4))).double()
+
+
+def test_a_regression_output_is_explained_as_captum_does():
+    model, x = _regression(), torch.randn(5, 4, dtype=torch.double)
+    assert model(x).shape == (5,)
+    _close(wb.attribute(model, x, "integrated_gradients"),
+           IntegratedGradients(model).attribute(x))
+    _close(wb.attribute(model, x, "deeplift_rescale", target=0),
+           DeepLift(model).attribute(x))
+
+
+def test_a_tuple_target_indexes_higher_dimensional_outputs_as_captum_does():
+    model, x = _grid_output(), torch.randn(5, 4, dtype=torch.double)
+    _close(wb.attribute(model, x, "gradient", target=(1, 2)),
+           Saliency(model).attribute(x, target=(1, 2), abs=False), atol=0)
+
+
+def test_a_target_function_is_the_score_explained():
+    """The gradient is linear in the score: a function summing entries gives the sum of their
+    gradients."""
+    model, x = _grid_output(), torch.randn(5, 4, dtype=torch.double)
+    summed = wb.attribute(model, x, "gradient", target=lambda out: out[:, 0].sum(1))
+    parts = sum(wb.attribute(model, x, "gradient", target=(0, j)) for j in range(4))
+    _close(summed, parts, atol=1e-12)
+    two_class = cnn()
+    images = torch.randn(3, 3, 8, 8)
+    _close(wb.attribute(two_class, images, "gradient", target=lambda out: out[:, 1]),
+           wb.attribute(two_class, images, "gradient", target=1), atol=1e-7)
+
+
+@pytest.mark.parametrize("model, target, error, message", [
+    (_regression(), 3, ValueError, "one score per sample.*None or 0"),
+    (_grid_output(), 2, ValueError, "tuple of 2 ints"),
+    (_grid_output(), None, ValueError, "tuple of 2 ints"),
+    (_grid_output(), (3, 0), ValueError, "out of range"),
+    (_grid_output(), lambda out: out, ValueError, "one value per sample"),
+])
+def test_bad_targets_for_other_outputs_say_what_is_accepted(model, target, error, message):
+    with pytest.raises(error, match=message):
+        wb.attribute(model, torch.randn(5, 4, dtype=torch.double), "gradient", target=target)
+    assert _no_hooks(model)

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 import workbench.methods  # noqa: F401  (registers the methods)
-from workbench.checks import Target, check_model, check_model_and_inputs
+from workbench.checks import OutputShapeError, Target, check_model, check_model_and_inputs
 from workbench.layout import like
 from workbench.model_layers import Layer
-from workbench.model_views import attribute_view
+from workbench.model_views import attribute_view, output_score
 from workbench.registry import get_method
 
 
@@ -32,8 +32,10 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
     method:
         A name from ``workbench.methods()``.
     target:
-        Class per sample: an int, a sequence of ints or a 1-D integer tensor; ``None`` uses the
-        model's predicted class.
+        Class per sample: an int (or 0-d integer tensor), a sequence of ints or a 1-D integer
+        tensor; ``None`` uses the model's predicted class. For outputs of shape ``(N,)``
+        (regression): None. For outputs with more dimensions: a tuple index over the non-batch
+        dimensions. For anything else: a function of the output returning one score per sample.
     forward_args:
         Further positional arguments of the model, passed unchanged after the inputs (a tuple,
         or one value; None: none); Captum's ``additional_forward_args``.
@@ -54,11 +56,19 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
     """
     spec = get_method(method)
     values = spec.bind(options)
-    if isinstance(inputs, tuple) or forward_args is not None or to_layer is not None \
-            or layer_input or neuron is not None:
+    view = dict(forward_args=forward_args, to_layer=to_layer, layer_input=layer_input,
+                neuron=neuron)
+    if callable(target):
         check_model(model)
-        return attribute_view(spec, model, inputs, target, values, forward_args=forward_args,
-                              to_layer=to_layer, layer_input=layer_input, neuron=neuron)
-    check_model_and_inputs(model, inputs)
-    result = spec.run(model, inputs, target, **values)
+        return attribute_view(spec, model, inputs, None, values, score=target, **view)
+    try:
+        if isinstance(inputs, tuple) or forward_args is not None or to_layer is not None \
+                or layer_input or neuron is not None:
+            check_model(model)
+            return attribute_view(spec, model, inputs, target, values, **view)
+        check_model_and_inputs(model, inputs)
+        result = spec.run(model, inputs, target, **values)
+    except OutputShapeError as error:  # not (N, classes): explain the score target picks
+        score = output_score(target, error.shape)
+        return attribute_view(spec, model, inputs, None, values, score=score, **view)
     return like(result.detach().to(dtype=inputs.dtype, device=inputs.device), inputs)

@@ -71,6 +71,18 @@ def check_same_device(model: nn.Module, inputs: torch.Tensor) -> None:
             )
 
 
+class OutputShapeError(ValueError):
+    """The model's output is not ``(N, classes)``; ``workbench.attribute`` then explains the
+    score ``target`` picks from it (``workbench.model_views.output_score``)."""
+
+    def __init__(self, shape: torch.Size):
+        self.shape = shape
+        super().__init__(
+            f"the model must return scores of shape (N, classes), got shape {tuple(shape)} "
+            "(workbench.attribute also explains (N,) outputs, a tuple target indexing "
+            "higher-dimensional ones, and a target function of the output)")
+
+
 def expand_target(target: Target, n_samples: int, device: torch.device | str = "cpu"
                   ) -> torch.Tensor | None:
     """``target`` as a LongTensor of one class per sample (``None`` stays ``None``): an int,
@@ -119,9 +131,7 @@ def resolve_target(target: Target, output: torch.Tensor) -> torch.Tensor:
     1-D integer tensor gives one class per sample.
     """
     if output.dim() != 2:
-        raise ValueError(
-            f"the model must return scores of shape (N, classes), got shape {tuple(output.shape)}"
-        )
+        raise OutputShapeError(output.shape)
     n_samples, n_classes = output.shape
     indices = expand_target(target, n_samples, output.device)
     if indices is None:

@@ -39,5 +39,5 @@ def target_indices(model: nn.Module, inputs: torch.Tensor, target: Target,
     (the only case that costs a forward pass; the range is checked by the engine)."""
     indices = expand_target(target, len(inputs), inputs.device)
     if indices is None:
-        indices = predict(model, inputs.clone(), batch_size).argmax(dim=1)
+        indices = resolve_target(None, predict(model, inputs.clone(), batch_size))
     return indices

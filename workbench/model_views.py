@@ -23,6 +23,9 @@ is never changed).
 - **neuron** ``(layer, index)``: the score explained is one unit of a hidden layer's output
   (``index`` over the non-batch dimensions, or a function of the layer's output returning one
   value per sample) instead of an output class.
+- **target** beyond a class per sample: a function of the model's output returning one score
+  per sample; for outputs of shape ``(N,)`` (regression) the output itself; for outputs with
+  more than two dimensions a tuple index over the non-batch dimensions (``output_score``).
 """
 from __future__ import annotations
 
@@ -77,6 +80,41 @@ class Neuron:
         return output[(slice(None), *index)]
 
 
+def _one_per_sample(value: Any, rows: int) -> torch.Tensor:
+    """A score (the target function's result, or a regression output) as the ``(B, 1)`` output
+    the methods explain (class 0)."""
+    if not isinstance(value, torch.Tensor) or value.shape != (rows,):
+        raise ValueError(f"the score explained must be one value per sample, shape ({rows},) "
+                         f"(a regression output, or what a target function returns); got "
+                         f"{tuple(getattr(value, 'shape', ())) or type(value).__name__}")
+    return value[:, None]
+
+
+def output_score(target: Any, shape: torch.Size) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The score to explain for a model output of ``shape`` that is not ``(N, classes)``:
+    ``(N,)`` or ``(N, 1)`` (regression) the output itself (``target`` None or 0); more
+    dimensions, the entry at ``target``, a tuple index over the non-batch dimensions
+    (Captum's convention)."""
+    if len(shape) == 1:
+        if target not in (None, 0):
+            raise ValueError(f"the model returns one score per sample (shape {tuple(shape)}); "
+                             f"target must be None or 0, got {target!r}")
+        return lambda output: output
+    if len(shape) > 2:
+        if not (isinstance(target, tuple) and len(target) == len(shape) - 1
+                and all(isinstance(i, int) for i in target)):
+            raise ValueError(
+                f"the model returns outputs of shape {tuple(shape)}: target must be a tuple of "
+                f"{len(shape) - 1} ints indexing one entry of each sample's output, or a "
+                f"function of the output returning one score per sample; got {target!r}")
+        for i, size in zip(target, shape[1:]):
+            if not -size <= i < size:
+                raise ValueError(f"target {target} is out of range for outputs of shape "
+                                 f"{tuple(shape)}")
+        return lambda output: output[(slice(None), *target)]
+    raise ValueError(f"the model's outputs of shape {tuple(shape)} need no output score")
+
+
 def neuron_of(model: nn.Module, neuron: tuple[Layer, Selector]) -> Neuron:
     """``neuron=(layer, index)`` checked against ``model``."""
     if not (isinstance(neuron, tuple) and len(neuron) == 2):
@@ -116,6 +154,7 @@ class _View:
     layer: tuple[str, nn.Module] | None
     layer_input: bool
     neuron: Neuron | None
+    score: Callable[[torch.Tensor], torch.Tensor] | None = None  # of the output: (B,)
 
     def arguments(self, rows: int) -> tuple[Any, ...]:
         """The forward arguments for a call on ``rows`` rows: the samples' own ones spread."""
@@ -145,6 +184,10 @@ class _View:
                 handles.append(self._replace_at_layer(current))
             if self.neuron is not None:
                 handles += self._output_neuron(captured)
+            elif self.score is not None:
+                handles.append(self.model.register_forward_hook(
+                    lambda _m, _args, output: _one_per_sample(self.score(output),
+                                                              len(current[0]))))
             yield
         finally:
             for handle in handles:
@@ -337,9 +380,12 @@ def attribute_view(method: Method, model: nn.Module, inputs: torch.Tensor | tupl
                    target: Target, values: dict[str, Any], *, forward_args: Any = None,
                    to_layer: Layer | None = None, layer_input: bool = False,
                    neuron: tuple[Layer, Selector] | None = None,
+                   score: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """``method`` on the view of ``model`` that the arguments describe (module docstring);
-    the attributions have the inputs' structure, or the layer's shape with ``to_layer``."""
+    the attributions have the inputs' structure, or the layer's shape with ``to_layer``.
+    ``score``: a function of the model's output giving the one score per sample explained
+    (then ``target`` is None)."""
     if method.name in NOT_ON_VIEWS:
         raise ValueError(f"{method.name} cannot take several inputs, forward_args, to_layer or "
                          f"neuron: {NOT_ON_VIEWS[method.name]}")
@@ -353,7 +399,7 @@ def attribute_view(method: Method, model: nn.Module, inputs: torch.Tensor | tupl
         forward_args if isinstance(forward_args, tuple) else (forward_args,))
     layer = find_layer(model, to_layer, "to_layer") if to_layer is not None else None
     unit = neuron_of(model, neuron) if neuron is not None else None
-    if unit is not None and target is not None:
+    if unit is not None and (target is not None or score is not None):
         raise ValueError("target must be None with neuron: the neuron is what is explained")
     targets = expand_target(target, n, parts[0].device)
     per_sample = layer is not None or any(_batched(a, n) for a in args)
@@ -362,9 +408,10 @@ def attribute_view(method: Method, model: nn.Module, inputs: torch.Tensor | tupl
     for rows in bar(groups, desc=f"{method.name} per sample", disable=len(groups) < 8):
         view = _View(model, tuple(p[rows] for p in parts),
                      tuple(a[rows] if _batched(a, n) else a for a in args),
-                     tuple(_batched(a, n) for a in args), layer, layer_input, unit)
+                     tuple(_batched(a, n) for a in args), layer, layer_input, unit, score)
         variable = view.at_layer(view.parts) if layer is not None else flatten(view.parts)
-        group_target = 0 if unit is not None else None if targets is None else targets[rows]
+        group_target = (0 if unit is not None or score is not None
+                        else None if targets is None else targets[rows])
         options = _options_for(view, values, method, n, rows)
         with view.hooks():
             results.append(method.run(model, variable, group_target, **options).detach())
