@@ -207,8 +207,8 @@ class SeedResult:
     """What one seed gives: the nets' accuracies (``"ReLU"``, ``"Tanh"``, ``"ReLU, no biases"``),
     the equivalence gaps per net (``equivalence_gaps``), the Sensitivity-n curves per net and
     method at ``sizes``, epsilon-LRP's share of the output explained per epsilon and Integrated
-    Gradients' completeness error per step count (per net), and the maps of the first net
-    (for figures)."""
+    Gradients' completeness error per step count (per net), and the explained images and every
+    method's maps of them per net (for figures)."""
 
     seed: int
     accuracy: dict[str, float]
@@ -218,6 +218,7 @@ class SeedResult:
     epsilon_effect: dict[str, dict[float, float]]
     completeness: dict[str, dict[int, float]]
     maps: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict, repr=False)
+    images: torch.Tensor | None = field(default=None, repr=False)
 
     def record(self) -> dict[str, Any]:
         """Everything but the maps, as plain values (for ``results.json``)."""
@@ -251,7 +252,27 @@ def run_seed(seed: int, protocol: Protocol = Protocol(), relu_model: str = "digi
         epsilon[label] = epsilon_effect(model, images, labels, protocol.epsilons)
         completeness[label] = completeness_error(model, images, labels, protocol.ig_steps,
                                                  quadrature="riemann_right")
-    return SeedResult(seed, accuracy, gaps, sizes, sensitivity, epsilon, completeness, maps)
+    return SeedResult(seed, accuracy, gaps, sizes, sensitivity, epsilon, completeness, maps,
+                      images)
+
+
+def gaps_table(results: Sequence[SeedResult]):
+    """A pandas DataFrame of the equivalence gaps: one row per seed and net (with its test
+    accuracy), one column per method compared with Gradient * Input."""
+    import pandas as pd
+
+    rows = [{"seed": r.seed, "net": net, "test accuracy": r.accuracy[net], **gaps}
+            for r in results for net, gaps in r.gaps.items()]
+    return pd.DataFrame(rows)
+
+
+def mean_over_seeds(per_seed: Sequence[Mapping]) -> dict:
+    """The mean over seeds of equally keyed mappings of numbers or of lists of numbers (e.g.
+    each seed's Sensitivity-n curves of one net, or its completeness errors)."""
+    if not per_seed:
+        raise ValueError("per_seed must hold at least one seed's values")
+    return {key: torch.tensor([entry[key] for entry in per_seed], dtype=torch.float64)
+            .mean(0).tolist() for key in per_seed[0]}
 
 
 SOURCE_EQUIVALENCE = "Ancona et al. 2018, section 3 (Propositions 1-3)"
