@@ -58,15 +58,18 @@ def without_biases(model: nn.Module) -> nn.Module:
 
 
 def bias_free_twin(info: Mapping[str, Any], data: datasets.ImageData, seed: int,
-                   progress: bool = False) -> tuple[nn.Module, float]:
+                   epochs: int | None = None, progress: bool = False) -> tuple[nn.Module, float]:
     """The architecture of a zoo or ``models.trained`` net (its ``info``) without biases,
-    initialised from ``seed`` and trained on ``data`` with the same training settings; returns
-    the model and its test accuracy. Ancona et al. 2018 (section 3) state the equivalence of
-    epsilon-LRP, DeepLIFT (Rescale) and Gradient * Input for ReLU nets with zero biases."""
+    initialised from ``seed`` and trained on ``data`` with the same training settings (``epochs``
+    overrides theirs); returns the model and its test accuracy. Ancona et al. 2018 (section 3)
+    state the equivalence of epsilon-LRP, DeepLIFT (Rescale) and Gradient * Input for ReLU nets
+    with zero biases."""
     build = models.ARCHITECTURES[info["settings"]["architecture"]]
     model = without_biases(build(**info["arguments"], seed=seed))
-    accuracy = models.train(model, data, seed=seed, progress=progress,
-                            **info["settings"]["training"])
+    training = dict(info["settings"]["training"])
+    if epochs is not None:
+        training["epochs"] = epochs
+    accuracy = models.train(model, data, seed=seed, progress=progress, **training)
     return model, accuracy
 
 
@@ -230,14 +233,15 @@ class SeedResult:
 
 def run_seed(seed: int, protocol: Protocol = Protocol(), relu_model: str = "digits_cnn_relu",
              tanh_model: str = "digits_cnn_tanh", mnist_root: str = "", epochs: int = 10,
-             progress: bool = False) -> SeedResult:
+             progress: bool = False, twin_epochs: int | None = None) -> SeedResult:
     """One seed of the study: the ReLU and Tanh nets trained from ``seed`` (``networks``) and a
-    bias-free twin of the ReLU net (``bias_free_twin``); the equivalence gaps on all three;
+    bias-free twin of the ReLU net (``bias_free_twin``, trained for ``twin_epochs``, by default
+    as long as the ReLU net); the equivalence gaps on all three;
     the six methods' maps and Sensitivity-n curves on the ReLU and Tanh nets, subsets drawn
     from ``seed``; epsilon-LRP's conservation and Integrated Gradients' completeness error."""
     nets, data = networks(relu_model, tanh_model, mnist_root, epochs, progress, seed)
     images, labels = data.x_test[:protocol.n_images], data.y_test[:protocol.n_images]
-    bias_free, bias_free_accuracy = bias_free_twin(nets["ReLU"][1], data, seed)
+    bias_free, bias_free_accuracy = bias_free_twin(nets["ReLU"][1], data, seed, twin_epochs)
     accuracy = {label: info["accuracy"] for label, (_, info) in nets.items()}
     accuracy["ReLU, no biases"] = bias_free_accuracy
     gaps = {"ReLU, no biases": equivalence_gaps(bias_free, images, labels)}
