@@ -380,4 +380,5 @@ def test_mean_over_seeds_and_the_gaps_table():
     table = unified.gaps_table([seed_result(0), seed_result(4)])
     assert list(table["net"]) == ["ReLU, no biases", "ReLU", "Tanh"] * 2
     assert list(table["seed"]) == [0, 0, 0, 4, 4, 4]
-    assert table.loc[2, "epsilon-LRP"] == 0.5
+    assert table.loc[2, "epsilon-LRP"] == "5.0e-01"
+    assert table.loc[0, "epsilon-LRP"] == "1.0e-10" and table.loc[0, "test accuracy"] == "0.900"

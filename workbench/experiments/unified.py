@@ -261,11 +261,13 @@ def run_seed(seed: int, protocol: Protocol = Protocol(), relu_model: str = "digi
 
 
 def gaps_table(results: Sequence[SeedResult]):
-    """A pandas DataFrame of the equivalence gaps: one row per seed and net (with its test
-    accuracy), one column per method compared with Gradient * Input."""
+    """The equivalence gaps for display: one row per seed and net (with its test accuracy), one
+    column per method compared with Gradient * Input, each gap written as ``1.2e-10`` (the
+    gaps span ten orders of magnitude)."""
     import pandas as pd
 
-    rows = [{"seed": r.seed, "net": net, "test accuracy": r.accuracy[net], **gaps}
+    rows = [{"seed": r.seed, "net": net, "test accuracy": f"{r.accuracy[net]:.3f}",
+             **{label: f"{gap:.1e}" for label, gap in gaps.items()}}
             for r in results for net, gaps in r.gaps.items()]
     return pd.DataFrame(rows)
 
