@@ -259,3 +259,126 @@ def test_the_lrp_composite_columns_are_the_lrp_method_with_each_shipped_composit
     expected = wb.attribute(relu_cnn, image_batch, "lrp", target=1,
                             composite="epsilon_gamma_box", low=low, high=high)
     torch.testing.assert_close(maps["lrp: epsilon_gamma_box"], expected)
+
+
+# ----------------------------------------------------------------------------------------------
+# Notebook 02 over seeds: equivalences (Ancona et al. 2018, section 3) and the claim builders
+
+
+@pytest.mark.parametrize("make", [lambda bias: mlp(nn.ReLU, bias=bias).double(),
+                                  lambda bias: cnn(nn.ReLU, bias=bias).double()])
+def test_equivalence_gaps_vanish_on_bias_free_relu_nets_and_deeplift_parts_with_biases(make):
+    torch.manual_seed(3)
+    bias_free = make(False)
+    inputs = torch.randn(5, 8, dtype=torch.float64) if isinstance(bias_free[0], nn.Linear) \
+        else torch.randn(5, 3, 8, 8, dtype=torch.float64)
+    gaps = unified.equivalence_gaps(bias_free, inputs, 1)
+    assert set(gaps) == {"epsilon-LRP", "DeepLIFT (Rescale)"}
+    assert max(gaps.values()) < 1e-9
+    with torch.no_grad():  # the same net with biases: epsilon-LRP still equals, DeepLIFT parts
+        biased = make(True)
+        for mine, theirs in zip(biased.modules(), bias_free.modules()):
+            if getattr(mine, "bias", None) is not None:
+                mine.weight.copy_(theirs.weight)
+                mine.bias.fill_(0.3)
+    gaps = unified.equivalence_gaps(biased, inputs, 1)
+    assert gaps["epsilon-LRP"] < 1e-9
+    assert gaps["DeepLIFT (Rescale)"] > 1e-3
+
+
+def test_equivalence_gaps_part_on_tanh_even_without_biases_for_gradient_x_input():
+    torch.manual_seed(0)
+    inputs = torch.randn(5, 8, dtype=torch.float64)
+    gaps = unified.equivalence_gaps(mlp(nn.Tanh, bias=False), inputs, 2)
+    assert min(gaps.values()) > 1e-3
+    # without biases and with a zero baseline, DeepLIFT's f(z)/z is epsilon-LRP's: they agree
+    both = unified.equivalence_gaps(mlp(nn.Tanh, bias=False), inputs, 2, {
+        "epsilon-LRP": unified.EQUIVALENT_METHODS["epsilon-LRP"],
+        "DeepLIFT (Rescale)": unified.EQUIVALENT_METHODS["DeepLIFT (Rescale)"]})
+    assert both["DeepLIFT (Rescale)"] < 1e-6  # epsilon = 1e-12 against z of order 1e-4
+
+
+def test_without_biases_drops_every_bias_and_keeps_the_weights():
+    model = cnn(nn.ReLU)
+    copied = unified.without_biases(model)
+    assert all(m.bias is None for m in copied.modules() if isinstance(m, (nn.Linear, nn.Conv2d)))
+    assert model[0].bias is not None  # the original is untouched
+    torch.testing.assert_close(copied[0].weight, model[0].weight)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                m.bias.zero_()
+        torch.testing.assert_close(copied(x), model(x))
+
+
+def test_bias_free_twin_trains_the_architecture_without_biases():
+    data = datasets.digits()
+    info = {"settings": {"architecture": "mlp", "training": {"epochs": 2, "lr": 1e-2,
+                                                             "batch_size": 128}},
+            "arguments": {"in_features": 64, "classes": 10, "hidden": [16],
+                          "activation": "relu"}}
+    model, accuracy = unified.bias_free_twin(info, data, seed=0)
+    assert all(m.bias is None for m in model.modules() if isinstance(m, nn.Linear))
+    assert accuracy > 0.5  # trained, well above chance (0.1)
+    again, _ = unified.bias_free_twin(info, data, seed=0)
+    torch.testing.assert_close(again.linear1.weight, model.linear1.weight)
+
+
+def seed_result(seed: int, occlusion=(1.0, 0.7), integrated=(0.9, 0.8), deeplift=(0.9, 0.75),
+                gradient=(0.9, 0.6), gaps=(1e-10, 0.0), tanh_gaps=(0.5, 0.2),
+                errors=(0.4, 0.04)) -> unified.SeedResult:
+    """A SeedResult with chosen numbers: curves at n = 1 and n = 51 (the same on both nets)."""
+    curves = {"Occlusion-1": list(occlusion), "Integrated Gradients": list(integrated),
+              "DeepLIFT (Rescale)": list(deeplift), "Gradient * Input": list(gradient)}
+    labels = ("epsilon-LRP", "DeepLIFT (Rescale)")
+    return unified.SeedResult(
+        seed, {"ReLU": 0.9, "Tanh": 0.9, "ReLU, no biases": 0.9},
+        {"ReLU, no biases": dict(zip(labels, gaps)), "ReLU": dict(zip(labels, (1e-10, 0.2))),
+         "Tanh": dict(zip(labels, tanh_gaps))},
+        [1, 51], {"ReLU": curves, "Tanh": {k: list(v) for k, v in curves.items()}},
+        {"ReLU": {1e-6: 1.0}, "Tanh": {1e-6: 1.0}},
+        {"ReLU": {2: errors[0], 64: errors[1]}, "Tanh": {2: 1.0, 64: 0.05}})
+
+
+def test_claims_measure_the_stated_quantities_of_synthetic_results():
+    results = [seed_result(0), seed_result(1, gaps=(2e-10, 1e-12)), seed_result(2)]
+    claims = {claim.statement: claim for claim in unified.claims(results)}
+    assert len(claims) == 7
+    relu_lrp, relu_deeplift, tanh, at_one, at_large, satisfied, steps = claims.values()
+    assert relu_lrp.values == (1e-10, 2e-10, 1e-10) and relu_lrp.verdict == "holds"
+    assert relu_deeplift.values == (0.0, 1e-12, 0.0)
+    assert tanh.values == (0.2, 0.2, 0.2) and tanh.verdict == "holds"
+    assert at_one.values == pytest.approx((0.1,) * 3)       # 1.0 - max(0.9, 0.9, 0.9)
+    assert at_large.values == pytest.approx((0.05,) * 3)    # min(0.8, 0.75) - 0.7
+    assert satisfied.values == pytest.approx((0.8,) * 3)    # IG: the best method's worst n
+    assert steps.values == pytest.approx((0.1,) * 3)        # max(0.04 / 0.4, 0.05 / 1.0)
+    assert all(claim.verdict == "holds" for claim in claims.values())
+    assert all(claim.seeds == (0, 1, 2) for claim in claims.values())
+
+
+def test_claims_fail_where_the_synthetic_results_contradict_the_paper():
+    results = [seed_result(s, occlusion=(1.0, 0.9), gaps=(1e-3, 0.0), tanh_gaps=(1e-6, 1e-7),
+                           errors=(0.1, 0.2)) for s in (0, 1, 2)]
+    verdicts = {claim.statement: claim.verdict for claim in unified.claims(results)}
+    for statement, verdict in verdicts.items():
+        expected = "holds" if ("DeepLIFT (Rescale) equals" in statement
+                               or "at n = 1" in statement or "No method" in statement) \
+            else "does not hold"
+        assert verdict == expected, statement
+    # an exact method on every n (a linear model's Gradient * Input) does not satisfy the claim
+    exact = [seed_result(s, occlusion=(1.0, 1.0), integrated=(1.0, 1.0), deeplift=(1.0, 1.0),
+                         gradient=(1.0, 1.0)) for s in (0, 1)]
+    assert unified.sensitivity_claims(exact)[2].verdict == "does not hold"
+    with pytest.raises(ValueError, match="at least one seed"):
+        unified.claims([])
+
+
+def test_mean_over_seeds_and_the_gaps_table():
+    assert unified.mean_over_seeds([{"a": [1.0, 2.0], "b": 3.0}, {"a": [3.0, 4.0], "b": 5.0}]) \
+        == {"a": [2.0, 3.0], "b": 4.0}
+    table = unified.gaps_table([seed_result(0), seed_result(4)])
+    assert list(table["net"]) == ["ReLU, no biases", "ReLU", "Tanh"] * 2
+    assert list(table["seed"]) == [0, 0, 0, 4, 4, 4]
+    assert table.loc[2, "epsilon-LRP"] == "5.0e-01"
+    assert table.loc[0, "epsilon-LRP"] == "1.0e-10" and table.loc[0, "test accuracy"] == "0.900"

@@ -22,6 +22,7 @@ from workbench.metrics import (
     degradation,
     degradation_curves,
     sensitivity_n,
+    sensitivity_n_curves,
 )
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -205,6 +206,34 @@ def test_sensitivity_n_matches_the_reference_loop(grouped):
     expected = reference_sensitivity_n(model, x, attributions, ns, [1, 0, 4], baseline, 12, 11,
                                        feature_mask=mask)
     np.testing.assert_allclose(curve.correlations.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_sensitivity_n_curves_score_every_method_on_the_same_subsets_as_the_reference_loop():
+    model, x, target = mlp(nn.Tanh).double(), batch(3, 8), [1, 0, 4]
+    maps = {name: wb.attribute(model, x, name, target=target)
+            for name in ("gradient", "gradient_x_input", "integrated_gradients")}
+    ns = [1, 3, 7]
+    curves = sensitivity_n_curves(model, x, maps, ns, target=target, n_subsets=12, seed=11,
+                                  batch_size=7)
+    assert list(curves) == list(maps)
+    for name, attributions in maps.items():  # each its own run of the loop, the same draws
+        expected = reference_sensitivity_n(model, x, attributions, ns, target, 0.0, 12, 11)
+        np.testing.assert_allclose(curves[name].correlations.numpy(), expected, rtol=1e-10,
+                                   atol=1e-12)
+        assert curves[name].ns == tuple(ns)
+    with pytest.raises(ValueError, match="attributions must be a non-empty mapping"):
+        sensitivity_n_curves(model, x, {}, ns, target=target)
+
+
+def test_sensitivity_n_curves_give_one_for_gradient_x_input_on_a_linear_model_only():
+    model, x = linear(), batch(4, 10)
+    maps = {"gradient_x_input": wb.attribute(model, x, "gradient_x_input", target=2),
+            "gradient": wb.attribute(model, x, "gradient", target=2)}
+    curves = sensitivity_n_curves(model, x, maps, [1, 4, 9], target=2, n_subsets=30, seed=0)
+    # (x - 0) * w sums to the output drop on every subset: correlation 1 for every n
+    torch.testing.assert_close(curves["gradient_x_input"].correlations,
+                               torch.ones(3, 4, dtype=torch.float64), rtol=0, atol=1e-12)
+    assert (curves["gradient"].mean() < 0.99).all()
 
 
 def test_sensitivity_n_does_not_depend_on_batch_size_and_is_reproducible():

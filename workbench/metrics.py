@@ -18,7 +18,7 @@ seed gives the same subsets and orders on every device and for every ``batch_siz
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -100,10 +100,40 @@ def sensitivity_n(model: nn.Module, inputs: torch.Tensor, attributions: torch.Te
     instead), and for constant attributions or a model insensitive to the features.
     """
     ns, single = _subset_sizes(n)
+    correlations = _sensitivity(model, inputs, [attributions], ns, target, baseline, n_subsets,
+                                seed, feature_mask, batch_size)[0]
+    if single:
+        return correlations[0]
+    return SensitivityCurve(tuple(ns), correlations)
+
+
+def sensitivity_n_curves(model: nn.Module, inputs: torch.Tensor,
+                         attributions: Mapping[str, torch.Tensor], n: Sequence[int], *,
+                         target: Target = None, baseline: float | torch.Tensor = 0.0,
+                         n_subsets: int = 100, seed: int | None = None,
+                         feature_mask: torch.Tensor | None = None,
+                         batch_size: int = 256) -> dict[str, SensitivityCurve]:
+    """``sensitivity_n`` of several methods' attributions (``{label: attributions}``) on the
+    same random subsets: the masked inputs go through the model once for all of them, and each
+    curve equals ``sensitivity_n(model, inputs, attributions[label], n, ...)`` with the same
+    ``seed``."""
+    if not isinstance(attributions, Mapping) or not attributions:
+        raise ValueError("attributions must be a non-empty mapping {label: attributions}")
+    ns, _ = _subset_sizes(n)
+    labels = list(attributions)
+    correlations = _sensitivity(model, inputs, [attributions[k] for k in labels], ns, target,
+                                baseline, n_subsets, seed, feature_mask, batch_size)
+    return {label: SensitivityCurve(tuple(ns), correlations[m]) for m, label in enumerate(labels)}
+
+
+def _sensitivity(model, inputs, attributions: Sequence[torch.Tensor], ns: list[int], target,
+                 baseline, n_subsets: int, seed, feature_mask, batch_size: int) -> torch.Tensor:
+    """Correlations ``(len(attributions), len(ns), N)`` of ``sensitivity_n``, the subsets and
+    outputs shared by every attribution."""
     check_model_and_inputs(model, inputs)
     _check_positive_int("n_subsets", n_subsets, minimum=2)
     _check_positive_int("batch_size", batch_size)
-    attributions = _check_attributions(attributions, inputs, allow_channel_sum=False)
+    attributions = [_check_attributions(a, inputs, allow_channel_sum=False) for a in attributions]
     groups, n_groups = feature_groups(feature_mask, inputs)
     for size in ns:
         if size > n_groups:
@@ -115,12 +145,15 @@ def sensitivity_n(model: nn.Module, inputs: torch.Tensor, attributions: torch.Te
     n_samples, sample_shape = len(inputs), inputs.shape[1:]
     device = inputs.device
     flat_inputs, flat_baseline = inputs.flatten(1), baseline.flatten(1)
-    group_attributions = torch.zeros(n_samples, n_groups, dtype=torch.float64, device=device)
-    group_attributions.index_add_(1, groups, attributions.flatten(1).to(torch.float64))
+    group_attributions = torch.zeros(len(attributions), n_samples, n_groups,
+                                     dtype=torch.float64, device=device)
+    for m, attribution in enumerate(attributions):
+        group_attributions[m].index_add_(1, groups, attribution.flatten(1).to(torch.float64))
 
     rng = generator(seed)
     samples_per_pass = max(1, batch_size // n_subsets)
-    correlations = torch.empty(len(ns), n_samples, dtype=inputs.dtype, device=device)
+    correlations = torch.empty(len(attributions), len(ns), n_samples, dtype=inputs.dtype,
+                               device=device)
     for j, size in enumerate(ns):
         for start in range(0, n_samples, samples_per_pass):
             here = slice(start, min(start + samples_per_pass, n_samples))
@@ -133,12 +166,11 @@ def sensitivity_n(model: nn.Module, inputs: torch.Tensor, attributions: torch.Te
             output = predict(model, masked.view(-1, *sample_shape), batch_size)
             rows = indices[here].repeat_interleave(n_subsets)
             outputs = output.gather(1, rows[:, None]).view(k, n_subsets)
-            sums = torch.einsum("ksg,kg->ks", chosen.to(torch.float64), group_attributions[here])
+            sums = torch.einsum("ksg,mkg->mks", chosen.to(torch.float64),
+                                group_attributions[:, here])
             drops = scores[here, None].to(torch.float64) - outputs.to(torch.float64)
-            correlations[j, here] = _pearson(sums, drops, outputs, inputs.dtype)
-    if single:
-        return correlations[0]
-    return SensitivityCurve(tuple(ns), correlations)
+            correlations[:, j, here] = _pearson(sums, drops, outputs, inputs.dtype)
+    return correlations
 
 
 def _largest(keys: torch.Tensor, size: int) -> torch.Tensor:
