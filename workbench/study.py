@@ -27,10 +27,11 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,6 +111,14 @@ def _sqlite_settings(connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def default_database() -> str:
+    """``$WORKBENCH_STUDY_DB`` if set, else ``study.sqlite`` beside the model cache
+    (``data/``)."""
+    from workbench.models import cache_dir
+
+    return os.environ.get("WORKBENCH_STUDY_DB") or str(cache_dir().parent / "study.sqlite")
 
 
 def open_database(url: str | Path = "sqlite:///study.sqlite") -> Engine:
@@ -201,10 +210,8 @@ def create_study(engine: Engine, config: StudyConfig,
                              "and one negative query image")
     with engine.begin() as connection:
         study_id = connection.execute(studies.insert().values(
-            name=config.name, created=time.time(), config=json.dumps({
-                "trials_per_participant": config.trials_per_participant,
-                "tasks": list(config.tasks), "references_shown": config.references_shown,
-                "details": config.details}))).inserted_primary_key[0]
+            name=config.name, created=time.time(),
+            config=_config_text(config))).inserted_primary_key[0]
 
         def store(pictures: list[np.ndarray]) -> str:
             ids = [connection.execute(images.insert().values(
@@ -217,6 +224,24 @@ def create_study(engine: Engine, config: StudyConfig,
                 references=store(s.references[:config.references_shown]),
                 positives=store(s.positives), negatives=store(s.negatives)))
     return study_id
+
+
+def _config_text(config: StudyConfig) -> str:
+    return json.dumps({"trials_per_participant": config.trials_per_participant,
+                       "tasks": list(config.tasks), "references_shown": config.references_shown,
+                       "details": config.details}, sort_keys=True)
+
+
+def find_or_create_study(engine: Engine, config: StudyConfig,
+                         build: Callable[[], Sequence[DirectionStimuli]]) -> int:
+    """The id of the study with ``config``'s name and settings, created from ``build()`` (the
+    stimuli, computed only then) if there is none: opening the researcher's page again
+    continues the same study."""
+    with engine.connect() as connection:
+        found = connection.execute(sa.select(studies.c.id).where(
+            studies.c.name == config.name, studies.c.config == _config_text(config))
+            .order_by(studies.c.id.desc())).scalar()
+    return found if found is not None else create_study(engine, config, build())
 
 
 def _config(connection, study_id: int) -> dict:
