@@ -300,3 +300,71 @@ def test_decomposed_multi_head_attention_gives_the_same_numbers(case):
     torch.testing.assert_close(actual[0].detach(), expected[0])
     if expected[1] is not None:
         torch.testing.assert_close(actual[1], expected[1])
+
+
+# -- agreement with the authors' implementation (lxt, Achtibat et al. 2024) -------------------
+
+
+class _Block(nn.Module):
+    """One pre-norm attention block with a ReLU MLP; a linear head on token 0. ``explicit``
+    runs the same weights through ``lxt.explicit.functional``, whose backward is relevance."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(11)
+        self.norm = nn.LayerNorm(6).double()
+        self.q, self.k, self.v, self.o = (_linear(6, 6, s, bias=True) for s in range(20, 24))
+        self.up, self.down, self.head = _linear(6, 8, 24, True), _linear(8, 6, 25, True), \
+            _linear(6, 3, 26, True)
+
+    def forward(self, x):
+        h = self.norm(x)
+        scores = torch.matmul(self.q(h) / 6 ** 0.5, self.k(h).transpose(1, 2))
+        x = x + self.o(torch.matmul(F.softmax(scores, dim=-1), self.v(h)))
+        x = x + self.down(torch.relu(self.up(x)))
+        return self.head(x[:, 0])
+
+    def explicit(self, x, epsilon: float):
+        lxt = pytest.importorskip("lxt.explicit.functional")
+
+        def linear(layer, t, scale=1.0):
+            return lxt.linear_epsilon(t, layer.weight * scale, layer.bias * scale, epsilon)
+
+        h = lxt.layer_norm_grad_fn.apply(x, self.norm.weight, self.norm.bias, self.norm.eps,
+                                         epsilon)
+        q = linear(self.q, h, 6 ** -0.5)
+        scores = lxt.matmul(q, self.k_t(linear(self.k, h)), False, 1e-12)
+        attended = lxt.matmul(lxt.softmax(scores, -1), linear(self.v, h), False, 1e-12)
+        x = lxt.add2(x, linear(self.o, attended), False, 1e-12)
+        x = lxt.add2(x, linear(self.down, torch.relu(linear(self.up, x))), False, 1e-12)
+        return linear(self.head, x[:, 0])
+
+    @staticmethod
+    def k_t(k):
+        return k.transpose(1, 2)
+
+
+def _gradient(model, x, target):
+    return wb.attribute(model, x, "gradient", target=target)
+
+
+@pytest.mark.parametrize("epsilon,tolerance", [(1e-12, 1e-9), (1e-6, 1e-4)])
+def test_attn_lrp_agrees_with_lxt(epsilon, tolerance):
+    """The same block under our engine and under lxt's explicit relevance functions (ReLU's
+    ordinary backward is lxt's identity rule). lxt also stabilises LayerNorm's output, and its
+    query scale sits in the weights: at epsilon 1e-6 the two differ by about epsilon."""
+    pytest.importorskip("lxt.explicit.functional")
+    model = _Block().eval()
+    torch.manual_seed(12)
+    x = torch.randn(3, 5, 6, dtype=D)
+    target = torch.tensor([0, 2, 1])
+    ours = wb.attribute(model, x, "attn_lrp", target=target, epsilon=epsilon)
+    leaf = x.clone().requires_grad_()
+    output = model.explicit(leaf, epsilon)
+    start = torch.zeros_like(output)
+    start[torch.arange(3), target] = output.detach()[torch.arange(3), target]
+    output.backward(start)
+    theirs = leaf.grad
+    scale = float(theirs.abs().max())
+    assert float((ours - theirs).abs().max()) <= tolerance * scale
+    assert not torch.allclose(ours, x * _gradient(model, x, target))  # not the plain gradient
