@@ -368,3 +368,21 @@ def test_attn_lrp_agrees_with_lxt(epsilon, tolerance):
     scale = float(theirs.abs().max())
     assert float((ours - theirs).abs().max()) <= tolerance * scale
     assert not torch.allclose(ours, x * _gradient(model, x, target))  # not the plain gradient
+
+
+def test_attention_rollout_is_the_product_of_mixed_attention_matrices():
+    """Abnar & Zuidema 2020, section 3, from the weights nn.MultiheadAttention returns."""
+    model = Classifier(layers=2).double().eval()
+    x = torch.randn(2, 5, 8, dtype=D)
+    rollout = attention.attention_rollout(model, x, token=0)
+    expected, h = torch.eye(5, dtype=D).expand(2, 5, 5), x
+    with torch.no_grad():
+        for layer in model.encoder.layers:
+            _, weights = layer.self_attn(h, h, h, need_weights=True)
+            mixed = 0.5 * weights + 0.5 * torch.eye(5, dtype=D)
+            expected = (mixed / mixed.sum(-1, keepdim=True)) @ expected
+            h = layer(h)
+    torch.testing.assert_close(rollout, expected[:, 0])
+    torch.testing.assert_close(rollout.sum(1), torch.ones(2, dtype=D))
+    with pytest.raises(ValueError, match="needs a model that runs attention"):
+        attention.attention_rollout(_Gated().eval(), torch.randn(2, 4, dtype=D))

@@ -17,6 +17,7 @@ from contextvars import ContextVar
 
 import torch
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from workbench import ops
 
@@ -160,3 +161,38 @@ DECOMPOSED = {
     F.scaled_dot_product_attention: scaled_dot_product_attention,
     F.multi_head_attention_forward: multi_head_attention_forward,
 }
+
+
+class _Decomposing(TorchFunctionMode):
+    """Runs fused attention decomposed (so its weights are recorded); all else as it is."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in DECOMPOSED:
+            with self:
+                return DECOMPOSED[func](*args, **kwargs)
+        return func(*args, **kwargs)
+
+
+def attention_rollout(model: torch.nn.Module, inputs: torch.Tensor, token: int = 0
+                      ) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020, "Quantifying attention flow in transformers",
+    arXiv 2005.00928, section 3): ``A~_l = rownorm(0.5 mean_heads(A_l) + 0.5 I)``, rolled out
+    as ``A~_L ... A~_1``. Returns row ``token`` of it, shape ``(N, T)``: how much each input
+    token flows into output token ``token`` (0: a class token); each row sums to 1. Every
+    attention call must be self-attention over the same ``T`` tokens."""
+    with torch.no_grad(), recording_attention() as weights, _Decomposing():
+        model(inputs)
+    if not weights:
+        raise ValueError("attention_rollout needs a model that runs attention "
+                         "(nn.MultiheadAttention or F.scaled_dot_product_attention); none ran")
+    rollout = None
+    for layer in weights:
+        if layer.size(-1) != layer.size(-2):
+            raise ValueError(f"attention_rollout needs self-attention, got weights of shape "
+                             f"{tuple(layer.shape)}")
+        mixed = 0.5 * layer.mean(dim=1) + 0.5 * torch.eye(layer.size(-1), dtype=layer.dtype,
+                                                          device=layer.device)
+        mixed = mixed / mixed.sum(-1, keepdim=True)
+        rollout = mixed if rollout is None else mixed @ rollout
+    return rollout[:, token]
