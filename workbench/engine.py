@@ -16,11 +16,12 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from workbench import ops
+from workbench import attention, ops
 from workbench.checks import Target, resolve_target
 from workbench.layout import like, memory_format_of, run_in_fast_layout
 from workbench.ops import OpKind
 from workbench.rules import ActivationCall, AffineCall, Rules, apply_activation
+from workbench.transformer_rules import NormalizationCall
 
 
 class UnsupportedOperationError(NotImplementedError):
@@ -227,6 +228,8 @@ class RuleMode(_GuardingMode):
         kind = ops.classify(func)
         if kind is OpKind.NEUTRAL:
             return func(*args, **kwargs)
+        if kind is OpKind.ATTENTION:  # before parameters are detached: layers keep their names
+            return self._attention(func, args, kwargs)
         layer = self._layer_of_parameters(args, kwargs)
         args, kwargs = _detach_parameters(args), _detach_parameters(kwargs)
         if not _any_requires_grad(args, kwargs):
@@ -236,6 +239,8 @@ class RuleMode(_GuardingMode):
             return handler(self, func, args, kwargs, layer)
         output = func(*args, **kwargs)
         if kind is OpKind.UNKNOWN and _any_requires_grad(output, {}):
+            if func in ops.FUSED_TRANSFORMER_OPS:
+                self._unsupported(func, "it is a fused transformer kernel no rule can see into")
             self._unsupported(func, "it is not an operation the engine knows to be linear")
         return output
 
@@ -319,19 +324,70 @@ class RuleMode(_GuardingMode):
             (func in ops.QUOTIENT_OPS and len(dependent) > 1 and dependent[1])
             or (func in ops.RIGHT_QUOTIENT_OPS and dependent[0])
         )
-        if sum(dependent) > 1 or divisor_dependent:
-            self._unsupported(func, "it multiplies or divides input-dependent tensors")
+        if divisor_dependent:
+            self._unsupported(func, "it multiplies or divides input-dependent tensors (a division "
+                              "by one has no rule; normalise with nn.LayerNorm, F.layer_norm "
+                              "or F.rms_norm)")
+        if sum(dependent) > 1:
+            return self._dependent_product(func, args, kwargs,
+                                           "it multiplies or divides input-dependent tensors")
         return func(*args, **kwargs)
 
     def _matrix_product(self, func, args, kwargs, layer):
-        operands = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        if sum(a.requires_grad for a in operands) > 1:
-            self._unsupported(func, "it multiplies input-dependent tensors")
-        if self.rules.has_affine_rules:
+        factors = _tensors(args[1:] if func in ops.ADDITIVE_FIRST_OPS else args, kwargs)
+        if sum(t.requires_grad for t in factors) > 1:
+            if func in ops.ADDITIVE_FIRST_OPS and args[0].requires_grad:
+                self._unsupported(func, "it adds an input-dependent tensor to a product of them")
+            return self._dependent_product(func, args, kwargs,
+                                           "it multiplies input-dependent tensors")
+        # transformer rule sets: a product with a constant that is no parameter (attention
+        # weights held constant) is linear, as any constant scaling is
+        if self.rules.has_affine_rules and (self.rules.product is None or layer is not None):
             self._unsupported(
                 func, "weighted-layer rules apply only to nn.Linear and nn.Conv layers "
                 "(F.linear, F.conv1d/2d/3d)")
         return func(*args, **kwargs)
+
+    def _dependent_product(self, func, args, kwargs, reason: str):
+        """A product of input-dependent factors, under the rules' product rule."""
+        rule = self.rules.product
+        if rule is None:
+            self._unsupported(func, reason)
+        if args and isinstance(args[0], torch.Tensor) and ops.writes_into(
+                func, args, kwargs, args[0]):
+            self._unsupported(func, "it multiplies input-dependent tensors in place")
+        factors = [t for t in _tensors(args, kwargs) if t.requires_grad]
+
+        def run(replacements):
+            swap = {id(t): r for t, r in zip(factors, replacements)}
+            return func(*_replaced(args, swap), **_replaced(kwargs, swap))
+
+        return rule.apply(factors, run)
+
+    def _softmax(self, func, args, kwargs, layer):
+        if self.rules.softmax is None:
+            self._unsupported(func, "softmax couples its inputs (cp_lrp and attn_lrp have rules "
+                              "for it)")
+        return self.rules.softmax.apply(lambda: func(*args, **kwargs))
+
+    def _normalization(self, func, args, kwargs, layer):
+        if self.rules.normalization is None:
+            self._unsupported(func, "normalisation divides by an input-dependent scale (cp_lrp "
+                              "and attn_lrp have rules for it)")
+        bound = ops.bound_arguments(func, args, kwargs)
+        inputs = bound["input"]
+        dims = tuple(range(-len(bound["normalized_shape"]), 0))
+        eps = bound["eps"] if bound["eps"] is not None else torch.finfo(inputs.dtype).eps
+        call = NormalizationCall(lambda: func(*args, **kwargs), inputs, dims, bound["weight"],
+                                 float(eps), ops.NORMALIZATION_OPS[func])
+        return self.rules.normalization.apply(call)
+
+    def _attention(self, func, args, kwargs):
+        """Fused attention, run decomposed under this mode (``workbench.attention``)."""
+        if not _any_requires_grad(_detach_parameters(args), _detach_parameters(kwargs)):
+            return func(*args, **kwargs)
+        with self:
+            return attention.DECOMPOSED[func](*args, **kwargs)
 
     def _passthrough(self, func, args, kwargs, layer):
         return func(*args, **kwargs)
@@ -343,6 +399,8 @@ class RuleMode(_GuardingMode):
         OpKind.DROPOUT: _dropout,
         OpKind.PRODUCT: _product,
         OpKind.MATRIX_PRODUCT: _matrix_product,
+        OpKind.SOFTMAX: _softmax,
+        OpKind.NORMALIZATION: _normalization,
         OpKind.LINEAR: _passthrough,
         OpKind.MAX: _passthrough,
     }
@@ -361,7 +419,8 @@ class RuleMode(_GuardingMode):
             f"{self.method} has no rule for the operation '{ops.op_name(func)}' in module "
             f"'{path}' ({kind}): {reason}. Rule-based methods support Linear, Conv1d/2d/3d, "
             "BatchNorm, elementwise activations (ReLU, LeakyReLU, Tanh, Sigmoid, Softplus, ELU, "
-            "...), max and average pooling, reshapes and residual additions; gradient-based "
+            "...), max and average pooling, reshapes and residual additions (cp_lrp and attn_lrp "
+            "add softmax, attention, products and layer normalisation); gradient-based "
             "methods (gradient, integrated_gradients, smoothgrad, occlusion) work on any model."
         )
 
@@ -394,6 +453,28 @@ def _detach_parameters(value):
         return type(value)(_detach_parameters(v) for v in value)
     if isinstance(value, dict):
         return {k: _detach_parameters(v) for k, v in value.items()}
+    return value
+
+
+def _tensors(args, kwargs) -> list[torch.Tensor]:
+    """The tensors among the arguments, in lists too (``torch.einsum(eq, [a, b])``)."""
+    found = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            found.append(value)
+        elif isinstance(value, (list, tuple)):
+            found += [v for v in value if isinstance(v, torch.Tensor)]
+    return found
+
+
+def _replaced(value, swap: dict):
+    """``value`` with each tensor whose id is in ``swap`` replaced, in lists and dicts too."""
+    if isinstance(value, torch.Tensor):
+        return swap.get(id(value), value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_replaced(v, swap) for v in value)
+    if isinstance(value, dict):
+        return {k: _replaced(v, swap) for k, v in value.items()}
     return value
 
 

@@ -16,6 +16,12 @@ an in-place ``nn.ReLU(inplace=True)``, a reused ReLU module, ``F.relu``, ``torch
 - ``MATRIX_PRODUCT``: matmul-like products; linear when one factor is constant, but they are
   layers that affine rules cannot see, so those rules refuse them.
 - ``DROPOUT``: identity in evaluation mode.
+- ``SOFTMAX``: couples its inputs; only transformer rule sets (``workbench.transformer_rules``)
+  give it a rule.
+- ``NORMALIZATION``: layer and RMS normalisation; transformer rule sets hold the scale constant.
+- ``ATTENTION``: fused attention (``F.scaled_dot_product_attention``,
+  ``F.multi_head_attention_forward``); the engine runs it in its decomposed form
+  (``workbench.attention``) so that each of its operations meets its rule.
 - ``NEUTRAL``: metadata (sizes, dtypes, attribute reads).
 Anything else that produces an input-dependent tensor is reported by name, never guessed.
 """
@@ -39,6 +45,9 @@ class OpKind(enum.Enum):
     PRODUCT = "product"
     MATRIX_PRODUCT = "matrix_product"
     DROPOUT = "dropout"
+    SOFTMAX = "softmax"
+    NORMALIZATION = "normalization"
+    ATTENTION = "attention"
     NEUTRAL = "neutral"
     UNKNOWN = "unknown"
 
@@ -117,8 +126,23 @@ RIGHT_QUOTIENT_OPS = frozenset((T.__rtruediv__,))
 
 _MATRIX_PRODUCT_OPS = (
     torch.matmul, T.matmul, T.__matmul__, T.__rmatmul__, torch.mm, T.mm, torch.bmm, T.bmm,
-    torch.addmm, torch.einsum, torch.tensordot, F.bilinear,
+    torch.addmm, torch.baddbmm, T.baddbmm, torch.einsum, torch.tensordot, F.bilinear,
 )
+#: matrix products whose first operand is added, not multiplied (``input + b1 @ b2``)
+ADDITIVE_FIRST_OPS = frozenset((torch.addmm, torch.baddbmm, T.baddbmm))
+
+_SOFTMAX_OPS = (F.softmax, torch.softmax, T.softmax)
+#: normalisations over trailing dimensions, by whether they subtract the mean first
+NORMALIZATION_OPS: dict[Callable, bool] = {F.layer_norm: True}
+if hasattr(F, "rms_norm"):
+    NORMALIZATION_OPS[F.rms_norm] = False
+_ATTENTION_OPS = (F.scaled_dot_product_attention, F.multi_head_attention_forward)
+#: fused transformer kernels a rule cannot see into (PyTorch takes them only outside the
+#: engine's mode; they are refused by name should one run under it)
+FUSED_TRANSFORMER_OPS = frozenset(
+    getattr(torch, name) for name in ("_native_multi_head_attention",
+                                      "_transformer_encoder_layer_fwd")
+    if hasattr(torch, name))
 
 _DROPOUT_OPS = (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
                 F.feature_alpha_dropout)
@@ -144,6 +168,9 @@ def _build_table() -> dict[Callable, OpKind]:
     add(_PRODUCT_OPS + tuple(RIGHT_QUOTIENT_OPS), OpKind.PRODUCT)
     add(_MATRIX_PRODUCT_OPS, OpKind.MATRIX_PRODUCT)
     add(_DROPOUT_OPS, OpKind.DROPOUT)
+    add(_SOFTMAX_OPS, OpKind.SOFTMAX)
+    add(NORMALIZATION_OPS, OpKind.NORMALIZATION)
+    add(_ATTENTION_OPS, OpKind.ATTENTION)
     add(_NEUTRAL_OPS, OpKind.NEUTRAL)
     return table
 

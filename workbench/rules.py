@@ -395,6 +395,10 @@ class Rules:
     composite:
         A ``workbench.composites.Composite`` that gives the per-layer rules of a model (under
         ``layer_affine``); the engine resolves it once per forward pass (:meth:`bound_to`).
+    softmax, product, normalization:
+        Rules for transformers' operations (``workbench.transformer_rules``): softmax, products
+        of two input-dependent tensors, layer and RMS normalisation. ``None`` (the default):
+        the engine refuses such an operation by name.
 
     A rule with ``needs_reference`` (DeepLIFT) makes the engine run the baseline first and
     record each pre-activation ``z0``, then the inputs with the rule comparing ``z`` and ``z0``.
@@ -404,6 +408,9 @@ class Rules:
     affine: AffineRule | None = None
     layer_affine: Mapping[str, AffineRule] = field(default_factory=dict)
     composite: Any = None
+    softmax: Any = None
+    product: Any = None
+    normalization: Any = None
 
     @property
     def needs_reference(self) -> bool:

@@ -22,6 +22,12 @@ from workbench.rules import (
     RescaleRule,
     Rules,
 )
+from workbench.transformer_rules import (
+    ConstantScaleRule,
+    ConstantSoftmaxRule,
+    SoftmaxTaylorRule,
+    UniformRule,
+)
 
 
 def _checked_layer_rules(layer_rules: Mapping[str, AffineRule] | None) -> dict[str, AffineRule]:
@@ -160,4 +166,46 @@ register(Method(
     "deconvnet", _modified_gradient("deconvnet", deconvnet_rules),
     "Backward pass with ReLU applied to the signal instead of the gradient mask.",
     reference="Zeiler & Fergus 2014", rules=deconvnet_rules,
+))
+
+
+# -- transformers -----------------------------------------------------------------------------
+
+
+def cp_lrp_rules(epsilon: float = 1e-6) -> Rules:
+    """CP-LRP (Ali et al. 2022, arXiv 2202.07304, section 3): attention weights and LayerNorm's
+    scale held constant, the epsilon rule at weighted layers, relevance passing unchanged
+    through elementwise nonlinearities. A product of two input-dependent tensors other than
+    through the attention weights (a gate) takes the uniform rule, which the paper leaves
+    open; products with the attention weights are linear once those are constants."""
+    return Rules(activation=RatioRule(), affine=EpsilonRule(epsilon),
+                 softmax=ConstantSoftmaxRule(), product=UniformRule(),
+                 normalization=ConstantScaleRule())
+
+
+def attn_lrp_rules(epsilon: float = 1e-6) -> Rules:
+    """AttnLRP (Achtibat et al. 2024, arXiv 2402.05602, section 3): the softmax rule
+    (Prop. 3.1), the uniform rule for products (Prop. 3.2, 3.3), the identity rule for
+    normalisation (Prop. 3.4) and elementwise nonlinearities (Eq. 9), the epsilon rule at
+    weighted layers (Eq. 8)."""
+    return Rules(activation=RatioRule(), affine=EpsilonRule(epsilon),
+                 softmax=SoftmaxTaylorRule(), product=UniformRule(),
+                 normalization=ConstantScaleRule())
+
+
+_TRANSFORMER_EPSILON = Option("epsilon", "float", 1e-6,
+                              "stabiliser of the epsilon rule at Linear and Conv layers",
+                              minimum=0.0)
+
+register(Method(
+    "cp_lrp", _relevance("cp_lrp", cp_lrp_rules),
+    "LRP for transformers with attention weights and LayerNorm's scale held constant "
+    "(conservative propagation); runs fused attention decomposed.",
+    options=(_TRANSFORMER_EPSILON,), reference="Ali et al. 2022", rules=cp_lrp_rules,
+))
+register(Method(
+    "attn_lrp", _relevance("attn_lrp", attn_lrp_rules),
+    "LRP for transformers with AttnLRP's softmax, uniform (products) and identity "
+    "(normalisation, activations) rules; runs fused attention decomposed.",
+    options=(_TRANSFORMER_EPSILON,), reference="Achtibat et al. 2024", rules=attn_lrp_rules,
 ))
