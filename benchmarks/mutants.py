@@ -94,16 +94,14 @@ MUTATIONS: tuple[Mutation, ...] = (
         ENGINE),
     Mutation(
         "engine-matmul-refusal", "workbench/engine.py",
-        "if sum(a.requires_grad for a in operands) > 1:\n"
-        '            self._unsupported(func, "it multiplies input-dependent tensors")',
-        "if sum(a.requires_grad for a in operands) > 2:\n"
-        '            self._unsupported(func, "it multiplies input-dependent tensors")',
+        "if sum(t.requires_grad for t in factors) > 1:",
+        "if sum(t.requires_grad for t in factors) > 2:",
         "a matrix product of two input-dependent tensors is no longer refused",
         ENGINE),
     Mutation(
         "engine-divisor-refusal", "workbench/engine.py",
-        "if sum(dependent) > 1 or divisor_dependent:",
-        "if sum(dependent) > 1:",
+        "        if divisor_dependent:\n",
+        "        if False and divisor_dependent:\n",
         "division by an input-dependent tensor is no longer refused",
         ENGINE),
     Mutation(
@@ -292,8 +290,10 @@ MUTATIONS: tuple[Mutation, ...] = (
         RULES),
     Mutation(
         "lrp-epsilon-option-ignored", "workbench/methods/rule_based.py",
-        "affine=EpsilonRule(epsilon)",
-        "affine=EpsilonRule()",
+        "def lrp_epsilon_rules(epsilon: float = 1e-6, layer_rules=None) -> Rules:\n"
+        "    return Rules(activation=RatioRule(), affine=EpsilonRule(epsilon),",
+        "def lrp_epsilon_rules(epsilon: float = 1e-6, layer_rules=None) -> Rules:\n"
+        "    return Rules(activation=RatioRule(), affine=EpsilonRule(),",
         "the epsilon option of lrp_epsilon is ignored",
         RULES),
     Mutation(
