@@ -22,6 +22,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
+import zennit.rules as zennit_rules
 
 import workbench as wb
 from workbench.lrp_rules import AlphaBetaRule, FlatRule, GammaRule, PassRule, WSquareRule, ZBoxRule
@@ -256,14 +257,34 @@ def test_pass_rule_passes_relevance_unchanged():
                      composite=wb.Composite([(wb.composites.Everything(), PassRule())]))
 
 
-def test_input_rules_refuse_a_layer_that_does_not_read_the_input():
+@pytest.mark.parametrize("layer, ours, theirs", [
+    ("2", lambda e: FlatRule(e), lambda e: zennit_rules.Flat(stabilizer=e)),
+    ("5", lambda e: WSquareRule(e), lambda e: zennit_rules.WSquare(stabilizer=e)),
+    ("2", lambda e: ZBoxRule(0.0, 3.0, e), lambda e: zennit_rules.ZBox(0.0, 3.0, stabilizer=e)),
+])
+def test_input_rules_on_a_hidden_layer_agree_with_zennit(layer, ours, theirs):
+    """Flat, w² and z-box anywhere (Zennit allows them on any layer): on a hidden layer the
+    relevance they give goes on down as R / x; below a ReLU nothing is lost where x = 0."""
+    from zennit.attribution import Gradient
+    from zennit.composites import NameMapComposite
+
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)).double()
-    x = torch.rand(2, 4, dtype=torch.float64)
-    for rule in (FlatRule(), WSquareRule(), ZBoxRule(0.0, 1.0)):
-        with pytest.raises(ValueError, match=f"the {rule.name} rule gives relevance at the model"):
-            wb.attribute(model, x, "lrp", target=0, composite=wb.Composite(
-                [(wb.composites.Last(), rule)]))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 5, 3, padding=1),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(5 * 6 * 6, 7), nn.ReLU(),
+                          nn.Linear(7, 3)).double().eval()
+    x = torch.rand(4, 3, 6, 6, dtype=torch.float64)
+    epsilon, names = 1e-9, ["0", "2", "5", "7"]
+    rules = {name: EpsilonRule(epsilon) for name in names} | {layer: ours(epsilon)}
+    relevance = wb.attribute(model, x, "lrp", target=1, composite=wb.Composite(
+        [(wb.composites.ByName(name), rule) for name, rule in rules.items()]))
+    reference = {name: zennit_rules.Epsilon(epsilon=epsilon) for name in names}
+    reference[layer] = theirs(epsilon)
+    composite = NameMapComposite([([name], rule) for name, rule in reference.items()])
+    with Gradient(model=model, composite=composite) as attributor:
+        _, expected = attributor(x, lambda out: nn.functional.one_hot(
+            torch.full((4,), 1), 3).to(out) * out)
+    torch.testing.assert_close(relevance, expected, atol=1e-14, rtol=1e-10)
+    assert expected.abs().max() > 1e-4  # not vanishing: the comparison means something
 
 
 def test_z_box_checks_its_bounds():

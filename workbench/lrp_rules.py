@@ -117,8 +117,9 @@ class ModifiedRule(AffineRule):
 
     Rules whose every ``x_k`` is ``x`` or a part of it give ``g = R / x`` without dividing
     (``x+ / x`` is the indicator of ``x > 0``). Rules with ``gives_relevance`` (flat, w², z-box)
-    give relevance that is not a multiple of ``x``; they apply at the layer that reads the
-    model's input, and hand their relevance to the LRP method (:func:`collecting_input_relevance`).
+    give relevance that is not a multiple of ``x``: at the layer that reads the model's input
+    they hand it to the LRP method (:func:`collecting_input_relevance`); at a hidden layer it
+    goes on down as ``g = R / x`` (none where ``x = 0``).
     """
 
     groups: tuple[Group, ...] = ()
@@ -289,8 +290,15 @@ class _RelevanceFunction(torch.autograd.Function):
         leaves, outputs, shares = _modified_passes(ctx, inputs, weight, bias, output, grad)
         with torch.enable_grad():
             grads = torch.autograd.grad(outputs, list(leaves.values()), shares)
-        ctx.sink.append(sum(leaf.detach() * g for leaf, g in zip(leaves.values(), grads)))
-        return torch.zeros_like(inputs), None, None, None, None, None
+        relevance = sum(leaf.detach() * g for leaf, g in zip(leaves.values(), grads))
+        if ctx.sink is not None:  # the model's input: the relevance itself
+            ctx.sink.append(relevance)
+            return torch.zeros_like(inputs), None, None, None, None, None
+        # a hidden layer: the engine carries R = x * g on, so g = R / x; where x = 0 the
+        # relevance stops here (below a ReLU it would stop at the ReLU all the same)
+        zero = inputs == 0
+        grad_inputs = torch.where(zero, 0.0, relevance / torch.where(zero, 1.0, inputs))
+        return grad_inputs, None, None, None, None, None
 
 
 def _zero_parts(inputs: torch.Tensor) -> frozenset[str]:
@@ -517,11 +525,14 @@ def reads_model_input(tensor: torch.Tensor) -> bool:
     return type(node).__name__ == "AccumulateGrad"
 
 
-def _input_sink(rule: AffineRule, call: AffineCall) -> list[torch.Tensor]:
+def _input_sink(rule: AffineRule, call: AffineCall) -> list[torch.Tensor] | None:
+    """Where a rule that gives relevance puts it: the LRP method's list at the model's input,
+    None at a hidden layer (the relevance then goes on as ``g = R / x``)."""
+    if not reads_model_input(call.inputs):
+        return None
     sink = _INPUT_RELEVANCE.get()
-    if sink is None or not reads_model_input(call.inputs):
+    if sink is None:
         raise ValueError(
-            f"the {rule.name} rule gives relevance at the model's input, so it applies only to a "
-            f"weighted layer that reads the model's input (the first layer) in an LRP method; "
-            f"layer {call.layer!r} reads another tensor")
+            f"the {rule.name} rule gives relevance at the model's input, which only an LRP "
+            f"method (lrp, lrp_epsilon, lrp_alpha_beta) collects; layer {call.layer!r}")
     return sink
