@@ -332,3 +332,24 @@ def test_claims_and_stage_similarity_name_bad_arguments():
         sanity.claims({0: _seed(0.0)}, top_layers=0)
     with pytest.raises(ValueError, match="out of range"):
         sanity.claims({0: _seed(0.0)}, top_layers=7)
+
+
+def test_the_random_label_net_is_cached_under_its_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 4, 4)
+    y = torch.arange(40) % 4
+    data = datasets.ImageData(x[:32], y[:32], x[32:], y[32:], ["a", "b", "c", "d"], "toy")
+    info = {"settings": {"architecture": "mlp", "dataset": "toy"},
+            "arguments": {"in_features": 16, "classes": 4, "hidden": [32]}}
+    trained, first = sanity.random_label_model(info, data, lr=1e-2, max_epochs=30, seed=3,
+                                               progress=False)
+    cached, again = sanity.random_label_model(info, data, lr=1e-2, max_epochs=30, seed=3,
+                                              progress=False)
+    assert not first["from_cache"] and again["from_cache"]
+    assert again["epochs"] == first["epochs"] and not cached.training
+    for key, value in trained.state_dict().items():
+        assert torch.equal(value.cpu(), cached.state_dict()[key].cpu())
+    _, other = sanity.random_label_model(info, data, lr=1e-2, max_epochs=30, seed=4,
+                                         progress=False)
+    assert not other["from_cache"] and len(list(tmp_path.glob("random_labels-mlp-*.pt"))) == 2

@@ -29,6 +29,7 @@ import workbench as wb
 from workbench import data as datasets
 from workbench import models, plots
 from workbench.claims import Claim
+from workbench.device import default_device
 from workbench.randomization import Methods, map_similarity, stage_attributions, summarize
 from workbench.similarity import edge_map
 
@@ -81,14 +82,27 @@ def random_label_model(info: Mapping[str, Any], data: datasets.ImageData,
                        seed: int = 0, progress: bool = True) -> tuple[nn.Module, dict[str, Any]]:
     """A fresh net of the architecture described by a zoo ``info`` (its settings and builder
     arguments), trained on ``data`` (its first ``train_size`` training images) with permuted
-    labels until it memorises them (``wb.train_with_random_labels``)."""
+    labels until it memorises them (``wb.train_with_random_labels``). Cached beside the zoo's
+    nets (``models.cache_dir()``) under these settings: training is deterministic under
+    ``seed``, so a cached net is the one training would give."""
     build = models.ARCHITECTURES[info["settings"]["architecture"]]
+    config = {"format": 1, "of": info["settings"], "data": data.name, "train_size": train_size,
+              "lr": lr, "max_epochs": max_epochs, "seed": seed}
+    path = models.cache_dir() / (f"random_labels-{info['settings']['architecture']}-"
+                                 f"{models.cache_key(config)[:20]}.pt")
+    device = default_device()
+    if path.is_file():
+        model, cached = models.load_model(path, build)
+        return model.to(device).eval(), {**cached, "from_cache": True}
     fresh = build(**info["arguments"], seed=seed)
     if train_size is not None:
         data = datasets.ImageData(data.x_train[:train_size], data.y_train[:train_size],
                                   data.x_test, data.y_test, data.classes, data.name)
-    return wb.train_with_random_labels(fresh, data, lr=lr, max_epochs=max_epochs, seed=seed,
-                                       progress=progress)
+    model, trained_info = wb.train_with_random_labels(fresh, data, lr=lr, max_epochs=max_epochs,
+                                                      seed=seed, device=device,
+                                                      progress=progress)
+    models.save_model(path, model, {**trained_info, "arguments": dict(info["arguments"])})
+    return model, {**trained_info, "from_cache": False}
 
 
 def explain(model: nn.Module, inputs: torch.Tensor, methods: Mapping[str, tuple[str, dict]],
