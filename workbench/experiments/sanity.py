@@ -14,6 +14,10 @@ Two settings:
   that was learned.
 - digits: scikit-learn's 8x8 digits with the zoo's ReLU CNN (``digits_cnn_relu``), and the
   same architecture trained on permuted labels for the data randomization test.
+
+The paper's verdicts per method (Gradient and Grad-CAM pass, Guided Backprop and Guided
+Grad-CAM fail) are checked over seeds: ``seed_summaries`` runs what they read for one seed,
+``claims`` turns the summaries of all seeds into ``workbench.claims.Claim``s.
 """
 from __future__ import annotations
 
