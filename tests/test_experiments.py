@@ -382,3 +382,97 @@ def test_mean_over_seeds_and_the_gaps_table():
     assert list(table["seed"]) == [0, 0, 0, 4, 4, 4]
     assert table.loc[2, "epsilon-LRP"] == "5.0e-01"
     assert table.loc[0, "epsilon-LRP"] == "1.0e-10" and table.loc[0, "test accuracy"] == "0.900"
+
+
+def _cascade_summary(values: dict[str, list[float]], count: int = 7) -> pd.DataFrame:
+    """A ``summarize``-shaped cascading summary: ``values[method][k]`` is the mean at stage k."""
+    return pd.DataFrame([
+        {"method": method, "stage_index": k, "stage": f"s{k}", "metric": sanity.CLAIM_METRIC,
+         "reference": "original", "mean": v, "std": 0.0, "count": count, "q25": v, "q75": v}
+        for method, means in values.items() for k, v in enumerate(means)])
+
+
+def _data_summary(values: dict[str, float], count: int = 32) -> pd.DataFrame:
+    rows = []
+    for method, v in values.items():
+        for k, (stage, mean) in enumerate((("true labels", 1.0), ("random labels", v))):
+            rows.append({"method": method, "stage_index": k, "stage": stage,
+                         "metric": sanity.CLAIM_METRIC, "reference": "true labels",
+                         "mean": mean, "std": 0.0, "count": count, "q25": mean, "q75": mean})
+    return pd.DataFrame(rows)
+
+
+def _seed(shift: float) -> sanity.SeedSummaries:
+    """The paper's pattern on a 4-layer cascade, every value moved by ``shift``."""
+    cascade = {"Gradient": [1.0, 0.6, 0.4, 0.3, 0.1 + shift],
+               "Grad-CAM": [1.0, 0.3, 0.2, 0.2, 0.05 + shift],
+               "Guided Backprop": [1.0, 0.95, 0.9 + shift, 0.4, 0.2],
+               "Guided Grad-CAM": [1.0, 0.9, 0.2 + shift, 0.1, 0.1]}
+    data = {"Gradient": 0.2 + shift, "Grad-CAM": 0.1 + shift}
+    return sanity.SeedSummaries(_cascade_summary(cascade), _data_summary(data), {})
+
+
+def test_claims_read_the_stages_the_paper_names_at_every_seed():
+    per_seed = {0: _seed(0.0), 5: _seed(0.02), 9: _seed(-0.02)}
+    claims = sanity.claims(per_seed, top_layers=2)
+    by_method = {(c.statement.split(" passes")[0].split(" fails")[0], "data" in c.statement): c
+                 for c in claims}
+    assert len(claims) == 6 and all(c.seeds == (0, 5, 9) for c in claims)
+    assert all(c.threshold == sanity.CLAIM_THRESHOLD for c in claims)
+    # passing methods: the last stage (all 4 layers), claimed below the threshold
+    assert by_method["Gradient", False].values == pytest.approx((0.1, 0.12, 0.08))
+    assert not by_method["Gradient", False].above
+    assert by_method["Grad-CAM", False].verdict == "holds"
+    # failing methods: stage 2 (the top two layers), claimed above
+    gbp = by_method["Guided Backprop", False]
+    assert gbp.values == pytest.approx((0.9, 0.92, 0.88)) and gbp.above
+    assert gbp.verdict == "holds"
+    guided_cam = by_method["Guided Grad-CAM", False]
+    assert guided_cam.values == pytest.approx((0.2, 0.22, 0.18))
+    assert guided_cam.verdict == "does not hold"
+    # data randomization: the random-label net's stage against the true-label net's maps
+    assert by_method["Gradient", True].values == pytest.approx((0.2, 0.22, 0.18))
+    assert by_method["Grad-CAM", True].verdict == "holds"
+    assert "4 layers" in by_method["Gradient", False].quantity
+    assert "7 photos" in gbp.note and "32 test digits" in by_method["Grad-CAM", True].note
+    # top_layers moves the failing methods' stage only
+    moved = sanity.claims(per_seed, top_layers=1)
+    assert [c.values for c in moved][2] == pytest.approx((0.95, 0.95, 0.95))
+    assert [c.values for c in moved][0] == by_method["Gradient", False].values
+
+
+def test_claims_and_stage_similarity_name_bad_arguments():
+    summary = _seed(0.0).cascading
+    assert sanity.stage_similarity(summary, "Gradient", -1) == pytest.approx(0.1)
+    assert sanity.stage_similarity(summary, "Gradient", 0) == 1.0
+    with pytest.raises(ValueError, match="stage_index 5 is out of range"):
+        sanity.stage_similarity(summary, "Gradient", 5)
+    with pytest.raises(ValueError, match="method 'Nope'"):
+        sanity.stage_similarity(summary, "Nope")
+    with pytest.raises(ValueError, match="per_seed must hold"):
+        sanity.claims({})
+    with pytest.raises(ValueError, match="top_layers must be a positive int"):
+        sanity.claims({0: _seed(0.0)}, top_layers=0)
+    with pytest.raises(ValueError, match="out of range"):
+        sanity.claims({0: _seed(0.0)}, top_layers=7)
+
+
+def test_the_random_label_net_is_cached_under_its_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path))
+    torch.manual_seed(0)
+    x = torch.rand(40, 1, 4, 4)
+    y = torch.arange(40) % 4
+    data = datasets.ImageData(x[:32], y[:32], x[32:], y[32:], ["a", "b", "c", "d"], "toy")
+    info = {"settings": {"architecture": "mlp", "dataset": "toy"},
+            "arguments": {"in_features": 16, "classes": 4, "hidden": [32]}}
+    trained, first = sanity.random_label_model(info, data, lr=1e-2, max_epochs=30, seed=3,
+                                               progress=False)
+    cached, again = sanity.random_label_model(info, data, lr=1e-2, max_epochs=30, seed=3,
+                                              progress=False)
+    assert not first["from_cache"] and again["from_cache"]
+    assert again["epochs"] == first["epochs"] and not cached.training
+    for key, value in trained.state_dict().items():
+        assert torch.equal(value.cpu(), cached.state_dict()[key].cpu())
+    _, other = sanity.random_label_model(info, data, lr=1e-2, max_epochs=30, seed=4,
+                                         progress=False)
+    assert not other["from_cache"] and len(list(tmp_path.glob("random_labels-mlp-*.pt"))) == 2

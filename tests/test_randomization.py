@@ -299,3 +299,21 @@ def test_randomized_values_are_drawn_on_the_cpu_and_match_on_cuda():
     on_cuda = [r.state_dict() for _, r in wb.randomize(copy.deepcopy(model).cuda(), seed=2)]
     for a, b in zip(on_cpu, on_cuda, strict=True):
         assert all(b[k].is_cuda and torch.equal(a[k], b[k].cpu()) for k in a)
+
+
+def test_a_method_that_ignores_the_weights_never_changes(monkeypatch):
+    """The edge-detector argument of the paper: a map computed from the input alone is the same
+    at every stage of both randomizations, so every metric stays at 1."""
+    from workbench import registry
+
+    monkeypatch.setitem(registry._REGISTRY, "input_itself", registry.Method(
+        "input_itself", lambda model, inputs, target: inputs.detach().clone(), "the input"))
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    for mode in ("cascading", "independent"):
+        table = wb.sanity_check(cnn(), x, ["input_itself", "gradient"], mode=mode,
+                                edge_baseline=False, progress=False)
+        ignoring = table[table.method == "input_itself"]
+        assert len(ignoring) == (len(LAYERS) + 1) * 3 * 4
+        np.testing.assert_allclose(ignoring["value"], 1.0, atol=1e-12)
+        last = table[(table.method == "gradient") & (table.stage_index == len(LAYERS))]
+        assert (last["value"] < 1 - 1e-6).any()  # while a method that uses them does change

@@ -141,3 +141,17 @@ def test_bad_arguments_are_named():
         similarity.hog_similarity(a, b, pixels_per_cell=(8, 8), cells_per_block=(3, 3))
     with pytest.raises(TypeError, match="torch.Tensor"):
         similarity.spearman(a.numpy(), b.numpy())
+
+
+def test_independent_noise_maps_score_about_zero():
+    """Maps with no relation to each other: every metric's mean over many pairs is near 0 (the
+    other anchor of the sanity checks' scale, identical maps being 1). HOG features are
+    non-negative and normalised block by block, so unrelated maps keep a small positive
+    correlation (about 0.06 here; scikit-image's HOG gives the same, see the tests above)."""
+    rng = torch.Generator().manual_seed(7)
+    a, b = torch.randn(64, 3, 32, 32, generator=rng), torch.randn(64, 3, 32, 32, generator=rng)
+    for name, metric in similarity.SIMILARITIES.items():
+        values = metric(a, b)
+        low, high = (0.0, 0.1) if name == "hog" else (-0.03, 0.03)
+        assert low < float(values.mean()) < high, name
+        assert float(values.abs().max()) < 0.3, name

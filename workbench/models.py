@@ -356,6 +356,31 @@ def _save_atomically(content: dict[str, Any], path: Path) -> None:
         raise
 
 
+def save_model(path: Path, model: nn.Module, info: dict[str, Any]) -> None:
+    """Write ``model``'s weights (on the CPU) and ``info`` to ``path`` for ``load_model``;
+    ``info["arguments"]`` must hold the builder's arguments. Atomic: a reader never sees half a
+    file."""
+    if "arguments" not in info:
+        raise ValueError("info must hold the builder's 'arguments' to load the model back")
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _save_atomically({"state_dict": state, "info": info}, path)
+
+
+def load_model(path: Path, build: Callable[..., nn.Module]) -> tuple[nn.Module, dict[str, Any]]:
+    """The model ``save_model`` wrote to ``path`` (``build(**info["arguments"])`` with the
+    saved weights, on the CPU) and its ``info``."""
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+        info = content["info"]
+        with torch.device("meta"):  # no initialisation: every tensor comes from the file
+            model = build(**info["arguments"])
+        model.load_state_dict(content["state_dict"], assign=True)
+    except Exception as error:
+        raise RuntimeError(f"cache file {path} could not be loaded ({error}); delete it to "
+                           "train again") from error
+    return model, info
+
+
 def trained(architecture: str, dataset: str, seed: int = 0,
             device: str | torch.device | None = None, progress: bool = True,
             **hyperparameters: Any) -> tuple[nn.Module, dict[str, Any]]:
@@ -371,15 +396,7 @@ def trained(architecture: str, dataset: str, seed: int = 0,
     path = cache_dir() / f"{dataset}-{architecture}-{cache_key(config)[:20]}.pt"
     device = default_device() if device is None else torch.device(device)
     if path.is_file():
-        try:
-            content = torch.load(path, map_location="cpu", weights_only=True)
-            info = content["info"]
-            with torch.device("meta"):  # no initialisation: every tensor comes from the file
-                model = build(**info["arguments"])
-            model.load_state_dict(content["state_dict"], assign=True)
-        except Exception as error:
-            raise RuntimeError(f"cache file {path} could not be loaded ({error}); delete it to "
-                               "train again") from error
+        model, info = load_model(path, build)
         return model.to(device).eval(), {**info, "path": str(path), "from_cache": True}
     data = DATASETS[dataset](**config["data"])
     derived = {name: f(data.input_shape, data.classes) for name, f in _DERIVED.items()
@@ -394,8 +411,7 @@ def trained(architecture: str, dataset: str, seed: int = 0,
         "settings": config, "arguments": arguments, "classes": list(data.classes),
         "input_shape": list(data.input_shape), "torch_version": str(torch.__version__),
     }
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _save_atomically({"state_dict": state, "info": info}, path)
+    save_model(path, model, info)
     return model, {**info, "path": str(path), "from_cache": False}
 
 
