@@ -271,6 +271,16 @@ def test_a_tuple_target_indexes_higher_dimensional_outputs_as_captum_does():
            Saliency(model).attribute(x, target=(1, 2), abs=False), atol=0)
 
 
+def test_a_tuple_target_of_any_length_indexes_a_larger_output_for_path_methods():
+    """Integrated gradients and DeepLIFT read the target's length before running the model: a
+    tuple target on a higher-dimensional output is an index, whatever the batch size."""
+    model, x = _grid_output(), torch.randn(5, 4, dtype=torch.double)
+    _close(wb.attribute(model, x, "integrated_gradients", target=(1, 2)),
+           IntegratedGradients(model).attribute(x, target=(1, 2)))
+    _close(wb.attribute(model, x[:2], "deeplift_rescale", target=(2, 3)),
+           DeepLift(model).attribute(x[:2], target=(2, 3)))
+
+
 def test_a_target_function_is_the_score_explained():
     """The gradient is linear in the score: a function summing entries gives the sum of their
     gradients."""
@@ -282,6 +292,18 @@ def test_a_target_function_is_the_score_explained():
     images = torch.randn(3, 3, 8, 8)
     _close(wb.attribute(two_class, images, "gradient", target=lambda out: out[:, 1]),
            wb.attribute(two_class, images, "gradient", target=1), atol=1e-7)
+
+
+def test_a_single_entry_per_sample_is_explained_without_a_target():
+    """Outputs of shape (N, 1, ..., 1) hold one score per sample: target None explains it, as
+    Captum does, and equals the tuple index (0, 0, 0)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4, 1), nn.Tanh(), nn.Unflatten(1, (1, 1, 1))).double()
+    x = torch.randn(5, 4, dtype=torch.double)
+    assert model(x).shape == (5, 1, 1, 1)
+    ours = wb.attribute(model, x, "integrated_gradients")
+    _close(ours, wb.attribute(model, x, "integrated_gradients", target=(0, 0, 0)), atol=0)
+    _close(ours, IntegratedGradients(model).attribute(x))
 
 
 @pytest.mark.parametrize("model, target, error, message", [

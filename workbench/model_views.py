@@ -94,13 +94,15 @@ def output_score(target: Any, shape: torch.Size) -> Callable[[torch.Tensor], tor
     """The score to explain for a model output of ``shape`` that is not ``(N, classes)``:
     ``(N,)`` or ``(N, 1)`` (regression) the output itself (``target`` None or 0); more
     dimensions, the entry at ``target``, a tuple index over the non-batch dimensions
-    (Captum's convention)."""
+    (Captum's convention), or with ``target`` None the one entry of ``(N, 1, ..., 1)``."""
     if len(shape) == 1:
         if target not in (None, 0):
             raise ValueError(f"the model returns one score per sample (shape {tuple(shape)}); "
                              f"target must be None or 0, got {target!r}")
         return lambda output: output
     if len(shape) > 2:
+        if target is None and math.prod(shape[1:]) == 1:  # one entry per sample: that entry
+            return lambda output: output.reshape(len(output))
         if not (isinstance(target, tuple) and len(target) == len(shape) - 1
                 and all(isinstance(i, int) for i in target)):
             raise ValueError(
