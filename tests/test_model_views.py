@@ -112,6 +112,51 @@ def test_tuple_baselines_and_feature_masks_match_captum(two):
     _close(ours, theirs)
 
 
+def test_feature_masks_grouping_each_sample_differently_match_captum(two):
+    """A mask row per sample (and, for tuples, a one-row mask shared next to them): each
+    sample is ablated with its own grouping, as Captum does."""
+    model, (x1, x2), scale = two
+    rows = torch.randint(0, 3, (6, 4))
+    ours = wb.attribute(model, x1, "feature_ablation", target=1, forward_args=(x2, scale),
+                        feature_mask=rows)
+    theirs = FeatureAblation(model).attribute(x1, target=1, feature_mask=rows,
+                                              additional_forward_args=(x2, scale))
+    _close(ours, theirs)
+    masks = (rows, torch.tensor([[3, 4, 4]]))
+    _close(wb.attribute(model, (x1, x2), "feature_ablation", target=1, forward_args=(scale,),
+                        feature_mask=masks),
+           FeatureAblation(model).attribute((x1, x2), target=1, feature_mask=masks,
+                                            additional_forward_args=(scale,)))
+    image_net, images = cnn(), torch.randn(2, 3, 8, 8)
+    per_sample = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)]).long()
+    per_sample[0, :, :4] = 1
+    _close(wb.attribute(image_net, images, "feature_ablation", target=0,
+                        feature_mask=per_sample),
+           FeatureAblation(image_net).attribute(images, target=0, feature_mask=per_sample),
+           atol=1e-6)
+
+
+def test_one_input_keeps_its_shape_for_shape_options():
+    """With forward arguments, occlusion windows are over the input's own dimensions."""
+    from captum.attr import Occlusion
+    model, x = cnn(), torch.randn(2, 3, 8, 8)
+
+    class Added(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x, shift):
+            return self.net(x + shift)
+
+    added, shift = Added(), torch.randn(2, 3, 8, 8)
+    ours = wb.attribute(added, x, "occlusion", target=1, window=(3, 2, 2), stride=(3, 1, 2),
+                        forward_args=shift)
+    theirs = Occlusion(added).attribute(x, sliding_window_shapes=(3, 2, 2), strides=(3, 1, 2),
+                                        target=1, additional_forward_args=shift)
+    _close(ours, theirs, atol=1e-6)
+
+
 def test_tuple_inputs_with_a_baseline_per_sample_satisfy_completeness(two):
     model, (x1, x2), _ = two
     model.head[0] = model.head[2] = nn.Tanh()  # smooth: the quadrature converges fast

@@ -10,7 +10,7 @@ import workbench.methods  # noqa: F401  (registers the methods)
 from workbench.checks import OutputShapeError, Target, check_model, check_model_and_inputs
 from workbench.layout import like
 from workbench.model_layers import Layer
-from workbench.model_views import attribute_view, output_score
+from workbench.model_views import attribute_view, masks_differ_per_sample, output_score
 from workbench.registry import get_method
 
 
@@ -64,7 +64,9 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
         return attribute_view(spec, model, inputs, None, values, score=target, **view)
     try:
         if isinstance(inputs, tuple) or forward_args is not None or to_layer is not None \
-                or layer_input or neuron is not None:
+                or layer_input or neuron is not None \
+                or (isinstance(inputs, torch.Tensor)
+                    and masks_differ_per_sample(spec, values, len(inputs))):
             check_model(model)
             return attribute_view(spec, model, inputs, target, values, **view)
         check_model_and_inputs(model, inputs)
