@@ -221,7 +221,8 @@ def test_saliency_basic_config():
     check(wb.attribute(Clamp(), x, "gradient").abs(), t(BASIC_GRADS)[:, None])
 
 
-@pytest.mark.xfail(strict=True, reason="inputs must have a batch and at least one feature "
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="inputs must have a batch and at least one feature "
                    "dimension: a 1-D tensor of scalars (Captum's get_basic_config) is refused")
 def test_saliency_basic_config_one_dimensional_inputs():
     """get_basic_config as Captum writes it: a 1-D input of six scalars."""
@@ -341,7 +342,8 @@ def test_deeplift_relu_linear_batch(inplace):
     _summation_to_delta(net, inputs, baselines, ours)
 
 
-@pytest.mark.xfail(strict=True, reason="DeepLIFT at max pooling: ours takes the ordinary "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="DeepLIFT at max pooling: ours takes the ordinary "
                    "gradient (to the input's argmax), Captum its own max-pooling multiplier; a "
                    "documented difference (README, 'Defaults that differ from Captum's') with "
                    "no option to switch")

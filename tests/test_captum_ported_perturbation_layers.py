@@ -130,7 +130,8 @@ def test_ablation_multi_input_with_tensor_baselines():
                  [[-4.0, 392.0, 28.0], [4.0, 32.0, 0.0]]))
 
 
-@pytest.mark.xfail(strict=True, reason="perturbation methods take floating-point inputs only "
+@pytest.mark.xfail(strict=True, raises=TypeError,
+                   reason="perturbation methods take floating-point inputs only "
                    "(integer inputs are explained at a layer, to_layer=); Captum ablates "
                    "integer inputs to integer outputs")
 def test_ablation_integer_inputs():
@@ -187,7 +188,8 @@ def test_occlusion_conv_image_whole_window():
     check(ours, 67 * torch.ones_like(x))
 
 
-@pytest.mark.xfail(strict=True, reason="occlusion on a tuple of inputs slides one window over "
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="occlusion on a tuple of inputs slides one window over "
                    "the inputs' flattened, concatenated features; Captum's sliding window and "
                    "stride per input (a tuple of shapes) are not offered")
 def test_occlusion_a_window_per_input():
@@ -336,7 +338,8 @@ def test_layer_deepliftshap_at_a_layer_input():
     check(ours, [[0.0, 15.0]])
 
 
-@pytest.mark.xfail(strict=True, reason="to_layer needs a layer returning one tensor: Captum "
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="to_layer needs a layer returning one tensor: Captum "
                    "attributes to each tensor of a layer's tuple output (MultiRelu)")
 def test_layer_attribution_to_a_layer_with_two_outputs():
     """test_relu_layer_deeplift_multiple_output: a module returning two ReLU outputs."""
@@ -401,7 +404,8 @@ def test_neuron_gradient_multi_input():
     check(ours, ([[12.0, 12.0, 12.0]],) * 3)
 
 
-@pytest.mark.xfail(strict=True, reason="neuron=(layer, index) selects a unit of the layer's "
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="neuron=(layer, index) selects a unit of the layer's "
                    "output; Captum's attribute_to_neuron_input (a unit of its input) is not "
                    "offered")
 def test_neuron_gradient_at_a_layers_input():
