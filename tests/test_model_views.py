@@ -112,6 +112,51 @@ def test_tuple_baselines_and_feature_masks_match_captum(two):
     _close(ours, theirs)
 
 
+def test_feature_masks_grouping_each_sample_differently_match_captum(two):
+    """A mask row per sample (and, for tuples, a one-row mask shared next to them): each
+    sample is ablated with its own grouping, as Captum does."""
+    model, (x1, x2), scale = two
+    rows = torch.randint(0, 3, (6, 4))
+    ours = wb.attribute(model, x1, "feature_ablation", target=1, forward_args=(x2, scale),
+                        feature_mask=rows)
+    theirs = FeatureAblation(model).attribute(x1, target=1, feature_mask=rows,
+                                              additional_forward_args=(x2, scale))
+    _close(ours, theirs)
+    masks = (rows, torch.tensor([[3, 4, 4]]))
+    _close(wb.attribute(model, (x1, x2), "feature_ablation", target=1, forward_args=(scale,),
+                        feature_mask=masks),
+           FeatureAblation(model).attribute((x1, x2), target=1, feature_mask=masks,
+                                            additional_forward_args=(scale,)))
+    image_net, images = cnn(), torch.randn(2, 3, 8, 8)
+    per_sample = torch.stack([torch.zeros(3, 8, 8), torch.ones(3, 8, 8)]).long()
+    per_sample[0, :, :4] = 1
+    _close(wb.attribute(image_net, images, "feature_ablation", target=0,
+                        feature_mask=per_sample),
+           FeatureAblation(image_net).attribute(images, target=0, feature_mask=per_sample),
+           atol=1e-6)
+
+
+def test_one_input_keeps_its_shape_for_shape_options():
+    """With forward arguments, occlusion windows are over the input's own dimensions."""
+    from captum.attr import Occlusion
+    model, x = cnn(), torch.randn(2, 3, 8, 8)
+
+    class Added(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, x, shift):
+            return self.net(x + shift)
+
+    added, shift = Added(), torch.randn(2, 3, 8, 8)
+    ours = wb.attribute(added, x, "occlusion", target=1, window=(3, 2, 2), stride=(3, 1, 2),
+                        forward_args=shift)
+    theirs = Occlusion(added).attribute(x, sliding_window_shapes=(3, 2, 2), strides=(3, 1, 2),
+                                        target=1, additional_forward_args=shift)
+    _close(ours, theirs, atol=1e-6)
+
+
 def test_tuple_inputs_with_a_baseline_per_sample_satisfy_completeness(two):
     model, (x1, x2), _ = two
     model.head[0] = model.head[2] = nn.Tanh()  # smooth: the quadrature converges fast
@@ -271,6 +316,16 @@ def test_a_tuple_target_indexes_higher_dimensional_outputs_as_captum_does():
            Saliency(model).attribute(x, target=(1, 2), abs=False), atol=0)
 
 
+def test_a_tuple_target_of_any_length_indexes_a_larger_output_for_path_methods():
+    """Integrated gradients and DeepLIFT read the target's length before running the model: a
+    tuple target on a higher-dimensional output is an index, whatever the batch size."""
+    model, x = _grid_output(), torch.randn(5, 4, dtype=torch.double)
+    _close(wb.attribute(model, x, "integrated_gradients", target=(1, 2)),
+           IntegratedGradients(model).attribute(x, target=(1, 2)))
+    _close(wb.attribute(model, x[:2], "deeplift_rescale", target=(2, 3)),
+           DeepLift(model).attribute(x[:2], target=(2, 3)))
+
+
 def test_a_target_function_is_the_score_explained():
     """The gradient is linear in the score: a function summing entries gives the sum of their
     gradients."""
@@ -282,6 +337,18 @@ def test_a_target_function_is_the_score_explained():
     images = torch.randn(3, 3, 8, 8)
     _close(wb.attribute(two_class, images, "gradient", target=lambda out: out[:, 1]),
            wb.attribute(two_class, images, "gradient", target=1), atol=1e-7)
+
+
+def test_a_single_entry_per_sample_is_explained_without_a_target():
+    """Outputs of shape (N, 1, ..., 1) hold one score per sample: target None explains it, as
+    Captum does, and equals the tuple index (0, 0, 0)."""
+    torch.manual_seed(4)
+    model = nn.Sequential(nn.Linear(4, 1), nn.Tanh(), nn.Unflatten(1, (1, 1, 1))).double()
+    x = torch.randn(5, 4, dtype=torch.double)
+    assert model(x).shape == (5, 1, 1, 1)
+    ours = wb.attribute(model, x, "integrated_gradients")
+    _close(ours, wb.attribute(model, x, "integrated_gradients", target=(0, 0, 0)), atol=0)
+    _close(ours, IntegratedGradients(model).attribute(x))
 
 
 @pytest.mark.parametrize("model, target, error, message", [

@@ -10,7 +10,7 @@ import workbench.methods  # noqa: F401  (registers the methods)
 from workbench.checks import OutputShapeError, Target, check_model, check_model_and_inputs
 from workbench.layout import like
 from workbench.model_layers import Layer
-from workbench.model_views import attribute_view, output_score
+from workbench.model_views import attribute_view, masks_differ_per_sample, output_score
 from workbench.registry import get_method
 
 
@@ -35,7 +35,8 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
         Class per sample: an int (or 0-d integer tensor), a sequence of ints or a 1-D integer
         tensor; ``None`` uses the model's predicted class. For outputs of shape ``(N,)``
         (regression): None. For outputs with more dimensions: a tuple index over the non-batch
-        dimensions. For anything else: a function of the output returning one score per sample.
+        dimensions (None when each sample's output is one entry, shape ``(N, 1, ..., 1)``).
+        For anything else: a function of the output returning one score per sample.
     forward_args:
         Further positional arguments of the model, passed unchanged after the inputs (a tuple,
         or one value; None: none); Captum's ``additional_forward_args``.
@@ -63,12 +64,26 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
         return attribute_view(spec, model, inputs, None, values, score=target, **view)
     try:
         if isinstance(inputs, tuple) or forward_args is not None or to_layer is not None \
-                or layer_input or neuron is not None:
+                or layer_input or neuron is not None \
+                or (isinstance(inputs, torch.Tensor)
+                    and masks_differ_per_sample(spec, values, len(inputs))):
             check_model(model)
             return attribute_view(spec, model, inputs, target, values, **view)
         check_model_and_inputs(model, inputs)
+        if isinstance(target, tuple):  # a class per sample, or an index into a larger output
+            _raise_for_larger_output(model, inputs)
         result = spec.run(model, inputs, target, **values)
     except OutputShapeError as error:  # not (N, classes): explain the score target picks
         score = output_score(target, error.shape)
         return attribute_view(spec, model, inputs, None, values, score=score, **view)
     return like(result.detach().to(dtype=inputs.dtype, device=inputs.device), inputs)
+
+
+def _raise_for_larger_output(model: nn.Module, inputs: torch.Tensor) -> None:
+    """``OutputShapeError`` when ``model``'s output on one sample has more than two dimensions:
+    a tuple target then indexes each sample's output (Captum's convention) and is not read
+    as one class per sample (methods check that length before running the model)."""
+    with torch.no_grad():
+        output = model(inputs[:1].clone())
+    if isinstance(output, torch.Tensor) and output.dim() > 2:
+        raise OutputShapeError(torch.Size((len(inputs), *output.shape[1:])))

@@ -10,6 +10,8 @@ is never changed).
   concatenated per sample; the model gets them back in their shapes. Attributions come back as
   a tuple in the same structure. Baselines and feature masks are then given per input, as a
   tuple (a number applies to all); one feature-mask label used in two inputs is one group.
+- **Feature masks per sample** (one row each, grouping the samples' features differently, as
+  Captum allows): each sample is explained on its own with its row.
 - **forward_args**: passed to the model after the inputs, unchanged. A tensor whose first
   dimension is the batch size is the sample's own argument: each sample is then explained on
   its own (its argument repeated to whatever number of rows a method evaluates).
@@ -50,6 +52,8 @@ NOT_ON_VIEWS = {
     "pattern_net": "its patterns are fitted for the model's input",
     "pattern_attribution": "its patterns are fitted for the model's input",
 }
+#: methods whose result for a sample depends on the other samples of the batch
+BATCH_METHODS = ("feature_permutation",)
 #: options given in input space that a layer view maps to the layer's space
 BASELINE_OPTIONS = ("baseline", "baselines")
 Selector = int | Sequence[int] | Callable[[torch.Tensor], torch.Tensor]
@@ -94,13 +98,15 @@ def output_score(target: Any, shape: torch.Size) -> Callable[[torch.Tensor], tor
     """The score to explain for a model output of ``shape`` that is not ``(N, classes)``:
     ``(N,)`` or ``(N, 1)`` (regression) the output itself (``target`` None or 0); more
     dimensions, the entry at ``target``, a tuple index over the non-batch dimensions
-    (Captum's convention)."""
+    (Captum's convention), or with ``target`` None the one entry of ``(N, 1, ..., 1)``."""
     if len(shape) == 1:
         if target not in (None, 0):
             raise ValueError(f"the model returns one score per sample (shape {tuple(shape)}); "
                              f"target must be None or 0, got {target!r}")
         return lambda output: output
     if len(shape) > 2:
+        if target is None and math.prod(shape[1:]) == 1:  # one entry per sample: that entry
+            return lambda output: output.reshape(len(output))
         if not (isinstance(target, tuple) and len(target) == len(shape) - 1
                 and all(isinstance(i, int) for i in target)):
             raise ValueError(
@@ -262,7 +268,11 @@ class _View:
 
 
 def flatten(parts: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Each sample's features of every part, flattened and concatenated: ``(N, D)``."""
+    """Each sample's features of every part, flattened and concatenated: ``(N, D)``; one part
+    stays in its shape (so that shape options, such as occlusion windows, keep their
+    meaning)."""
+    if len(parts) == 1:
+        return parts[0]
     return torch.cat([p.reshape(len(p), -1) for p in parts], dim=1)
 
 
@@ -310,7 +320,8 @@ def _per_input(value: Any, parts: Sequence[torch.Tensor], name: str) -> tuple[An
 def _flat_per_input(value: Any, parts: Sequence[torch.Tensor], name: str, n: int,
                     rows: slice) -> Any:
     """A per-input option value (baseline, baselines, feature mask) for the flattened
-    variable: each entry broadcast to its input's sample shape, flattened, concatenated."""
+    variable: each entry broadcast to its input's sample shape, flattened, concatenated (one
+    input: in its shape)."""
     if value is None or (not isinstance(value, (tuple, torch.Tensor))):
         return value  # a number (or None) applies to every feature as it is
     flat = []
@@ -325,12 +336,13 @@ def _flat_per_input(value: Any, parts: Sequence[torch.Tensor], name: str, n: int
         except RuntimeError:
             raise ValueError(f"{name} of shape {tuple(entry.shape)} does not broadcast to the "
                              f"input's shape {tuple(part.shape)}") from None
-        flat.append(entry.reshape(len(entry), -1))
-    counts = {len(f) for f in flat}
-    if len(counts) != 1:
+        flat.append(entry if len(parts) == 1 else entry.reshape(len(entry), -1))
+    counts = {len(f) for f in flat} - {1}  # one row is shared by every sample
+    if len(counts) > 1:
         raise ValueError(f"{name}: the entries have different numbers of rows "
                          f"{[len(f) for f in flat]}")
-    return torch.cat(flat, dim=1)
+    rows_each = counts.pop() if counts else 1
+    return torch.cat([f.expand(rows_each, *f.shape[1:]) for f in flat], dim=1)
 
 
 def _baseline_inputs(value: Any, parts: Sequence[torch.Tensor], name: str, n: int,
@@ -376,6 +388,23 @@ def _options_for(view: _View, values: dict[str, Any], method: Method, n: int,
     return adapted
 
 
+def masks_differ_per_sample(method: Method, values: dict[str, Any], n: int) -> bool:
+    """Whether a feature mask groups the features of the ``n`` samples differently (one row per
+    sample, as Captum allows): each sample is then explained on its own. Not for methods whose
+    result depends on the whole batch (feature permutation), which refuse such masks."""
+    if method.name in BATCH_METHODS or n < 2:
+        return False
+    kinds = {option.name: option.kind for option in method.options}
+    for name, value in values.items():
+        if kinds.get(name) != "mask":
+            continue
+        for entry in value if isinstance(value, tuple) else (value,):
+            if isinstance(entry, torch.Tensor) and entry.dim() >= 2 and len(entry) == n \
+                    and not bool((entry == entry[:1]).all()):
+                return True
+    return False
+
+
 def attribute_view(method: Method, model: nn.Module, inputs: torch.Tensor | tuple,
                    target: Target, values: dict[str, Any], *, forward_args: Any = None,
                    to_layer: Layer | None = None, layer_input: bool = False,
@@ -402,7 +431,8 @@ def attribute_view(method: Method, model: nn.Module, inputs: torch.Tensor | tupl
     if unit is not None and (target is not None or score is not None):
         raise ValueError("target must be None with neuron: the neuron is what is explained")
     targets = expand_target(target, n, parts[0].device)
-    per_sample = layer is not None or any(_batched(a, n) for a in args)
+    per_sample = layer is not None or any(_batched(a, n) for a in args) \
+        or masks_differ_per_sample(method, values, n)
     groups = [slice(i, i + 1) for i in range(n)] if per_sample and n > 1 else [slice(None)]
     results = []
     for rows in bar(groups, desc=f"{method.name} per sample", disable=len(groups) < 8):
