@@ -5,6 +5,7 @@ restricted to the top-k of each (the paper's two measures of completeness), and 
 directions respond to (what its user study of interpretability shows people)."""
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,9 @@ def compare_bases(model: nn.Module, fit_inputs, test_inputs: torch.Tensor,
                                    o.progress)
     ablated = set(statistics if o.ablation_layers is None
                   else (find_layer(model, layer)[0] for layer in o.ablation_layers))
+    if not ablated <= set(statistics):
+        raise ValueError(f"ablation_layers {sorted(ablated - set(statistics))} are not among "
+                         f"the layers compared, {list(statistics)}")
     comparisons = {}
     for layer, stats in statistics.items():
         fitted = {kind: bases.basis_from_statistics(stats, kind)
@@ -203,6 +207,18 @@ def seeded_subset(inputs: torch.Tensor, labels: torch.Tensor | None, n: int, see
     return inputs[order], None if labels is None else labels[order]
 
 
+def layer_names(text: str, default: Sequence[str]) -> list[str]:
+    """Comma-separated layer names from ``text``; ``default`` when it names none."""
+    return [name.strip() for name in text.split(",") if name.strip()] or list(default)
+
+
+@functools.lru_cache(maxsize=2)
+def _zoo_data(model_name: str):
+    from workbench import models
+
+    return models.zoo_data(model_name)
+
+
 def zoo_setting(model_name: str, seed: int, n_fit: int, n_test: int,
                 progress: bool = True) -> Setting:
     """The zoo net ``model_name`` trained with ``seed`` (``models.zoo``, cached), and ``n_fit``
@@ -210,10 +226,20 @@ def zoo_setting(model_name: str, seed: int, n_fit: int, n_test: int,
     from workbench import models
 
     model, info = models.zoo(model_name, seed=seed, progress=progress)
-    data = models.zoo_data(model_name)
+    data = _zoo_data(model_name)
     fit_inputs, _ = seeded_subset(data.x_train, None, n_fit, seed)
     test_inputs, test_labels = seeded_subset(data.x_test, data.y_test, n_test, seed)
     return Setting(model, info["accuracy"], fit_inputs, test_inputs, test_labels)
+
+
+def images_setting(model: nn.Module, fit_pool: torch.Tensor, test_pool: torch.Tensor,
+                   n_fit: int, n_test: int) -> Callable[[int], Setting]:
+    """Settings of one given net (e.g. pretrained weights): per seed, ``n_fit`` of ``fit_pool``
+    and ``n_test`` of ``test_pool`` (unlabelled) drawn under the seed."""
+    def setting(seed: int) -> Setting:
+        return Setting(model, None, seeded_subset(fit_pool, None, n_fit, seed)[0],
+                       seeded_subset(test_pool, None, n_test, seed)[0], None)
+    return setting
 
 
 def compare_over_seeds(setting: Callable[[int], Setting], seeds: Sequence[int],
