@@ -396,3 +396,27 @@ def test_seeded_subsets_differ_by_seed_and_keep_their_labels():
     assert len(basis.seeded_subset(inputs, None, 80, 0)[0]) == 50
     with pytest.raises(ValueError, match="n must be a positive integer"):
         basis.seeded_subset(inputs, labels, 0, 0)
+
+
+def test_five_bases_over_seeds_compare_each_seed_at_its_pc_count():
+    model = mlp(nn.ReLU, sizes=(8, 16, 12, 5))
+
+    def setting(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return basis.Setting(model, None, torch.randn(300, 8, generator=generator),
+                             torch.randn(60, 8, generator=generator),
+                             torch.randint(0, 5, (60,), generator=generator))
+
+    runs = basis.compare_over_seeds(setting, [0, 1], ["1"], basis.ComparisonOptions(
+        points=4, progress=False))
+    rows = basis.kinds_over_seeds(runs, "1", ("pca", "neurons", "nmf"),
+                                  {"nmf": wb.SampleOptions(max_iter=200)}, progress=False)
+    assert [(row["seed"], row["kind"]) for row in rows] == [
+        (s, kind) for s in (0, 1) for kind in ("pca", "neurons", "nmf")]
+    for run in runs:
+        k = run.comparisons["1"].directions_needed["pca"]
+        fitted = {kind: run.comparisons["1"].bases[kind] for kind in ("pca", "neurons")}
+        direct = basis.compare_kinds(model, fitted, run.setting.test_inputs,
+                                     run.setting.test_labels, k, progress=False)
+        mine = [row for row in rows if row["seed"] == run.seed and row["kind"] != "nmf"]
+        assert [{**row, "seed": run.seed} for row in direct] == mine

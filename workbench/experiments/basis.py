@@ -5,6 +5,7 @@ restricted to the top-k of each (the paper's two measures of completeness), and 
 directions respond to (what its user study of interpretability shows people)."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -419,6 +420,27 @@ def compare_kinds(model: nn.Module, fitted: dict[str, Basis], test_inputs: torch
                       "agreement": curve.agreement[0], "zero_codes": zero_fraction,
                       "dead_directions": dead})
     return table
+
+
+def kinds_over_seeds(runs: Sequence[SeedRun], layer: str, kinds: Sequence[str] = bases.KINDS,
+                     options: dict[str, SampleOptions | SparseOptions] | None = None,
+                     batch_size: int = 256, progress: bool = True) -> list[dict]:
+    """Per seed of ``runs``, ``compare_kinds`` for ``layer``: its bases ``kinds`` fitted on the
+    seed's training images (the sample-based kinds with ``options[kind]``, their seed set to
+    the run's) and compared on its test images at k = the PCs needed for the fraction."""
+    rows = []
+    for run in runs:
+        comparison = run.comparisons[layer]
+        seeded = {kind: dataclasses.replace(
+            (options or {}).get(kind) or (SparseOptions() if kind == "sparse"
+                                          else SampleOptions()), seed=run.seed)
+                  for kind in kinds if kind in bases.SAMPLE_KINDS}
+        fitted = fit_bases(run.setting.model, run.setting.fit_inputs, layer, kinds, seeded,
+                           comparison.bases["pca"].spatial or "positions", batch_size, progress)
+        rows += [{"seed": run.seed, **row} for row in compare_kinds(
+            run.setting.model, fitted, run.setting.test_inputs, run.setting.test_labels,
+            comparison.directions_needed["pca"], batch_size, progress)]
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
