@@ -1,8 +1,10 @@
 """The computations behind notebook 04: Dey et al., "Neuron-based explanations of neural networks
 sacrifice completeness and interpretability", arXiv 2011.03043 (2020; TMLR 2025). Per layer, how
-many PCs and how many neurons explain a fraction of the variance, what the net still does
-restricted to the top-k of each (the paper's two measures of completeness), and what the top
-directions respond to (what its user study of interpretability shows people)."""
+many PCs and how many neurons explain a fraction of the variance, what the net still does with
+the top-k of each removed (the paper's cumulative ablation) or only they kept (its reverse
+order), and what the top directions respond to (what its user study of interpretability shows
+people); per seed (a net trained from each seed, the images drawn with it), the paper's
+completeness claims as ``workbench.claims.Claim``."""
 from __future__ import annotations
 
 import dataclasses
@@ -193,6 +195,8 @@ class Setting:
 
 @dataclass(frozen=True)
 class SeedRun:
+    """One seed: its setting and the comparison of every layer."""
+
     seed: int
     setting: Setting
     comparisons: dict[str, LayerComparison]
