@@ -577,8 +577,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         BASIS),
     Mutation(
         "basis-bottom-zero", "workbench/basis.py",
-        'torch.arange(k) if keep == "top" else torch.arange(m - k, m)',
-        'torch.arange(k) if keep == "top" else torch.arange(m)[-k:]',
+        'torch.arange(k) if r.keep == "top" else torch.arange(m - k, m)',
+        'torch.arange(k) if r.keep == "top" else torch.arange(m)[-k:]',
         "keep='bottom' with k = 0 keeps every direction instead of none",
         BASIS),
     Mutation(

@@ -227,6 +227,83 @@ def test_ablation_reads_labels_from_batches(conv_net, images):
     assert unlabelled.accuracy is None and unlabelled.agreement == from_tensor.agreement
 
 
+class _Residual(nn.Module):
+    """x + f(x): the skip connection cannot take a batch stacked inside f."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.f = nn.Sequential(nn.Linear(8, 8), nn.Tanh())
+        self.head = nn.Linear(8, 5)
+
+    def forward(self, x):
+        return self.head(x + self.f(x))
+
+
+def _predictions_by_hand(model, inputs, module, basis, kept, fill):
+    """One forward pass with the output of ``module`` replaced by ``restrict``."""
+    handle = module.register_forward_hook(
+        lambda _m, _i, output: bases.restrict(output, basis, kept, fill))
+    try:
+        with torch.no_grad():
+            return model(inputs).argmax(1)
+    finally:
+        handle.remove()
+
+
+@pytest.mark.parametrize("net", ["sequential", "residual"])
+def test_ablation_curves_in_one_pass_equal_one_forward_per_k(tanh_net, vectors, net):
+    """Stacked (a sequential net) or one at a time (a skip connection around the layer), every
+    curve's agreement and accuracy equal those counted from one hooked forward per k."""
+    model, layer = (tanh_net, "1") if net == "sequential" else (_Residual().eval(), "f.1")
+    module = dict(model.named_modules())[layer]
+    labels = torch.randint(0, 5, (len(vectors),), generator=torch.Generator().manual_seed(5))
+    fitted = [wb.fit_basis(model, vectors, layer, kind=kind, progress=False)
+              for kind in ("pca", "neurons")]
+    restrictions = [bases.Restriction(b, [0, 2, 5, b.dimension], keep, fill)
+                    for b in fitted for keep, fill in (("top", "mean"), ("bottom", "zero"))]
+    calls = []
+    counter = model[-1] if net == "sequential" else model.head
+    handle = counter.register_forward_hook(lambda _m, _i, out: calls.append(len(out)))
+    try:
+        curves = bases.ablation_curves(model, vectors, layer, restrictions, labels,
+                                       batch_size=70, progress=False, budget=16 * 17 * 40)
+    finally:
+        handle.remove()
+    variants = sum(len(r.ks) for r in restrictions)                  # 16, plus the original
+    if net == "sequential":   # 40 inputs and their 16 variants per pass: the budget's chunk
+        assert calls == [40 * 17, 30 * 17, 40 * 17, 30 * 17, 40 * 17, 30 * 17, 40 * 17,
+                         30 * 17, 20 * 17]
+    else:                     # one pass per variant after the stacked one failed
+        assert len(calls) == 5 * (variants + 1) and set(calls) <= {70, 20}
+    with torch.no_grad():
+        original = model(vectors).argmax(1)
+    for r, curve in zip(restrictions, curves, strict=True):
+        assert (curve.kind, curve.keep, curve.fill, curve.ks) == (r.basis.kind, r.keep, r.fill,
+                                                                  r.ks)
+        for k, agreement, accuracy in zip(r.ks, curve.agreement, curve.accuracy, strict=True):
+            m = r.basis.dimension
+            kept = torch.arange(k) if r.keep == "top" else torch.arange(m - k, m)
+            predicted = _predictions_by_hand(model, vectors, module, r.basis, kept, r.fill)
+            assert agreement == (predicted == original).double().mean().item()
+            assert accuracy == (predicted == labels).double().mean().item()
+        assert curve.original_accuracy == (original == labels).double().mean().item()
+    assert _hooks(model) == 0
+
+
+def test_removing_the_top_k_is_keeping_the_bottom_m_minus_k(tanh_net, vectors):
+    """Removing nothing is the original net; removing all m gives every input the mean
+    activations, hence the prediction of the mean."""
+    basis = wb.fit_basis(tanh_net, vectors, "1", kind="pca", progress=False)
+    m = basis.dimension
+    curve = wb.ablation_curve(tanh_net, vectors, "1", basis, [m, 0], keep="bottom",
+                              progress=False)
+    with torch.no_grad():
+        original = tanh_net(vectors).argmax(1)
+        class_of_mean = tanh_net[2:](basis.mean.float()[None]).argmax(1)
+    assert curve.agreement == [1.0, (original == class_of_mean).double().mean().item()]
+
+
 # ----------------------------------------------------------------------------------------------
 # Per direction
 
@@ -332,6 +409,8 @@ def test_errors_name_the_bad_argument(conv_net, images):
         wb.ablation_curve(conv_net, images, "1", basis, [1], keep="middle", progress=False)
     with pytest.raises(ValueError, match="fill must be one of"):
         wb.ablation_curve(conv_net, images, "1", basis, [1], fill="noise", progress=False)
+    with pytest.raises(ValueError, match="restrictions must be a non-empty sequence"):
+        bases.ablation_curves(conv_net, images, "1", [], progress=False)
     with pytest.raises(ValueError, match=r"direction index must be an integer in \[0, 5\]"):
         wb.top_activating(conv_net, images, basis, [6], progress=False)
     with pytest.raises(ValueError, match="data is empty"):

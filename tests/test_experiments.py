@@ -476,3 +476,163 @@ def test_the_random_label_net_is_cached_under_its_settings(tmp_path, monkeypatch
     _, other = sanity.random_label_model(info, data, lr=1e-2, max_epochs=30, seed=4,
                                          progress=False)
     assert not other["from_cache"] and len(list(tmp_path.glob("random_labels-mlp-*.pt"))) == 2
+
+
+# Neurons vs PCs (Dey et al.): a planted low-rank layer, the ablations' end points, the claims
+
+
+def planted_low_rank(rank: int = 3, width: int = 48, classes: int = 4, seed: int = 0):
+    """``rank`` independent sources of variances 9, 4, 1 (and so on) mixed by a random matrix
+    into ``width`` neurons (the layer "0"), then a linear read-out: the layer's covariance is
+    ``W diag(variances) W^T``, of rank ``rank``, its variance spread over every neuron."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(rank, width, bias=True), nn.Linear(width, classes)).eval()
+    generator = torch.Generator().manual_seed(seed + 1)
+    scales = torch.tensor([3.0, 2.0, 1.0, 0.5, 0.25][:rank])
+    fit = torch.randn(2000, rank, generator=generator) * scales
+    test = torch.randn(300, rank, generator=generator) * scales
+    return model, fit, test, torch.randint(0, classes, (300,), generator=generator)
+
+
+def test_a_planted_low_rank_layer_needs_its_rank_in_pcs_and_many_neurons():
+    model, fit, test, labels = planted_low_rank()
+    options = basis.ComparisonOptions(fraction=0.8, points=6, progress=False)
+    (c,) = basis.compare_bases(model, fit, test, labels, ["0"], options).values()
+    weights = model[0].weight.detach().double().numpy()
+    covariance = np.cov(fit.double().numpy() @ weights.T, rowvar=False)   # rank 3
+    eigenvalues = np.sort(np.linalg.eigvalsh(covariance))[::-1]
+    needed = int(np.searchsorted(np.cumsum(eigenvalues) / eigenvalues.sum(), 0.8) + 1)
+    variances = np.sort(covariance.diagonal())[::-1]
+    neurons = int(np.searchsorted(np.cumsum(variances) / variances.sum(), 0.8) + 1)
+    assert c.directions_needed == {"pca": needed, "neurons": neurons}
+    assert needed <= 3 < 12 <= neurons            # the rank-ish number, against many neurons
+    assert basis.direction_ratio(c) == needed / neurons < 0.5
+    # the top 3 PCs span the layer's activations: keeping them is the original net
+    curve = wb.ablation_curve(model, test, "0", c.bases["pca"], [3], progress=False)
+    assert curve.agreement == [1.0]
+
+
+def test_the_ablation_curves_end_at_the_original_net_and_at_the_mean():
+    model, fit, test, labels = planted_low_rank()
+    options = basis.ComparisonOptions(points=5, progress=False)
+    (c,) = basis.compare_bases(model, fit, test, labels, ["0"], options).values()
+    with torch.no_grad():
+        original = model(test).argmax(1)
+        class_of_mean = model[1](c.bases["pca"].mean.float()[None]).argmax(1)
+    at_mean = (original == class_of_mean).double().mean().item()
+    accuracy = (original == labels).double().mean().item()
+    for kind in ("pca", "neurons"):
+        kept = c.ablation[kind]
+        assert (kept.ks[0], kept.ks[-1]) == (0, c.dimension)
+        assert kept.accuracy[-1] == accuracy and kept.agreement[-1] == 1.0   # all kept
+        assert kept.agreement[0] == at_mean                                  # none kept
+        removed, values = basis.removal_series(c, kind)
+        assert (removed[0], removed[-1]) == (0, c.dimension)
+        assert values[0] == accuracy                                         # none removed
+        agreement = basis.removal_series(c, kind, "agreement")[1]
+        assert agreement[0] == 1.0 and agreement[-1] == at_mean              # all removed
+
+
+def test_ablation_layers_must_be_among_the_layers_compared():
+    model, fit, test, labels = planted_low_rank()
+    options = basis.ComparisonOptions(ablation_layers=["1"], progress=False)
+    with pytest.raises(ValueError, match=r"ablation_layers \['1'\] are not among"):
+        basis.compare_bases(model, fit, test, labels, ["0"], options)
+    (c,) = basis.compare_bases(model, fit, test, labels, ["0"], basis.ComparisonOptions(
+        ablation_layers=[], progress=False)).values()
+    assert c.ablation == {} and c.removal == {}
+
+
+def _comparison(layer: str, needed: dict, kept: dict, kept_from_bottom: dict,
+                dimension: int = 8, spatial=None) -> basis.LayerComparison:
+    """A comparison with given counts and accuracy curves (ks 0, 1, 4, 8)."""
+    ks = [0, 1, 4, 8]
+    pca = wb.basis.Basis(layer, "pca", torch.eye(dimension, dtype=torch.float64),
+                         torch.ones(dimension), torch.zeros(dimension), float(dimension),
+                         spatial, (dimension,), 10)
+
+    def curves(values: dict, keep: str, order: list[int]) -> dict:
+        return {kind: wb.basis.AblationCurve(layer, kind, keep, "mean", order, v, v, 0.9, 10)
+                for kind, v in values.items()}
+
+    return basis.LayerComparison(layer, dimension, 10, 0.8, {"pca": pca, "neurons": pca},
+                                 needed, {}, curves(kept, "top", ks),
+                                 curves(kept_from_bottom, "bottom", [8, 7, 4, 0]))
+
+
+def test_pc_advantage_is_the_mean_gap_over_the_inner_ks():
+    c = _comparison("dense", {"pca": 2, "neurons": 6},
+                    kept={"pca": [0.1, 0.6, 0.8, 0.9], "neurons": [0.1, 0.2, 0.5, 0.9]},
+                    kept_from_bottom={"pca": [0.9, 0.3, 0.2, 0.1],
+                                      "neurons": [0.9, 0.8, 0.6, 0.1]})
+    assert basis.pc_advantage(c, "kept") == pytest.approx(((0.6 - 0.2) + (0.8 - 0.5)) / 2)
+    # removed k = 1 and 4 are kept-from-bottom 7 and 4: neurons 0.8, 0.6 against PCs 0.3, 0.2
+    assert basis.pc_advantage(c, "removed") == pytest.approx(((0.8 - 0.3) + (0.6 - 0.2)) / 2)
+    assert basis.removal_series(c, "pca") == ([0, 1, 4, 8], [0.9, 0.3, 0.2, 0.1])
+    with pytest.raises(ValueError, match="curves must be 'kept' or 'removed'"):
+        basis.pc_advantage(c, "both")
+
+
+def test_the_claims_read_each_seed_and_say_where_they_fail():
+    def run(seed, dense_ratio_neurons, conv_gap):
+        conv = _comparison("conv", {"pca": 2, "neurons": 3}, spatial="positions",
+                           kept={"pca": [0.1, 0.5 + conv_gap, 0.7, 0.9],
+                                 "neurons": [0.1, 0.5, 0.7, 0.9]},
+                           kept_from_bottom={"pca": [0.9, 0.5, 0.4, 0.1],
+                                             "neurons": [0.9, 0.5 + conv_gap, 0.4, 0.1]})
+        dense = _comparison("dense", {"pca": 2, "neurons": dense_ratio_neurons},
+                            kept={"pca": [0.1, 0.6, 0.8, 0.9], "neurons": [0.1, 0.2, 0.5, 0.9]},
+                            kept_from_bottom={"pca": [0.9, 0.3, 0.2, 0.1],
+                                              "neurons": [0.9, 0.8, 0.6, 0.1]})
+        setting = basis.Setting(nn.Identity(), 0.9, torch.zeros(1), torch.zeros(1), None)
+        return basis.SeedRun(seed, setting, {"conv": conv, "dense": dense})
+
+    runs = [run(0, 20, -0.1), run(1, 22, -0.2), run(2, 25, -0.15)]
+    made = {c.statement: c for c in basis.claims(runs, note="synthetic")}
+    dense = made["far fewer PCs than neurons explain 80% of the variance of the first dense layer"]
+    assert dense.values == (0.1, 2 / 22, 0.08) and dense.verdict == "holds"
+    assert dense.quantity.endswith("dense") and dense.note == "synthetic"
+    every = made["far fewer PCs than neurons explain 80% of the variance in every layer"]
+    assert every.values == (2 / 3,) * 3 and every.verdict == "does not hold"  # the conv layer
+    removed = "removing the top-k PCs damages accuracy more than removing the top-k neurons"
+    assert made[f"{removed} (first dense layer)"].verdict == "holds"
+    most = made[f"{removed}, in most layers"]     # the conv layer's gap is negative: 1 of 2
+    assert most.values == (0.5, 0.5, 0.5) and most.agreeing == 0
+    assert most.verdict == "inconclusive"         # at the threshold, not beyond it
+    assert len(made) == 6
+
+
+def test_seeded_subsets_differ_by_seed_and_keep_their_labels():
+    inputs, labels = torch.arange(50.0)[:, None], torch.arange(50)
+    first, first_labels = basis.seeded_subset(inputs, labels, 10, 0)
+    again, _ = basis.seeded_subset(inputs, labels, 10, 0)
+    other, _ = basis.seeded_subset(inputs, labels, 10, 1)
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    assert torch.equal(first[:, 0].long(), first_labels) and len(first.unique()) == 10
+    assert len(basis.seeded_subset(inputs, None, 80, 0)[0]) == 50
+    with pytest.raises(ValueError, match="n must be a positive integer"):
+        basis.seeded_subset(inputs, labels, 0, 0)
+
+
+def test_five_bases_over_seeds_compare_each_seed_at_its_pc_count():
+    model = mlp(nn.ReLU, sizes=(8, 16, 12, 5))
+
+    def setting(seed):
+        generator = torch.Generator().manual_seed(seed)
+        return basis.Setting(model, None, torch.randn(300, 8, generator=generator),
+                             torch.randn(60, 8, generator=generator),
+                             torch.randint(0, 5, (60,), generator=generator))
+
+    runs = basis.compare_over_seeds(setting, [0, 1], ["1"], basis.ComparisonOptions(
+        points=4, progress=False))
+    rows = basis.kinds_over_seeds(runs, "1", ("pca", "neurons", "nmf"),
+                                  {"nmf": wb.SampleOptions(max_iter=200)}, progress=False)
+    assert [(row["seed"], row["kind"]) for row in rows] == [
+        (s, kind) for s in (0, 1) for kind in ("pca", "neurons", "nmf")]
+    for run in runs:
+        k = run.comparisons["1"].directions_needed["pca"]
+        fitted = {kind: run.comparisons["1"].bases[kind] for kind in ("pca", "neurons")}
+        direct = basis.compare_kinds(model, fitted, run.setting.test_inputs,
+                                     run.setting.test_labels, k, progress=False)
+        mine = [row for row in rows if row["seed"] == run.seed and row["kind"] != "nmf"]
+        assert [{**row, "seed": run.seed} for row in direct] == mine

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -502,7 +503,7 @@ def restrict(output: torch.Tensor, basis: Basis, kept: torch.Tensor, fill: str =
     directions = basis.directions.to(output.device)[kept]
     centre = basis.mean.to(output.device) if fill == "mean" else 0
     restricted = (centre + codes @ directions).to(output.dtype)
-    return restricted.movedim(-1, 1) if output.dim() > 2 else restricted
+    return restricted.movedim(-1, 1).contiguous() if output.dim() > 2 else restricted
 
 
 @dataclass(frozen=True)
@@ -535,6 +536,18 @@ def _checked_labels(data, labels) -> torch.Tensor | None:
     return torch.as_tensor(labels)
 
 
+@dataclass(frozen=True)
+class Restriction:
+    """One ablation curve to measure: ``basis``, the numbers of directions ``ks`` kept from the
+    top (``keep="top"``) or from the bottom (``"bottom"``: removing the top m - k, as Dey et al.
+    ablate the highest-variance directions cumulatively), the others at their mean or zero."""
+
+    basis: Basis
+    ks: Sequence[int]
+    keep: str = "top"
+    fill: str = "mean"
+
+
 def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Sequence[int],
                    keep: str = "top", fill: str = "mean", labels: torch.Tensor | None = None,
                    batch_size: int = 256, progress: bool = True) -> AblationCurve:
@@ -548,62 +561,142 @@ def ablation_curve(model: nn.Module, data, layer: Layer, basis: Basis, ks: Seque
     reconstruction, which is the activation itself only for an exact basis). Labels come from
     ``labels`` (with a tensor ``data``) or from (inputs, labels) batches; without them only
     the agreement is measured. The model is used as it is and is left as it was: the hook
-    that replaces the layer's output is removed on return or error.
+    that replaces the layer's output is removed on return or error. See ``ablation_curves``.
     """
-    _choice("keep", keep, KEEP)
-    _choice("fill", fill, FILL)
+    (curve,) = ablation_curves(model, data, layer, [Restriction(basis, ks, keep, fill)],
+                               labels, batch_size, progress)
+    return curve
+
+
+def ablation_curves(model: nn.Module, data, layer: Layer, restrictions: Sequence[Restriction],
+                    labels: torch.Tensor | None = None, batch_size: int = 256,
+                    progress: bool = True, budget: int = 1 << 24) -> list[AblationCurve]:
+    """``ablation_curve`` for each of ``restrictions`` (bases of one ``layer``), in one pass.
+
+    Per batch the net runs once: the layer's output is replaced by the original and every
+    restricted version stacked along the batch axis, so the layers before ``layer`` run once
+    for all curves and k (at most ``budget`` activation values stacked at a time). A net whose
+    later layers cannot take the stacked batch (a skip connection from before ``layer``) is
+    run once per restriction and k instead, with the same results.
+    """
     name, module = find_layer(model, layer)
-    if name != basis.layer:
-        raise ValueError(f"the basis is of layer '{basis.layer}', not of layer '{name}'")
-    ks = _checked_ks(basis, ks)
     labels = _checked_labels(data, labels)
-    m = basis.dimension
-    kept_directions = [torch.arange(k) if keep == "top" else torch.arange(m - k, m)
-                       for k in ks]
-    state: dict[str, torch.Tensor | None] = {"kept": None, "output": None, "codes": None}
-
-    def replace(_module, _inputs, output):
-        kept = state["kept"]
-        if kept is None:
-            return output
-        if basis.coder.linear:
-            return restrict(output, basis, kept, fill)
-        # the codes of a non-linear coder (NMF's least squares) once per distinct output
-        if state["output"] is None or not torch.equal(state["output"], output):
-            channels_last = output.movedim(1, -1) if output.dim() > 2 else output
-            state["output"] = output.detach().clone()
-            state["codes"] = basis.centred_codes(channels_last.double(), None, fill)
-        return restrict(output, basis, kept, fill, state["codes"])
-
-    agree = torch.zeros(len(ks), dtype=torch.float64)
-    correct = torch.zeros(len(ks), dtype=torch.float64)
-    original_correct, samples, labelled = 0, 0, True
-    handle = module.register_forward_hook(replace)
+    variants = _variants(name, restrictions)          # (curve index, basis, kept, fill)
+    features = max(math.prod(r.basis.feature_shape) for r in restrictions)
+    chunk = max(1, budget // (features * (len(variants) + 1)))
+    counts = _AblationCounts(len(variants))
+    state = {"stacked": True, "variant": None}
+    handle = module.register_forward_hook(
+        lambda _module, _inputs, output: _replaced(output, variants, state))
     try:
-        with torch.no_grad():
-            for index, (inputs, batch_labels) in enumerate(
-                    progress_batches(data, batch_size, progress, f"ablation ({basis.kind})")):
-                if labels is not None:
-                    offset = index * batch_size
-                    batch_labels = labels[offset:offset + len(inputs)]
-                inputs = to_model_device(model, inputs)
-                state["kept"] = None
-                original = model(inputs).argmax(1).cpu()
-                labelled = labelled and batch_labels is not None
-                if labelled:
-                    batch_labels = batch_labels.cpu()
-                    original_correct += int((original == batch_labels).sum())
-                for i, kept in enumerate(kept_directions):
-                    state["kept"] = kept
-                    predicted = model(inputs).argmax(1).cpu()
-                    agree[i] += (predicted == original).sum()
-                    if labelled:
-                        correct[i] += (predicted == batch_labels).sum()
-                samples += len(inputs)
+        for index, (inputs, batch_labels) in enumerate(
+                progress_batches(data, batch_size, progress, "ablation")):
+            if labels is not None:
+                batch_labels = labels[index * batch_size:index * batch_size + len(inputs)]
+            inputs = to_model_device(model, inputs)
+            parts = inputs.split(chunk)
+            for part, part_labels in zip(parts, _split(batch_labels, chunk, len(parts)),
+                                         strict=True):
+                counts.add(_predictions(model, part, variants, state), part_labels)
     finally:
         handle.remove()
-    if samples == 0:
-        raise ValueError("data is empty: no batch reached the model")
-    return AblationCurve(name, basis.kind, keep, fill, ks, (agree / samples).tolist(),
-                         (correct / samples).tolist() if labelled else None,
-                         original_correct / samples if labelled else None, samples)
+    return counts.curves(name, restrictions)
+
+
+def _variants(name: str, restrictions: Sequence[Restriction]) -> list[tuple]:
+    if isinstance(restrictions, Restriction) or not restrictions:
+        raise ValueError("restrictions must be a non-empty sequence of Restriction")
+    variants = []
+    for index, r in enumerate(restrictions):
+        _choice("keep", r.keep, KEEP)
+        _choice("fill", r.fill, FILL)
+        if name != r.basis.layer:
+            raise ValueError(f"the basis is of layer '{r.basis.layer}', not of layer '{name}'")
+        m = r.basis.dimension
+        for k in _checked_ks(r.basis, r.ks):
+            kept = torch.arange(k) if r.keep == "top" else torch.arange(m - k, m)
+            variants.append((index, r.basis, kept, r.fill))
+    return variants
+
+
+def _split(labels: torch.Tensor | None, chunk: int, parts: int) -> Sequence:
+    return [None] * parts if labels is None else labels.split(chunk)
+
+
+def _replaced(output: torch.Tensor, variants: list[tuple], state: dict) -> torch.Tensor:
+    """The hook's output: the original and every variant stacked (``state["stacked"]``), one
+    variant (``state["variant"]``), or the original (neither)."""
+    if state["stacked"]:
+        codes: dict = {}
+        return torch.cat([output] + [_restricted(output, basis, kept, fill, codes)
+                                     for _, basis, kept, fill in variants])
+    if state["variant"] is None:
+        return output
+    _, basis, kept, fill = variants[state["variant"]]
+    return _restricted(output, basis, kept, fill, {})
+
+
+def _restricted(output: torch.Tensor, basis: Basis, kept: torch.Tensor, fill: str,
+                codes: dict) -> torch.Tensor:
+    """``restrict`` with the centred codes of ``output`` computed once per (basis, fill)."""
+    key = (id(basis), fill)
+    if key not in codes:
+        channels_last = output.movedim(1, -1) if output.dim() > 2 else output
+        codes[key] = basis.centred_codes(channels_last.double(), None, fill)
+    return restrict(output, basis, kept, fill, codes[key])
+
+
+def _predictions(model: nn.Module, inputs: torch.Tensor, variants: list[tuple],
+                 state: dict) -> torch.Tensor:
+    """(1 + variants, n) predicted classes: the original's, then each variant's."""
+    n = len(inputs)
+    with torch.no_grad():
+        if state["stacked"]:
+            try:
+                outputs = model(inputs)
+            except RuntimeError:
+                outputs = None
+            if outputs is not None and len(outputs) == n * (len(variants) + 1):
+                return outputs.argmax(-1).view(len(variants) + 1, n).cpu()
+            state["stacked"] = False   # the net cannot take the stacked batch: one at a time
+        rows = []
+        for variant in [None, *range(len(variants))]:
+            state["variant"] = variant
+            rows.append(model(inputs).argmax(-1).cpu())
+        state["variant"] = None
+        return torch.stack(rows)
+
+
+class _AblationCounts:
+    """Running counts of agreement and correct predictions per variant."""
+
+    def __init__(self, variants: int) -> None:
+        self.agree = torch.zeros(variants, dtype=torch.float64)
+        self.correct = torch.zeros(variants, dtype=torch.float64)
+        self.original_correct, self.samples, self.labelled = 0, 0, True
+
+    def add(self, predictions: torch.Tensor, labels: torch.Tensor | None) -> None:
+        original, restricted = predictions[0], predictions[1:]
+        self.agree += (restricted == original).sum(1)
+        self.labelled = self.labelled and labels is not None
+        if self.labelled:
+            labels = labels.cpu()
+            self.original_correct += int((original == labels).sum())
+            self.correct += (restricted == labels).sum(1)
+        self.samples += len(original)
+
+    def curves(self, name: str, restrictions: Sequence[Restriction]) -> list[AblationCurve]:
+        if self.samples == 0:
+            raise ValueError("data is empty: no batch reached the model")
+        agreement = (self.agree / self.samples).tolist()
+        accuracy = (self.correct / self.samples).tolist() if self.labelled else None
+        original = self.original_correct / self.samples if self.labelled else None
+        curves, start = [], 0
+        for r in restrictions:
+            end = start + len(r.ks)
+            curves.append(AblationCurve(name, r.basis.kind, r.keep, r.fill, list(r.ks),
+                                        agreement[start:end],
+                                        accuracy[start:end] if accuracy else None,
+                                        original, self.samples))
+            start = end
+        return curves

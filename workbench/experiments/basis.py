@@ -1,12 +1,16 @@
 """The computations behind notebook 04: Dey et al., "Neuron-based explanations of neural networks
 sacrifice completeness and interpretability", arXiv 2011.03043 (2020; TMLR 2025). Per layer, how
-many PCs and how many neurons explain a fraction of the variance, what the net still does
-restricted to the top-k of each (the paper's two measures of completeness), and what the top
-directions respond to (what its user study of interpretability shows people)."""
+many PCs and how many neurons explain a fraction of the variance, what the net still does with
+the top-k of each removed (the paper's cumulative ablation) or only they kept (its reverse
+order), and what the top directions respond to (what its user study of interpretability shows
+people); per seed (a net trained from each seed, the images drawn with it), the paper's
+completeness claims as ``workbench.claims.Claim``."""
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
@@ -17,6 +21,7 @@ from workbench import basis as bases
 from workbench import features, plots
 from workbench.basis import AblationCurve, Basis
 from workbench.batching import progress_batches
+from workbench.claims import Claim
 from workbench.decompositions import SampleOptions, SparseOptions
 from workbench.features import FeatureVisualisation, TopActivating
 from workbench.layers import ACTIVATION_MODULES
@@ -42,9 +47,28 @@ def ablation_ks(dimension: int, points: int = 10) -> list[int]:
 
 
 @dataclass(frozen=True)
+class ComparisonOptions:
+    """How ``compare_bases`` measures: ``fraction`` of the variance for the table, ``points``
+    values of k per ablation curve (``ablation_ks``), conv ``spatial`` sampling, the ``fill``
+    of the directions left out (``"mean"`` or ``"zero"``), the ``ablation_layers`` (None: all
+    of them), ``batch_size`` and ``progress``."""
+
+    fraction: float = 0.8
+    points: int = 10
+    spatial: str = "positions"
+    fill: str = "mean"
+    ablation_layers: Sequence[str] | None = None
+    batch_size: int = 256
+    progress: bool = True
+
+
+@dataclass(frozen=True)
 class LayerComparison:
     """One layer: both bases, the directions needed for ``fraction`` of the variance, the
-    cumulative variance curves (entry k: top-k directions) and the ablation curves."""
+    cumulative variance curves (entry k: top-k directions) and two ablation curves per basis:
+    ``ablation``, only the top-k directions kept; ``removal``, the top-k directions removed
+    (Dey et al.'s cumulative ablation, measured as the bottom m - k kept: ``removal_series``).
+    Both are empty for a layer left out of the ablations."""
 
     layer: str
     dimension: int
@@ -54,29 +78,65 @@ class LayerComparison:
     directions_needed: dict[str, int]
     cumulative: dict[str, list[float]]
     ablation: dict[str, AblationCurve]
+    removal: dict[str, AblationCurve]
 
 
 def compare_bases(model: nn.Module, fit_inputs, test_inputs: torch.Tensor,
-                  test_labels: torch.Tensor | None, layers: Sequence[str], fraction: float = 0.8,
-                  points: int = 10, spatial: str = "positions", batch_size: int = 256,
-                  progress: bool = True) -> dict[str, LayerComparison]:
+                  test_labels: torch.Tensor | None, layers: Sequence[str],
+                  options: ComparisonOptions = ComparisonOptions()
+                  ) -> dict[str, LayerComparison]:
     """Fit the PCA and neuron bases of every layer on ``fit_inputs`` (one pass for all layers)
-    and measure the ablation curves on ``test_inputs`` (accuracy needs ``test_labels``)."""
-    statistics = bases.activations(model, fit_inputs, list(layers), spatial, batch_size, progress)
+    and measure the ablation curves on ``test_inputs`` (accuracy needs ``test_labels``): for
+    each basis and k of ``ablation_ks``, the top-k directions kept and the top-k removed, all
+    curves of a layer in one pass (``basis.ablation_curves``)."""
+    o = options
+    statistics = bases.activations(model, fit_inputs, list(layers), o.spatial, o.batch_size,
+                                   o.progress)
+    ablated = set(statistics if o.ablation_layers is None
+                  else (find_layer(model, layer)[0] for layer in o.ablation_layers))
+    if not ablated <= set(statistics):
+        raise ValueError(f"ablation_layers {sorted(ablated - set(statistics))} are not among "
+                         f"the layers compared, {list(statistics)}")
     comparisons = {}
     for layer, stats in statistics.items():
         fitted = {kind: bases.basis_from_statistics(stats, kind)
                   for kind in bases.ORTHOGONAL_KINDS}
-        ks = ablation_ks(stats.dimension, points)
+        ks = ablation_ks(stats.dimension, o.points)
+        curves = {}
+        if layer in ablated:
+            restrictions = [bases.Restriction(b, ks if keep == "top" else
+                                              [stats.dimension - k for k in ks], keep, o.fill)
+                            for keep in ("top", "bottom") for b in fitted.values()]
+            measured = bases.ablation_curves(model, test_inputs, layer, restrictions,
+                                             test_labels, o.batch_size, o.progress)
+            curves = {(r.keep, r.basis.kind): curve
+                      for r, curve in zip(restrictions, measured, strict=True)}
         comparisons[layer] = LayerComparison(
-            layer, stats.dimension, stats.count, fraction, fitted,
-            {kind: bases.directions_for_variance(b, fraction) for kind, b in fitted.items()},
+            layer, stats.dimension, stats.count, o.fraction, fitted,
+            {kind: bases.directions_for_variance(b, o.fraction) for kind, b in fitted.items()},
             {kind: bases.cumulative_variance_explained(b).tolist()
              for kind, b in fitted.items()},
-            {kind: bases.ablation_curve(model, test_inputs, layer, b, ks, labels=test_labels,
-                                        batch_size=batch_size, progress=progress)
-             for kind, b in fitted.items()})
+            {kind: curve for (keep, kind), curve in curves.items() if keep == "top"},
+            {kind: curve for (keep, kind), curve in curves.items() if keep == "bottom"})
     return comparisons
+
+
+def removal_series(comparison: LayerComparison, kind: str, measure: str = "accuracy"
+                   ) -> tuple[list[int], list[float]]:
+    """The removal curve of ``kind`` as (k removed, ``measure``), k ascending."""
+    curve = comparison.removal[kind]
+    values = _measure(curve, measure, comparison.layer)
+    pairs = sorted((comparison.dimension - k, v) for k, v in zip(curve.ks, values, strict=True))
+    return [k for k, _ in pairs], [v for _, v in pairs]
+
+
+def _measure(curve: AblationCurve, measure: str, layer: str) -> list[float]:
+    if measure not in ("accuracy", "agreement"):
+        raise ValueError(f"measure must be 'accuracy' or 'agreement', got {measure!r}")
+    values = getattr(curve, measure)
+    if values is None:
+        raise ValueError(f"no {measure} for layer '{layer}': the data had no labels")
+    return values
 
 
 def summary(comparisons: dict[str, LayerComparison]) -> list[dict]:
@@ -115,6 +175,193 @@ def direction_gallery(model: nn.Module, inputs: torch.Tensor, basis: Basis,
     else:
         labels = [f"{DIRECTION_LABELS[basis.kind]} {i + 1}" for i in directions]
     return Gallery(basis.kind, labels, top, visualisation)
+
+
+# ----------------------------------------------------------------------------------------------
+# Over seeds: one net and one draw of the data per seed, and the paper's claims
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One seed's net and data: bases fitted on ``fit_inputs``, ablations run on
+    ``test_inputs`` (accuracy needs ``test_labels``); ``accuracy``: the net's test accuracy."""
+
+    model: nn.Module
+    accuracy: float | None
+    fit_inputs: torch.Tensor
+    test_inputs: torch.Tensor
+    test_labels: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class SeedRun:
+    """One seed: its setting and the comparison of every layer."""
+
+    seed: int
+    setting: Setting
+    comparisons: dict[str, LayerComparison]
+
+
+def seeded_subset(inputs: torch.Tensor, labels: torch.Tensor | None, n: int, seed: int
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``n`` of ``inputs`` (all if fewer) drawn without replacement under ``seed``, with their
+    labels."""
+    if n < 1:
+        raise ValueError(f"n must be a positive integer, got {n}")
+    order = torch.randperm(len(inputs), generator=torch.Generator().manual_seed(seed))[:n]
+    return inputs[order], None if labels is None else labels[order]
+
+
+def layer_names(text: str, default: Sequence[str]) -> list[str]:
+    """Comma-separated layer names from ``text``; ``default`` when it names none."""
+    return [name.strip() for name in text.split(",") if name.strip()] or list(default)
+
+
+@functools.lru_cache(maxsize=2)
+def _zoo_data(model_name: str):
+    from workbench import models
+
+    return models.zoo_data(model_name)
+
+
+def zoo_setting(model_name: str, seed: int, n_fit: int, n_test: int,
+                progress: bool = True) -> Setting:
+    """The zoo net ``model_name`` trained with ``seed`` (``models.zoo``, cached), and ``n_fit``
+    training and ``n_test`` test images of its data set drawn under ``seed``."""
+    from workbench import models
+
+    model, info = models.zoo(model_name, seed=seed, progress=progress)
+    data = _zoo_data(model_name)
+    fit_inputs, _ = seeded_subset(data.x_train, None, n_fit, seed)
+    test_inputs, test_labels = seeded_subset(data.x_test, data.y_test, n_test, seed)
+    return Setting(model, info["accuracy"], fit_inputs, test_inputs, test_labels)
+
+
+def images_setting(model: nn.Module, fit_pool: torch.Tensor, test_pool: torch.Tensor,
+                   n_fit: int, n_test: int) -> Callable[[int], Setting]:
+    """Settings of one given net (e.g. pretrained weights): per seed, ``n_fit`` of ``fit_pool``
+    and ``n_test`` of ``test_pool`` (unlabelled) drawn under the seed."""
+    def setting(seed: int) -> Setting:
+        return Setting(model, None, seeded_subset(fit_pool, None, n_fit, seed)[0],
+                       seeded_subset(test_pool, None, n_test, seed)[0], None)
+    return setting
+
+
+def compare_over_seeds(setting: Callable[[int], Setting], seeds: Sequence[int],
+                       layers: Sequence[str] | None = None,
+                       options: ComparisonOptions = ComparisonOptions()) -> list[SeedRun]:
+    """``compare_bases`` on ``setting(seed)`` for every seed (``layers``: None for every
+    activation module of the net)."""
+    runs = []
+    for seed in seeds:
+        chosen = setting(seed)
+        names = list(layers) if layers else default_layers(chosen.model)
+        runs.append(SeedRun(seed, chosen, compare_bases(
+            chosen.model, chosen.fit_inputs, chosen.test_inputs, chosen.test_labels, names,
+            options)))
+    return runs
+
+
+def first_dense_layer(comparisons: dict[str, LayerComparison]) -> str | None:
+    """The first layer whose outputs are vectors (N, d), e.g. AlexNet's fc1; None if none."""
+    return next((layer for layer, c in comparisons.items()
+                 if c.bases["pca"].spatial is None), None)
+
+
+def pc_advantage(comparison: LayerComparison, curves: str, measure: str = "accuracy") -> float:
+    """The mean, over the grid's k with 0 < k < m, of how much better the PCs do than the
+    neurons: ``curves="kept"``, measure(top-k PCs kept) - measure(top-k neurons kept);
+    ``"removed"``, measure(top-k neurons removed) - measure(top-k PCs removed) (removing the
+    PCs hurts more). Positive: the PCs carry more of the net's function."""
+    if curves == "kept":
+        series = {kind: dict(zip(c.ks, _measure(c, measure, comparison.layer), strict=True))
+                  for kind, c in comparison.ablation.items()}
+        sign = 1.0
+    elif curves == "removed":
+        series = {kind: dict(zip(*removal_series(comparison, kind, measure), strict=True))
+                  for kind in comparison.removal}
+        sign = -1.0
+    else:
+        raise ValueError(f"curves must be 'kept' or 'removed', got {curves!r}")
+    if not series:
+        raise ValueError(f"layer '{comparison.layer}' has no ablation curves")
+    ks = [k for k in series["pca"] if 0 < k < comparison.dimension]
+    if not ks:
+        raise ValueError(f"layer '{comparison.layer}': no k strictly between 0 and "
+                         f"{comparison.dimension} on the ablation grid")
+    return sign * sum(series["pca"][k] - series["neurons"][k] for k in ks) / len(ks)
+
+
+def direction_ratio(comparison: LayerComparison) -> float:
+    """PCs over neurons needed for the comparison's fraction of the variance."""
+    return comparison.directions_needed["pca"] / comparison.directions_needed["neurons"]
+
+
+PAPER = "Dey et al. 2011.03043 (TMLR 2025)"
+
+
+def claims(runs: Sequence[SeedRun], measure: str = "accuracy", ratio: float = 0.5,
+           note: str = "") -> list[Claim]:
+    """The paper's completeness claims, one value per seed of ``runs``: for the first dense
+    layer and over all layers, (a) PCs / neurons needed for the fraction of the variance is
+    below ``ratio``; (b) removing the top-k PCs hurts ``measure`` more than removing the top-k
+    neurons (``pc_advantage(..., "removed") > 0``); (c) keeping only the top-k PCs keeps more
+    of it than keeping the top-k neurons (``"kept"``). ``note``: the deviations to record."""
+    if not runs:
+        raise ValueError("runs is empty: compare at least one seed")
+    seeds = [run.seed for run in runs]
+    fraction = next(iter(runs[0].comparisons.values())).fraction
+    dense = first_dense_layer(runs[0].comparisons)
+    made = []
+
+    def claim(statement, quantity, values, threshold, above, source):
+        made.append(Claim(statement, quantity, values, seeds, threshold, above, source, note))
+
+    if dense is not None:
+        claim(f"far fewer PCs than neurons explain {fraction:.0%} of the variance of the first "
+              "dense layer", f"PCs / neurons needed, {dense}",
+              [direction_ratio(run.comparisons[dense]) for run in runs], ratio, False,
+              f"{PAPER}, explained variance (AlexNet fc1: 42 PCs, 2,782 neurons)")
+    claim(f"far fewer PCs than neurons explain {fraction:.0%} of the variance in every layer",
+          "largest PCs / neurons needed over the layers",
+          [max(map(direction_ratio, run.comparisons.values())) for run in runs], ratio, False,
+          f"{PAPER}, explained variance, all layers")
+    for curves, statement, source in (
+            ("removed", "removing the top-k PCs damages {measure} more than removing the top-k "
+             "neurons", "cumulative ablation, highest variance first"),
+            ("kept", "keeping only the top-k PCs keeps more {measure} than keeping the top-k "
+             "neurons", "cumulative ablation, reverse (ascending variance) order")):
+        ablated = [layer for layer, c in runs[0].comparisons.items() if c.ablation]
+        text = statement.format(measure=measure)
+        if dense in ablated:
+            claim(f"{text} (first dense layer)",
+                  f"mean over k of the {measure} gap, {dense}",
+                  [pc_advantage(run.comparisons[dense], curves, measure) for run in runs],
+                  0.0, True, f"{PAPER}, {source}")
+        claim(f"{text}, in most layers", f"fraction of the {len(ablated)} ablated layers with a "
+              "positive mean gap",
+              [sum(pc_advantage(run.comparisons[layer], curves, measure) > 0
+                   for layer in ablated) / len(ablated) for run in runs],
+              0.5, True, f"{PAPER}, {source}")
+    return made
+
+
+def seed_table(runs: Sequence[SeedRun]) -> list[dict]:
+    """One row per seed and layer: the net's accuracy, PCs and neurons for the fraction and
+    their ratio, and the two mean gaps of ``pc_advantage`` (accuracy, where measured)."""
+    rows = []
+    for run in runs:
+        for layer, c in run.comparisons.items():
+            labelled = bool(c.ablation) and c.ablation["pca"].accuracy is not None
+            gaps = {curves: round(pc_advantage(c, curves), 3) if labelled else None
+                    for curves in ("removed", "kept")}
+            rows.append({"seed": run.seed, "net accuracy": run.setting.accuracy,
+                         "layer": layer, "dimension": c.dimension,
+                         "PCs": c.directions_needed["pca"],
+                         "neurons": c.directions_needed["neurons"],
+                         "ratio": round(direction_ratio(c), 3),
+                         "gap removed": gaps["removed"], "gap kept": gaps["kept"]})
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +426,27 @@ def compare_kinds(model: nn.Module, fitted: dict[str, Basis], test_inputs: torch
     return table
 
 
+def kinds_over_seeds(runs: Sequence[SeedRun], layer: str, kinds: Sequence[str] = bases.KINDS,
+                     options: dict[str, SampleOptions | SparseOptions] | None = None,
+                     batch_size: int = 256, progress: bool = True) -> list[dict]:
+    """Per seed of ``runs``, ``compare_kinds`` for ``layer``: its bases ``kinds`` fitted on the
+    seed's training images (the sample-based kinds with ``options[kind]``, their seed set to
+    the run's) and compared on its test images at k = the PCs needed for the fraction."""
+    rows = []
+    for run in runs:
+        comparison = run.comparisons[layer]
+        seeded = {kind: dataclasses.replace(
+            (options or {}).get(kind) or (SparseOptions() if kind == "sparse"
+                                          else SampleOptions()), seed=run.seed)
+                  for kind in kinds if kind in bases.SAMPLE_KINDS}
+        fitted = fit_bases(run.setting.model, run.setting.fit_inputs, layer, kinds, seeded,
+                           comparison.bases["pca"].spatial or "positions", batch_size, progress)
+        rows += [{"seed": run.seed, **row} for row in compare_kinds(
+            run.setting.model, fitted, run.setting.test_inputs, run.setting.test_labels,
+            comparison.directions_needed["pca"], batch_size, progress)]
+    return rows
+
+
 # ----------------------------------------------------------------------------------------------
 # What the notebook plots and writes
 
@@ -192,17 +460,21 @@ def variance_panels(comparisons: dict[str, LayerComparison]) -> dict[str, dict[s
 
 def ablation_panels(comparisons: dict[str, LayerComparison],
                     measure: str = "accuracy") -> dict[str, dict[str, tuple]]:
-    """Per layer, ``measure`` (``"accuracy"`` or ``"agreement"``) against k >= 1 (for a log
-    axis), one series per basis."""
+    """Per ablated layer, ``measure`` (``"accuracy"`` or ``"agreement"``) against k >= 1 (for a
+    log axis): per basis the top-k kept and the top-k removed."""
     panels = {}
     for layer, c in comparisons.items():
+        if not c.ablation:
+            continue
         panels[layer] = {}
         for kind, curve in c.ablation.items():
-            values = getattr(curve, measure)
-            if values is None:
-                raise ValueError(f"no {measure} for layer '{layer}': the data had no labels")
-            kept = [(k, v) for k, v in zip(curve.ks, values, strict=True) if k > 0]
-            panels[layer][KIND_LABELS[kind]] = ([k for k, _ in kept], [v for _, v in kept])
+            kept = [(k, v) for k, v in zip(curve.ks, _measure(curve, measure, layer),
+                                           strict=True) if k > 0]
+            panels[layer][f"top-k {KIND_LABELS[kind]} kept"] = ([k for k, _ in kept],
+                                                                [v for _, v in kept])
+        for kind in c.removal:
+            removed, values = removal_series(c, kind, measure)
+            panels[layer][f"top-k {KIND_LABELS[kind]} removed"] = (removed[1:], values[1:])
     return panels
 
 
@@ -223,10 +495,10 @@ def results(comparisons: dict[str, LayerComparison],
         content["per_layer"][layer] = {
             "dimension": c.dimension, "samples": c.samples, "spatial": c.bases["pca"].spatial,
             "directions_needed": c.directions_needed, "cumulative_variance": c.cumulative,
-            "ablation": {kind: {"ks": curve.ks, "accuracy": curve.accuracy,
-                                "agreement": curve.agreement,
-                                "original_accuracy": curve.original_accuracy}
-                         for kind, curve in c.ablation.items()},
+            "ablation": {kind: _curve_record(curve) for kind, curve in c.ablation.items()},
+            "removal": {kind: {**_curve_record(curve),
+                               "removed": [c.dimension - k for k in curve.ks]}
+                        for kind, curve in c.removal.items()},
         }
         for kind, gallery in (galleries or {}).get(layer, {}).items():
             content["per_layer"][layer].setdefault("directions", {})[kind] = {
@@ -236,3 +508,8 @@ def results(comparisons: dict[str, LayerComparison],
                 "visualisation_objective": gallery.visualisation.objective,
             }
     return content
+
+
+def _curve_record(curve: AblationCurve) -> dict:
+    return {"ks": curve.ks, "keep": curve.keep, "fill": curve.fill, "accuracy": curve.accuracy,
+            "agreement": curve.agreement, "original_accuracy": curve.original_accuracy}
