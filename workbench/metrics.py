@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from workbench.arguments import expand_baseline, feature_groups, generator
-from workbench.checks import Target, check_model_and_inputs
+from workbench.checks import Target, all_finite, check_model_and_inputs
 from workbench.forward import predict, target_scores
 from workbench.image_filters import gaussian_blur
 from workbench.layout import fast_format
@@ -167,18 +167,25 @@ def _largest(keys: torch.Tensor, size: int, out: torch.Tensor) -> torch.Tensor:
 
 
 def _blend(inputs: torch.Tensor, replacement: torch.Tensor):
-    """``blend(kept, replaced, removed)``: ``replaced`` where the 0/1 weights ``removed`` are 1,
-    ``kept`` elsewhere (broadcast). ``torch.lerp``, a vectorised kernel, when it reproduces both
-    operands bit for bit for these inputs (finite differences, no negative zeros: with weights
-    0 and 1, ``a + 0 (b - a) = a`` and ``b - (b - a) 0 = b``); ``torch.where`` otherwise."""
-    def negative_zero(x: torch.Tensor) -> torch.Tensor:
-        return ((x == 0) & torch.signbit(x)).any()
-
-    exact = torch.isfinite(replacement - inputs).all() & ~negative_zero(inputs) & ~negative_zero(
-        replacement)
-    if bool(exact):
+    """``blend(kept, replaced, removed, out=...)``: ``replaced`` where the 0/1 weights ``removed``
+    are 1, ``kept`` elsewhere (broadcast). ``torch.lerp``, a vectorised kernel, when it gives
+    both operands bit for bit for these inputs (finite differences, no negative zeros: with
+    weights 0 and 1, ``a + 0 (b - a) = a`` and ``b - (b - a) 0 = b``); ``torch.where``
+    otherwise."""
+    if (all_finite(replacement - inputs) and not _has_negative_zero(inputs)
+            and not _has_negative_zero(replacement)):
         return torch.lerp
     return lambda kept, replaced, removed, out: torch.where(removed > 0, replaced, kept, out=out)
+
+
+_SAME_SIZE_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16}
+
+
+def _has_negative_zero(tensor: torch.Tensor) -> bool:
+    """Whether a floating-point tensor holds -0.0: seen as integers of its size, -0.0 (the sign
+    bit alone) is the smallest integer there is."""
+    as_int = _SAME_SIZE_INT[tensor.element_size()]
+    return bool(tensor.view(as_int).amin() == torch.iinfo(as_int).min)
 
 
 def _batch_buffer(model: nn.Module, inputs: torch.Tensor, rows: int) -> torch.Tensor:
@@ -332,8 +339,8 @@ def degradation(  # noqa: PLR0913 (see above)
     else:
         ranking = torch.sort(patch_sums, dim=1, descending=order == "most_relevant_first",
                              stable=True).indices
-    # position of every patch in the ranking, spread over its pixels: (N, 1, H, W), as a float
-    # (exact: positions are small integers) for the 0/1 weights of the blend below
+    # position of every patch in the ranking, spread over its pixels: (N, 1, H, W), in the inputs'
+    # dtype (exact: positions are small integers), compared into the blend's 0/1 weights
     position = torch.empty_like(ranking)
     position.scatter_(1, ranking, torch.arange(n_patches, device=inputs.device).expand_as(ranking))
     position = position.view(n_samples, 1, grid_h, 1, grid_w, 1)
@@ -358,9 +365,8 @@ def degradation(  # noqa: PLR0913 (see above)
             rows = k * (last - first)
             done = torch.arange(first + 1, last + 1, dtype=inputs.dtype, device=inputs.device)
             # 1 where the patch's position is below the number of patches replaced, else 0
-            removed = torch.sub(done.view(1, -1, 1, 1, 1), position[here, None],
-                                out=weights[:rows].view(k, last - first, 1, height, width))
-            removed.clamp_(0, 1)
+            removed = torch.gt(done.view(1, -1, 1, 1, 1), position[here, None],
+                               out=weights[:rows].view(k, last - first, 1, height, width))
             perturbed = batch[:rows]
             blend(inputs[here, None], replaced[here, None], removed,
                   out=perturbed.view(k, last - first, *inputs.shape[1:]))
@@ -425,7 +431,7 @@ def _check_attributions(attributions, inputs: torch.Tensor,
     if attributions.device != inputs.device:
         raise ValueError(
             f"attributions are on {attributions.device} but inputs are on {inputs.device}")
-    if not torch.isfinite(attributions).all():
+    if not all_finite(attributions):
         raise ValueError("attributions contain NaN or infinite values")
     return attributions.detach()
 
