@@ -502,13 +502,13 @@ def floor_finding(rows: dict) -> str:
     by_median = [row for row, r in rows.items() if r["workbench_over_floor"] <= FLOOR_TARGET]
     by_min = [row for row, r in rows.items()
               if r["workbench_over_floor_by_min"] <= FLOOR_TARGET]
-    missed = [text(row, r) for row, r in rows.items()
-              if row not in by_median and row not in by_min]
+    missed_rows = [row for row in rows if row not in by_median and row not in by_min]
+    missed = [text(row, rows[row]) for row in missed_rows]
     line = (f"Target 1: every row within {FLOOR_TARGET}x of its floor (workbench / floor <= "
             f"{FLOOR_TARGET}). Met by medians on {len(by_median)} of {len(rows)} rows, by "
             f"fastest calls on {len(by_min)}; missed by both on " + _listing(missed)
             + " (median ratio, fastest-call ratio in parentheses).")
-    if any(row.endswith("/mlp") for row in missed):
+    if any(row.endswith("/mlp") for row in missed_rows):
         line += (" On the `mlp` rows the model is cheap, its forward pass costs about as much "
                  "as writing its input: the floor writes each batch by one copy, "
                  "the workbench by one comparison (0/1 removal weights) and one blend "

@@ -330,23 +330,15 @@ def degradation(  # noqa: PLR0913 (see above)
     _check_positive_int("steps", steps, maximum=n_patches)
     replaced = _replacement_image(inputs, replacement, baseline, blur_sigma, (patch_h, patch_w))
 
-    patch_sums = attributions.sum(1).reshape(n_samples, grid_h, patch_h, grid_w, patch_w)
-    patch_sums = patch_sums.sum((2, 4)).flatten(1)
-    if order == "random":
-        rng = generator(seed)
-        ranking = torch.rand(n_samples, n_patches, generator=rng).argsort(dim=1)
-        ranking = ranking.to(inputs.device)
-    else:
-        ranking = torch.sort(patch_sums, dim=1, descending=order == "most_relevant_first",
-                             stable=True).indices
+    ranking = _ranking(attributions, order, seed, (grid_h, grid_w))
     # position of every patch in the ranking, spread over its pixels: (N, 1, H, W), in the inputs'
     # dtype (exact: positions are small integers), compared into the blend's 0/1 weights
-    position = torch.empty_like(ranking)
-    position.scatter_(1, ranking, torch.arange(n_patches, device=inputs.device).expand_as(ranking))
+    position = torch.empty(ranking.shape, dtype=inputs.dtype, device=inputs.device)
+    position.scatter_(1, ranking, torch.arange(n_patches, dtype=inputs.dtype,
+                                               device=inputs.device).expand_as(ranking))
     position = position.view(n_samples, 1, grid_h, 1, grid_w, 1)
     position = position.expand(-1, -1, -1, patch_h, -1, patch_w).reshape(n_samples, 1, height,
                                                                           width)
-    position = position.to(inputs.dtype)
     blend = _blend(inputs, replaced)
 
     indices, scores = target_scores(model, inputs, target, batch_size)
@@ -354,8 +346,10 @@ def degradation(  # noqa: PLR0913 (see above)
     steps_per_pass = min(steps, batch_size)
     samples_per_pass = max(1, batch_size // steps)
     batch = _batch_buffer(model, inputs, samples_per_pass * steps_per_pass)
-    weights = torch.empty(samples_per_pass * steps_per_pass, 1, height, width,
-                          dtype=inputs.dtype, device=inputs.device)
+    # one channel: the weights are built in the batch buffer and blended in place
+    weights = batch if inputs.shape[1] == 1 else torch.empty(
+        samples_per_pass * steps_per_pass, 1, height, width, dtype=inputs.dtype,
+        device=inputs.device)
     outputs = torch.empty(n_samples, steps, dtype=scores.dtype, device=inputs.device)
     for start in range(0, n_samples, samples_per_pass):
         here = slice(start, min(start + samples_per_pass, n_samples))
@@ -375,6 +369,22 @@ def degradation(  # noqa: PLR0913 (see above)
                 2, indices[here, None, None].expand(k, last - first, 1))[..., 0]
     curve = torch.cat([scores[:, None], outputs], dim=1)
     return DegradationCurve(curve, ranking, order)
+
+
+def _ranking(attributions: torch.Tensor, order: str, seed: int | None,
+             grid: tuple[int, int]) -> torch.Tensor:
+    """Patch indices (row-major over the ``grid``) in the order they are replaced, per sample:
+    by summed attribution (stable: ties keep the row-major order) or, for ``"random"``, a
+    permutation from the seeded CPU generator."""
+    n_samples, _, height, width = attributions.shape
+    grid_h, grid_w = grid
+    if order == "random":
+        keys = torch.rand(n_samples, grid_h * grid_w, generator=generator(seed))
+        return keys.argsort(dim=1).to(attributions.device)
+    patch_sums = attributions.sum(1).reshape(n_samples, grid_h, height // grid_h, grid_w,
+                                             width // grid_w)
+    return torch.sort(patch_sums.sum((2, 4)).flatten(1), dim=1,
+                      descending=order == "most_relevant_first", stable=True).indices
 
 
 def degradation_curves(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor,
