@@ -689,6 +689,7 @@ def main(argv: list[str] | None = None) -> None:
         rerun_rows(s, groups, args.rows, out)
         return
     rows = time_rows(s, groups)
+    _scale_ancona(rows)
 
     memory: dict[str, dict] = {}
     if s.memory:
