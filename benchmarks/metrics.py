@@ -542,7 +542,11 @@ def memory_finding(rows: dict, mem: dict, small: str) -> str:
         return mem.get(f"{row}/{lib}", {}).get("peak_increase_mib")
 
     compared = [row for row in rows if peak(row, "quantus") is not None]
-    heavier = {lib: [f"{row} ({peak(row, lib):.1f} vs {peak(row, 'quantus'):.1f} MiB)"
+    def runs(row, lib):
+        return "/".join(f"{v:.1f}" for v in mem.get(f"{row}/{lib}", {}).get("runs_mib", []))
+
+    heavier = {lib: [f"{row} ({peak(row, lib):.1f} vs {peak(row, 'quantus'):.1f} MiB; single "
+                     f"processes {runs(row, lib)} vs {runs(row, 'quantus')})"
                      for row in compared
                      if peak(row, lib) is not None and peak(row, lib) > peak(row, "quantus")]
                for lib in ("workbench", small)}
