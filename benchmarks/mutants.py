@@ -436,8 +436,8 @@ MUTATIONS: tuple[Mutation, ...] = (
                    "complement of the total - size smallest ones; random float keys do not tie)"),
     Mutation(
         "metrics-largest-complement", "workbench/metrics.py",
-        "-1, keys.topk(total - size, dim=-1, largest=False).indices, False)",
-        "-1, keys.topk(total - size, dim=-1, largest=True).indices, False)",
+        "-1, keys.topk(total - size, dim=-1, largest=False, sorted=False).indices, 0.0)",
+        "-1, keys.topk(total - size, dim=-1, largest=True, sorted=False).indices, 0.0)",
         "for large n the subset is the smallest keys instead of the largest (breaks the "
         "documented draw order)",
         METRICS),
@@ -449,8 +449,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         METRICS),
     Mutation(
         "metrics-sensitivity-keeps-subset", "workbench/metrics.py",
-        "masked = torch.where(removed, flat_baseline[here, None], flat_inputs[here, None])",
-        "masked = torch.where(removed, flat_inputs[here, None], flat_baseline[here, None])",
+        "blend(inputs[here, None], baseline[here, None],",
+        "blend(baseline[here, None], inputs[here, None],",
         "Sensitivity-n keeps the subset and removes everything else",
         METRICS),
     Mutation(
@@ -467,8 +467,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         METRICS),
     Mutation(
         "metrics-degradation-off-by-one", "workbench/metrics.py",
-        "removed = position[here, None] < done",
-        "removed = position[here, None] <= done",
+        "removed = torch.gt(done.view(1, -1, 1, 1, 1), position[here, None],",
+        "removed = torch.ge(done.view(1, -1, 1, 1, 1), position[here, None],",
         "degradation removes one region more than the step says",
         METRICS),
     Mutation(

@@ -7,6 +7,8 @@ import numbers
 
 import torch
 
+from workbench.checks import all_finite
+
 
 def broadcast_to_inputs(tensor: torch.Tensor, shape: torch.Size, name: str,
                         named_shape: torch.Size | None = None) -> torch.Tensor:
@@ -36,7 +38,7 @@ def expand_baseline(baseline: float | torch.Tensor, inputs: torch.Tensor,
         raise ValueError(f"{name} is on {baseline.device} but inputs are on {inputs.device}")
     expanded = broadcast_to_inputs(baseline, inputs.shape, name,
                                    inputs.shape if shape is None else shape)
-    if not torch.isfinite(expanded).all():
+    if not all_finite(expanded):
         raise ValueError(f"{name} contains NaN or infinite values")
     return expanded.to(inputs.dtype).clone()
 

@@ -50,8 +50,17 @@ def check_inputs(inputs: torch.Tensor) -> None:
             f"inputs must have a batch dimension first (shape (N, ...)), got shape "
             f"{tuple(inputs.shape)}; use inputs.unsqueeze(0) for a single sample"
         )
-    if not torch.isfinite(inputs).all():
+    if not all_finite(inputs):
         raise ValueError("inputs contain NaN or infinite values")
+
+
+def all_finite(tensor: torch.Tensor) -> bool:
+    """Whether every element of a floating-point tensor is finite: one min-max reduction (NaN and
+    the infinities carry into it), without ``torch.isfinite``'s full-size temporaries."""
+    if tensor.numel() == 0 or not tensor.is_floating_point():
+        return True  # (integers are)
+    low, high = torch.aminmax(tensor)
+    return bool(torch.isfinite(low) & torch.isfinite(high))
 
 
 def model_device(model: nn.Module) -> torch.device | None:

@@ -25,9 +25,10 @@ import torch
 from torch import nn
 
 from workbench.arguments import expand_baseline, feature_groups, generator
-from workbench.checks import Target, check_model_and_inputs
+from workbench.checks import Target, all_finite, check_model_and_inputs
 from workbench.forward import predict, target_scores
 from workbench.image_filters import gaussian_blur
+from workbench.layout import fast_format
 
 ORDERS = ("most_relevant_first", "least_relevant_first", "random")
 REPLACEMENTS = ("mean", "baseline", "blur")
@@ -144,7 +145,6 @@ def _sensitivity(model, inputs, attributions: Sequence[torch.Tensor], ns: list[i
 
     n_samples, sample_shape = len(inputs), inputs.shape[1:]
     device = inputs.device
-    flat_inputs, flat_baseline = inputs.flatten(1), baseline.flatten(1)
     group_attributions = torch.zeros(len(attributions), n_samples, n_groups,
                                      dtype=torch.float64, device=device)
     for m, attribution in enumerate(attributions):
@@ -152,36 +152,83 @@ def _sensitivity(model, inputs, attributions: Sequence[torch.Tensor], ns: list[i
 
     rng = generator(seed)
     samples_per_pass = max(1, batch_size // n_subsets)
+    blend = _blend(inputs, baseline)
+    # buffers reused by every pass: keys, subsets (float64, for the sums), removal weights
+    keys = torch.empty(samples_per_pass, n_subsets, n_groups)
+    chosen = torch.empty(samples_per_pass, n_subsets, n_groups, dtype=torch.float64)
+    weights = torch.empty(samples_per_pass, n_subsets, n_groups, dtype=inputs.dtype,
+                          device=device)
+    removed = weights if feature_mask is None else torch.empty(
+        samples_per_pass, n_subsets, sample_shape.numel(), dtype=inputs.dtype, device=device)
+    batch = _batch_buffer(model, inputs, samples_per_pass * n_subsets)
     correlations = torch.empty(len(attributions), len(ns), n_samples, dtype=inputs.dtype,
                                device=device)
     for j, size in enumerate(ns):
         for start in range(0, n_samples, samples_per_pass):
             here = slice(start, min(start + samples_per_pass, n_samples))
             k = here.stop - here.start
-            keys = torch.stack([torch.rand(n_subsets, n_groups, generator=rng) for _ in range(k)])
-            chosen = _largest(keys, size)
-            chosen = chosen.to(device)                               # (k, subsets, groups)
-            removed = chosen if feature_mask is None else chosen[:, :, groups]
-            masked = torch.where(removed, flat_baseline[here, None], flat_inputs[here, None])
-            output = predict(model, masked.view(-1, *sample_shape), batch_size)
-            rows = indices[here].repeat_interleave(n_subsets)
-            outputs = output.gather(1, rows[:, None]).view(k, n_subsets)
-            sums = torch.einsum("ksg,mkg->mks", chosen.to(torch.float64),
-                                group_attributions[:, here])
+            # the same numbers as k draws of (n_subsets, n_groups), one per sample
+            torch.rand(k, n_subsets, n_groups, generator=rng, out=keys[:k])
+            subsets = _largest(keys[:k], size, out=chosen[:k]).to(device)  # (k, subsets, G)
+            weights[:k].copy_(subsets)
+            if feature_mask is not None:
+                torch.index_select(weights[:k], 2, groups, out=removed[:k])
+            masked = batch[:k * n_subsets]
+            blend(inputs[here, None], baseline[here, None],
+                  removed[:k].view(k, n_subsets, *sample_shape),
+                  out=masked.view(k, n_subsets, *sample_shape))
+            output = predict(model, masked, batch_size)
+            outputs = output.view(k, n_subsets, -1).gather(
+                2, indices[here, None, None].expand(k, n_subsets, 1))[..., 0]
+            sums = torch.einsum("ksg,mkg->mks", subsets, group_attributions[:, here])
             drops = scores[here, None].to(torch.float64) - outputs.to(torch.float64)
             correlations[:, j, here] = _pearson(sums, drops, outputs, inputs.dtype)
     return correlations
 
 
-def _largest(keys: torch.Tensor, size: int) -> torch.Tensor:
-    """Boolean mask of the ``size`` largest keys along the last dimension (for large ``size``
-    as the complement of the smallest ones, the same set and a cheaper ``topk``)."""
+def _largest(keys: torch.Tensor, size: int, out: torch.Tensor) -> torch.Tensor:
+    """``out`` set to the mask (1 or 0) of the ``size`` largest keys along the last dimension
+    (for large ``size`` as the complement of the smallest ones: the same set, a cheaper
+    ``topk``; the set does not depend on ``sorted``)."""
     total = keys.shape[-1]
     if size <= total // 2:
-        return torch.zeros(keys.shape, dtype=torch.bool).scatter_(
-            -1, keys.topk(size, dim=-1).indices, True)
-    return torch.ones(keys.shape, dtype=torch.bool).scatter_(
-        -1, keys.topk(total - size, dim=-1, largest=False).indices, False)
+        return out.fill_(0).scatter_(-1, keys.topk(size, dim=-1, sorted=False).indices, 1.0)
+    return out.fill_(1).scatter_(
+        -1, keys.topk(total - size, dim=-1, largest=False, sorted=False).indices, 0.0)
+
+
+def _blend(inputs: torch.Tensor, replacement: torch.Tensor):
+    """``blend(kept, replaced, removed, out=...)``: ``replaced`` where the 0/1 weights ``removed``
+    are 1, ``kept`` elsewhere (broadcast). ``torch.lerp``, a vectorised kernel, when it gives
+    both operands bit for bit for these inputs (finite differences, no negative zeros: with
+    weights 0 and 1, ``a + 0 (b - a) = a`` and ``b - (b - a) 0 = b``); ``torch.where``
+    otherwise."""
+    if (all_finite(replacement - inputs) and not _has_negative_zero(inputs)
+            and not _has_negative_zero(replacement)):
+        return torch.lerp
+    return lambda kept, replaced, removed, out: torch.where(removed > 0, replaced, kept, out=out)
+
+
+_SAME_SIZE_INT = {8: torch.int64, 4: torch.int32, 2: torch.int16}
+
+
+def _has_negative_zero(tensor: torch.Tensor) -> bool:
+    """Whether a floating-point tensor holds -0.0: seen as integers of its size, -0.0 (the sign
+    bit alone) is the smallest integer there is."""
+    as_int = _SAME_SIZE_INT[tensor.element_size()]
+    return bool(tensor.view(as_int).amin() == torch.iinfo(as_int).min)
+
+
+def _batch_buffer(model: nn.Module, inputs: torch.Tensor, rows: int) -> torch.Tensor:
+    """Room for the perturbed inputs of one forward pass, ``(rows, *inputs.shape[1:])``, in the
+    memory layout the model runs fastest in (no copy before the pass); allocated once and
+    reused by every pass (a fresh batch per pass costs page faults as large as the blend)."""
+    shape = (rows, *inputs.shape[1:])
+    batch = torch.empty(shape, dtype=inputs.dtype, device=inputs.device)
+    layout = fast_format(model, inputs)
+    if layout is None or batch.is_contiguous(memory_format=layout):
+        return batch  # (one channel: already in both layouts, as the conversion leaves it)
+    return torch.empty(shape, dtype=inputs.dtype, device=inputs.device, memory_format=layout)
 
 
 def _pearson(sums: torch.Tensor, drops: torch.Tensor, outputs: torch.Tensor,
@@ -314,39 +361,61 @@ def degradation(  # noqa: PLR0913 (see above)
     _check_positive_int("steps", steps, maximum=n_patches)
     replaced = _replacement_image(inputs, replacement, baseline, blur_sigma, (patch_h, patch_w))
 
-    patch_sums = attributions.sum(1).reshape(n_samples, grid_h, patch_h, grid_w, patch_w)
-    patch_sums = patch_sums.sum((2, 4)).flatten(1)
-    if order == "random":
-        rng = generator(seed)
-        ranking = torch.rand(n_samples, n_patches, generator=rng).argsort(dim=1)
-        ranking = ranking.to(inputs.device)
-    else:
-        ranking = torch.sort(patch_sums, dim=1, descending=order == "most_relevant_first",
-                             stable=True).indices
-    # position of every patch in the ranking, spread over its pixels: (N, 1, H, W)
-    position = torch.empty_like(ranking)
-    position.scatter_(1, ranking, torch.arange(n_patches, device=inputs.device).expand_as(ranking))
+    ranking = _ranking(attributions, order, seed, (grid_h, grid_w))
+    # position of every patch in the ranking, spread over its pixels: (N, 1, H, W), in the inputs'
+    # dtype (exact: positions are small integers), compared into the blend's 0/1 weights
+    position = torch.empty(ranking.shape, dtype=inputs.dtype, device=inputs.device)
+    position.scatter_(1, ranking, torch.arange(n_patches, dtype=inputs.dtype,
+                                               device=inputs.device).expand_as(ranking))
     position = position.view(n_samples, 1, grid_h, 1, grid_w, 1)
     position = position.expand(-1, -1, -1, patch_h, -1, patch_w).reshape(n_samples, 1, height,
                                                                           width)
+    blend = _blend(inputs, replaced)
 
     indices, scores = target_scores(model, inputs, target, batch_size)
     # a pass covers whole samples (all their steps) or, for long curves, part of one sample
     steps_per_pass = min(steps, batch_size)
     samples_per_pass = max(1, batch_size // steps)
+    batch = _batch_buffer(model, inputs, samples_per_pass * steps_per_pass)
+    # one channel: the weights are built in the batch buffer and blended in place
+    weights = batch if inputs.shape[1] == 1 else torch.empty(
+        samples_per_pass * steps_per_pass, 1, height, width, dtype=inputs.dtype,
+        device=inputs.device)
     outputs = torch.empty(n_samples, steps, dtype=scores.dtype, device=inputs.device)
     for start in range(0, n_samples, samples_per_pass):
         here = slice(start, min(start + samples_per_pass, n_samples))
+        k = here.stop - here.start
         for first in range(0, steps, steps_per_pass):
             last = min(first + steps_per_pass, steps)
-            done = torch.arange(first + 1, last + 1, device=inputs.device).view(1, -1, 1, 1, 1)
-            removed = position[here, None] < done                        # (k, steps, 1, H, W)
-            perturbed = torch.where(removed, replaced[here, None], inputs[here, None])
-            output = predict(model, perturbed.flatten(0, 1))
-            rows = indices[here].repeat_interleave(last - first)
-            outputs[here, first:last] = output.gather(1, rows[:, None]).view(-1, last - first)
+            rows = k * (last - first)
+            done = torch.arange(first + 1, last + 1, dtype=inputs.dtype, device=inputs.device)
+            # 1 where the patch's position is below the number of patches replaced, else 0
+            removed = torch.gt(done.view(1, -1, 1, 1, 1), position[here, None],
+                               out=weights[:rows].view(k, last - first, 1, height, width))
+            perturbed = batch[:rows]
+            blend(inputs[here, None], replaced[here, None], removed,
+                  out=perturbed.view(k, last - first, *inputs.shape[1:]))
+            output = predict(model, perturbed).view(k, last - first, -1)
+            outputs[here, first:last] = output.gather(
+                2, indices[here, None, None].expand(k, last - first, 1))[..., 0]
     curve = torch.cat([scores[:, None], outputs], dim=1)
     return DegradationCurve(curve, ranking, order)
+
+
+def _ranking(attributions: torch.Tensor, order: str, seed: int | None,
+             grid: tuple[int, int]) -> torch.Tensor:
+    """Patch indices (row-major over the ``grid``) in the order they are replaced, per sample:
+    by summed attribution (stable: ties keep the row-major order) or, for ``"random"``, a
+    permutation from the seeded CPU generator."""
+    n_samples, _, height, width = attributions.shape
+    grid_h, grid_w = grid
+    if order == "random":
+        keys = torch.rand(n_samples, grid_h * grid_w, generator=generator(seed))
+        return keys.argsort(dim=1).to(attributions.device)
+    patch_sums = attributions.sum(1).reshape(n_samples, grid_h, height // grid_h, grid_w,
+                                             width // grid_w)
+    return torch.sort(patch_sums.sum((2, 4)).flatten(1), dim=1,
+                      descending=order == "most_relevant_first", stable=True).indices
 
 
 def degradation_curves(model: nn.Module, inputs: torch.Tensor, attributions: torch.Tensor,
@@ -403,7 +472,7 @@ def _check_attributions(attributions, inputs: torch.Tensor,
     if attributions.device != inputs.device:
         raise ValueError(
             f"attributions are on {attributions.device} but inputs are on {inputs.device}")
-    if not torch.isfinite(attributions).all():
+    if not all_finite(attributions):
         raise ValueError("attributions contain NaN or infinite values")
     return attributions.detach()
 
