@@ -337,22 +337,75 @@ def _layer_matrices(model: nn.Module, data, batch_size: int) -> dict[str, torch.
 
 
 def _distractor_statistics(m: Moments, j: int, a_pos: torch.Tensor, a_neg: torch.Tensor):
-    """``Cov(d)``, ``Cov(d, y)`` and ``var(y)`` of neuron ``j`` for the distractor
-    ``d = x - S(x)``, ``S(x) = a_+ y`` on active samples and ``a_- y`` elsewhere (a linear
-    estimator has ``a_+ = a_-``); every term comes from the moments."""
+    """``Cov(d) = E[x x^T] + U M U^T`` (``U`` has five columns), ``Cov(d, y)`` and ``var(y)``
+    of neuron ``j`` for the distractor ``d = x - S(x)``, ``S(x) = a_+ y`` on active samples and
+    ``a_- y`` elsewhere (a linear estimator has ``a_+ = a_-``); every term comes from the
+    moments. ``Cov(d)`` is the second moment of the inputs, shared by all neurons, plus a
+    low-rank part: ``U = [E[x y_+], E[x y_-], a_+, a_-, E[d]]``."""
     n = m.count
     mean_y, mean_yy = m.sum_y[j] / n, m.sum_yy[j] / n
     mean_y_pos, mean_yy_pos = m.sum_y_pos[j] / n, m.sum_yy_pos[j] / n
     xy, xy_pos = m.sum_xy[:, j] / n, m.sum_xy_pos[:, j] / n
     xy_neg = xy - xy_pos
     mean_d = m.sum_x / n - mean_y_pos * a_pos - (mean_y - mean_y_pos) * a_neg
-    second_d = (m.sum_xx / n - torch.outer(xy_pos, a_pos) - torch.outer(a_pos, xy_pos)
-                - torch.outer(xy_neg, a_neg) - torch.outer(a_neg, xy_neg)
-                + mean_yy_pos * torch.outer(a_pos, a_pos)
-                + (mean_yy - mean_yy_pos) * torch.outer(a_neg, a_neg))
-    covariance_d = second_d - torch.outer(mean_d, mean_d)
+    columns = torch.stack([xy_pos, xy_neg, a_pos, a_neg, mean_d], dim=1)
+    weights = torch.zeros(5, 5, dtype=torch.float64)
+    weights[0, 2] = weights[2, 0] = weights[1, 3] = weights[3, 1] = weights[4, 4] = -1.0
+    weights[2, 2], weights[3, 3] = mean_yy_pos, mean_yy - mean_yy_pos
     covariance_dy = xy - mean_yy_pos * a_pos - (mean_yy - mean_yy_pos) * a_neg - mean_d * mean_y
-    return covariance_d, covariance_dy, mean_yy - mean_y ** 2
+    return _LowRankUpdate(columns, weights), covariance_dy, mean_yy - mean_y ** 2
+
+
+@dataclass(frozen=True)
+class _LowRankUpdate:
+    """``U M U^T``: what ``Cov(d)`` adds to the inputs' second moment."""
+
+    columns: torch.Tensor  # U, (d, k)
+    weights: torch.Tensor  # M, (k, k)
+
+    def trace(self) -> torch.Tensor:
+        return (self.weights * (self.columns.T @ self.columns)).sum()
+
+    def quadratic(self, second: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``v^T (second + U M U^T) v``."""
+        projected = self.columns.T @ v
+        return v @ second @ v + projected @ self.weights @ projected
+
+
+class _SecondMomentSolver:
+    """Solves ``(E[x x^T] + lambda I + U M U^T) v = b`` for many low-rank ``U M U^T``: one
+    Cholesky factor of the shared part, the Woodbury identity
+    ``(K + U M U^T)^-1 = K^-1 - K^-1 U (I + M U^T K^-1 U)^-1 M U^T K^-1`` per right-hand side,
+    and two steps of iterative refinement against the explicit matrix. ``lambda`` is ``1e-8``
+    of the mean diagonal (the ridge that keeps a singular ``Cov(d)`` solvable: ``d`` has no
+    part along ``w``)."""
+
+    def __init__(self, second: torch.Tensor):
+        self.second = second
+        scale = second.diagonal().sum().clamp(min=1e-300) / len(second)
+        eye = torch.eye(len(second), dtype=second.dtype)
+        for ridge in scale * 10.0 ** torch.arange(-8, 1):  # more ridge only if K is not PD
+            factor, info = torch.linalg.cholesky_ex(second + ridge * eye)
+            if info == 0:
+                break
+        self.factor, self.ridge = factor, float(ridge)
+
+    def _apply(self, update: _LowRankUpdate, b: torch.Tensor,
+               inverse_columns: torch.Tensor) -> torch.Tensor:
+        inverse_b = torch.cholesky_solve(b[:, None], self.factor)[:, 0]
+        small = torch.eye(len(update.weights), dtype=b.dtype) \
+            + update.weights @ (update.columns.T @ inverse_columns)
+        rhs = update.weights @ (update.columns.T @ inverse_b)
+        return inverse_b - inverse_columns @ torch.linalg.lstsq(small, rhs[:, None]).solution[:, 0]
+
+    def solve(self, update: _LowRankUpdate, b: torch.Tensor) -> torch.Tensor:
+        inverse_columns = torch.cholesky_solve(update.columns, self.factor)
+        v = self._apply(update, b, inverse_columns)
+        for _ in range(2):
+            residual = b - (self.second @ v + self.ridge * v
+                            + update.columns @ (update.weights @ (update.columns.T @ v)))
+            v = v + self._apply(update, residual, inverse_columns)
+        return v
 
 
 def _distractor_correlation(fit: Moments, evaluate: Moments, neurons: torch.Tensor,
@@ -360,17 +413,18 @@ def _distractor_correlation(fit: Moments, evaluate: Moments, neurons: torch.Tens
     """``corr(y, v^T d)`` per neuron on ``evaluate``, with ``v`` the least-squares regression of
     ``y`` on the distractor ``d`` fitted on ``fit`` (cross-fitting keeps the in-sample
     overfitting of ``v`` out of the correlation)."""
+    second, held_second = fit.sum_xx / fit.count, evaluate.sum_xx / evaluate.count
+    solver = _SecondMomentSolver(second)
     results = []
     for j, a_pos, a_neg in zip(neurons.tolist(), positive, negative):
-        covariance_d, covariance_dy, variance_y = _distractor_statistics(fit, j, a_pos, a_neg)
-        held_d, held_dy, held_variance_y = _distractor_statistics(evaluate, j, a_pos, a_neg)
-        scale = covariance_d.diagonal().sum().clamp(min=1e-300) / len(covariance_dy)
+        update, covariance_dy, variance_y = _distractor_statistics(fit, j, a_pos, a_neg)
+        held_update, held_dy, held_variance_y = _distractor_statistics(evaluate, j, a_pos, a_neg)
+        scale = (second.diagonal().sum() + update.trace()).clamp(min=1e-300) / len(second)
         if variance_y <= 1e-12 * scale or held_variance_y <= 0:
             results.append(torch.tensor(float("nan"), dtype=torch.float64))
             continue
-        eye = torch.eye(len(covariance_dy), dtype=torch.float64)
-        v = torch.linalg.solve(covariance_d + 1e-8 * scale * eye, covariance_dy)
-        spread = (v @ held_d @ v).clamp(min=1e-300) * held_variance_y
+        v = solver.solve(update, covariance_dy)
+        spread = held_update.quadratic(held_second, v).clamp(min=1e-300) * held_variance_y
         results.append(((v @ held_dy) / spread.sqrt()).clamp(0, 1))
     return torch.stack(results)
 
