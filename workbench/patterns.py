@@ -21,9 +21,11 @@ unfolded input), so memory does not grow with the data.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -275,41 +277,61 @@ def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int
     the one-process result to float64 round-off. One pass, float64 sums, memory independent
     of the data size.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    return fit_estimators(model, data, [estimator], batch_size, seed, progress, scheduler,
+                          workers)[estimator]
+
+
+def fit_estimators(model: nn.Module, data, estimators: Sequence[str] = ESTIMATORS,
+                   batch_size: int = 256, seed: int = 0, progress: bool = True,
+                   scheduler="local", workers: int = 2) -> dict[str, Patterns]:
+    """``fit_patterns`` for each of ``estimators`` from one pass over ``data`` (the moments
+    are the same for all of them); ``estimator -> Patterns``."""
+    unknown = [e for e in estimators if e not in ESTIMATORS]
+    if unknown or not estimators:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {list(estimators)!r}")
     weights = {name: module.weight for name, module in model.named_modules()
                if isinstance(getattr(module, "weight", None), torch.Tensor)}
-    if estimator == "x":
-        return Patterns("x")
-    description = f"fitting patterns ({estimator})"
+    fitted = {e: Patterns("x") for e in estimators if e == "x"}
+    learned = [e for e in estimators if e != "x"]
+    if not learned:
+        return fitted
+    description = f"fitting patterns ({', '.join(learned)})"
     moments, calls_matrix = sum_statistics(
         functools.partial(_pattern_statistics, model, batch_size, description), data,
         combine=_combine_statistics, scheduler=scheduler, workers=workers, progress=progress,
         description=description)
-    # a stream of its own, so that seed 0 here is unrelated to seed 0 of the data generators
-    rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
-    layers = {}
-    for name, m in moments.items():
-        matrix = calls_matrix[name].double().cpu()
-        mean_y = m.sum_y / m.count
-        if estimator == "w":
-            positive = negative = matrix / (matrix * matrix).sum(1, keepdim=True)
-        elif estimator == "random":
-            direction = torch.randn(matrix.shape, generator=rng, dtype=torch.float64)
-            positive = negative = direction / (direction * matrix).sum(1, keepdim=True)
-        elif estimator == "a":
-            positive = negative = _regression_pattern(m.count, m.sum_x[:, None], m.sum_xy,
-                                                      mean_y, matrix)
-        else:  # the covariance splits into the two regimes' parts: cov = c_+ + c_-
-            positive = _regression_pattern(m.count_pos, m.sum_x_pos, m.sum_xy_pos, mean_y,
-                                           matrix)
-            negative = _regression_pattern(m.count - m.count_pos, m.sum_x[:, None] - m.sum_x_pos,
-                                           m.sum_xy - m.sum_xy_pos, mean_y, matrix)
-        shape = weights[name].shape
-        dtype, device = weights[name].dtype, weights[name].device
-        layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
-                                    negative.reshape(shape).to(dtype=dtype, device=device))
-    return Patterns(estimator, layers)
+    for estimator in learned:
+        # a stream of its own, so that seed 0 here is unrelated to seed 0 of the data generators
+        rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
+        layers = {}
+        for name, m in moments.items():
+            positive, negative = _layer_pattern(estimator, m, calls_matrix[name].double().cpu(),
+                                                rng)
+            shape = weights[name].shape
+            dtype, device = weights[name].dtype, weights[name].device
+            layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
+                                        negative.reshape(shape).to(dtype=dtype, device=device))
+        fitted[estimator] = Patterns(estimator, layers)
+    return {e: fitted[e] for e in estimators}
+
+
+def _layer_pattern(estimator: str, m: Moments, matrix: torch.Tensor, rng: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a_+, a_-)`` of one layer for ``estimator`` from its moments and weight matrix."""
+    mean_y = m.sum_y / m.count
+    if estimator == "w":
+        positive = negative = matrix / (matrix * matrix).sum(1, keepdim=True)
+    elif estimator == "random":
+        direction = torch.randn(matrix.shape, generator=rng, dtype=torch.float64)
+        positive = negative = direction / (direction * matrix).sum(1, keepdim=True)
+    elif estimator == "a":
+        positive = negative = _regression_pattern(m.count, m.sum_x[:, None], m.sum_xy, mean_y,
+                                                  matrix)
+    else:  # the covariance splits into the two regimes' parts: cov = c_+ + c_-
+        positive = _regression_pattern(m.count_pos, m.sum_x_pos, m.sum_xy_pos, mean_y, matrix)
+        negative = _regression_pattern(m.count - m.count_pos, m.sum_x[:, None] - m.sum_x_pos,
+                                       m.sum_xy - m.sum_xy_pos, mean_y, matrix)
+    return positive, negative
 
 
 def _pattern_statistics(model: nn.Module, batch_size: int, description: str, data,
@@ -451,33 +473,50 @@ def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int =
     correlated inputs, S_w's exact rho of 0.01 reads 0.13 with 18 features kept, 0.30 with 12,
     0.40 with 6). Compare estimators on such a layer with each other, not with other layers.
     """
-    if patterns.estimator == "x":
-        # S_x(x) = x: the distractor is zero, its correlation with the output undefined
-        names = [n for n, mod in model.named_modules() if isinstance(mod, PATTERN_LAYERS)]
-        return {name: float("nan") for name in names}
-    patterns.check(model)
+    return signal_quality_of_estimators(model, data, {patterns.estimator: patterns}, batch_size,
+                                        max_neurons, seed, progress, per_neuron,
+                                        max_features)[patterns.estimator]
+
+
+def signal_quality_of_estimators(model: nn.Module, data, patterns: Mapping[str, Patterns],
+                                 batch_size: int = 256, max_neurons: int = 64, seed: int = 0,
+                                 progress: bool = True, per_neuron: bool = False,
+                                 max_features: int = 8192) -> dict[str, dict[str, Any]]:
+    """``signal_quality`` of several estimators' patterns (``label -> Patterns``) from one pass
+    over ``data``: the moments do not depend on the estimator, nor do the neurons scored."""
+    names = [n for n, mod in model.named_modules() if isinstance(mod, PATTERN_LAYERS)]
+    quality: dict[str, dict[str, Any]] = {label: {} for label in patterns}
+    learned = {label: p for label, p in patterns.items() if p.estimator != "x"}
+    for label in patterns:
+        if label not in learned:  # S_x(x) = x: no distractor, its correlation undefined
+            quality[label] = {name: float("nan") for name in names}
+    if not learned:
+        return quality
+    for fitted in learned.values():
+        fitted.check(model)
     folds = gather_moments(model, data, batch_size, second_moment=True, progress=progress,
                            description="signal quality", folds=2, max_features=max_features,
                            seed=seed)
     folds = [{name: _to_cpu(m) for name, m in fold.items()} for fold in folds]
     rng = torch.Generator().manual_seed(seed)
-    quality = {}
     for name in folds[0]:
         count = len(folds[0][name].sum_y)
-        pattern = patterns.layers[name]
-        positive = pattern.positive.detach().double().cpu().reshape(count, -1)
-        negative = pattern.negative.detach().double().cpu().reshape(count, -1)
         neurons = torch.randperm(count, generator=rng)[:max_neurons].sort().values
         halves = [folds[0][name], folds[1][name]]
         features = halves[0].features
         if features is not None:  # a random subset of the inputs (see above)
             halves = [_on_features(m, features) for m in halves]
-            positive, negative = positive[:, features], negative[:, features]
-        correlation = [_distractor_correlation(halves[i], halves[1 - i], neurons,
-                                               positive[neurons], negative[neurons])
-                       for i in (0, 1)]
-        rho = 1 - (correlation[0] + correlation[1]) / 2
-        quality[name] = rho if per_neuron else float(torch.nanmean(rho))
+        for label, fitted in learned.items():
+            pattern = fitted.layers[name]
+            positive = pattern.positive.detach().double().cpu().reshape(count, -1)
+            negative = pattern.negative.detach().double().cpu().reshape(count, -1)
+            if features is not None:
+                positive, negative = positive[:, features], negative[:, features]
+            correlation = [_distractor_correlation(halves[i], halves[1 - i], neurons,
+                                                   positive[neurons], negative[neurons])
+                           for i in (0, 1)]
+            rho = 1 - (correlation[0] + correlation[1]) / 2
+            quality[label][name] = rho if per_neuron else float(torch.nanmean(rho))
     return quality
 
 

@@ -18,6 +18,7 @@ from workbench import data as datasets
 from workbench import metrics, plots
 from workbench.claims import Claim
 from workbench.composites import COMPOSITES
+from workbench.patterns import fit_estimators, signal_quality_of_estimators
 from workbench.toy import LinearToy, fit_linear_model, make_linear_toy
 
 ESTIMATOR_LABELS = {"x": "S_x", "w": "S_w", "a": "S_a", "a+-": "S_a+-", "random": "random"}
@@ -237,11 +238,11 @@ def measure_seed(model: nn.Module, data: datasets.ImageData, seed: int,
     fit = data.x_train[_subset(len(data.x_train), settings.n_fit, generator)]
     held_out = data.x_test[_subset(len(data.x_test), settings.n_quality, generator)]
     chosen = _subset(len(data.x_test), settings.n_degradation, generator)
-    patterns = {estimator: wb.fit_patterns(model, fit, estimator, seed=seed, progress=progress)
-                for estimator in ("w", "a", "a+-", "random")}
-    rho = {estimator: wb.signal_quality(model, held_out, fitted, max_neurons=settings.max_neurons,
-                                        seed=seed, progress=progress)
-           for estimator, fitted in patterns.items()}
+    patterns = fit_estimators(model, fit, ("w", "a", "a+-", "random"), seed=seed,
+                              progress=progress)
+    rho = signal_quality_of_estimators(model, held_out, patterns,
+                                       max_neurons=settings.max_neurons, seed=seed,
+                                       progress=progress)
     study = degradation_study(model, data.x_test[chosen], data.y_test[chosen],
                               with_patterns(DEGRADATION_METHODS, patterns["a+-"]),
                               patch=settings.patch, steps=settings.steps, replacement="mean",
