@@ -267,6 +267,14 @@ def measure_zoo_seeds(model_name: str, seeds: Sequence[int],
     return measurements
 
 
+def measure_seeds_of(model: nn.Module, data: datasets.ImageData, seeds: Sequence[int],
+                     settings: StudySettings = StudySettings(),
+                     progress: bool = False) -> list[SeedMeasurement]:
+    """``measure_seed`` for one fixed ``model`` (e.g. VGG-16 with given weights) at each of
+    ``seeds``: only the draws of images, neurons and orders change between seeds."""
+    return [measure_seed(model, data, seed, settings, progress=progress) for seed in seeds]
+
+
 def _mean_over(rho: Mapping[str, float], layers: Sequence[str]) -> float:
     values = [rho[layer] for layer in layers if rho[layer] == rho[layer]]  # NaN left out
     if not values:
