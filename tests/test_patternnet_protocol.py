@@ -8,6 +8,7 @@ import torch
 from conftest import cnn
 from torch import nn
 
+import workbench as wb
 from workbench import data as datasets
 from workbench import metrics
 from workbench.experiments import patternnet
@@ -152,3 +153,29 @@ def test_measure_seed_runs_both_experiments_on_the_seeds_subsets():
     assert isinstance(result.model, nn.Module)
     assert all(0 <= v <= 1 for per_layer in result.rho.values() for v in per_layer.values()
                if v == v)
+
+
+def test_one_pass_for_several_estimators_equals_one_pass_each():
+    """``fit_estimators`` and ``signal_quality_of_estimators`` share the moments between
+    estimators; each estimator's result is what its own ``fit_patterns`` / ``signal_quality``
+    call gives."""
+    from workbench.patterns import fit_estimators, signal_quality_of_estimators
+
+    model = cnn(nn.ReLU)
+    torch.manual_seed(2)
+    fit, held_out = torch.randn(30, 3, 8, 8), torch.randn(24, 3, 8, 8)
+    together = fit_estimators(model, fit, ("x", "w", "a", "a+-", "random"), seed=5,
+                              progress=False)
+    quality = signal_quality_of_estimators(model, held_out, together, max_neurons=3, seed=4,
+                                           progress=False)
+    for estimator, patterns in together.items():
+        alone = wb.fit_patterns(model, fit, estimator, seed=5, progress=False)
+        assert alone.estimator == patterns.estimator == estimator
+        for name, layer in alone.layers.items():
+            torch.testing.assert_close(patterns.layers[name].positive, layer.positive)
+            torch.testing.assert_close(patterns.layers[name].negative, layer.negative)
+        expected = wb.signal_quality(model, held_out, alone, max_neurons=3, seed=4,
+                                     progress=False)
+        assert quality[estimator] == pytest.approx(expected, nan_ok=True)
+    with pytest.raises(ValueError, match="estimator"):
+        fit_estimators(model, fit, ("a", "b"))
