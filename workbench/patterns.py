@@ -21,9 +21,11 @@ unfolded input), so memory does not grow with the data.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -275,41 +277,61 @@ def fit_patterns(model: nn.Module, data, estimator: str = "a+-", batch_size: int
     the one-process result to float64 round-off. One pass, float64 sums, memory independent
     of the data size.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    return fit_estimators(model, data, [estimator], batch_size, seed, progress, scheduler,
+                          workers)[estimator]
+
+
+def fit_estimators(model: nn.Module, data, estimators: Sequence[str] = ESTIMATORS,
+                   batch_size: int = 256, seed: int = 0, progress: bool = True,
+                   scheduler="local", workers: int = 2) -> dict[str, Patterns]:
+    """``fit_patterns`` for each of ``estimators`` from one pass over ``data`` (the moments
+    are the same for all of them); ``estimator -> Patterns``."""
+    unknown = [e for e in estimators if e not in ESTIMATORS]
+    if unknown or not estimators:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {list(estimators)!r}")
     weights = {name: module.weight for name, module in model.named_modules()
                if isinstance(getattr(module, "weight", None), torch.Tensor)}
-    if estimator == "x":
-        return Patterns("x")
-    description = f"fitting patterns ({estimator})"
+    fitted = {e: Patterns("x") for e in estimators if e == "x"}
+    learned = [e for e in estimators if e != "x"]
+    if not learned:
+        return fitted
+    description = f"fitting patterns ({', '.join(learned)})"
     moments, calls_matrix = sum_statistics(
         functools.partial(_pattern_statistics, model, batch_size, description), data,
         combine=_combine_statistics, scheduler=scheduler, workers=workers, progress=progress,
         description=description)
-    # a stream of its own, so that seed 0 here is unrelated to seed 0 of the data generators
-    rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
-    layers = {}
-    for name, m in moments.items():
-        matrix = calls_matrix[name].double().cpu()
-        mean_y = m.sum_y / m.count
-        if estimator == "w":
-            positive = negative = matrix / (matrix * matrix).sum(1, keepdim=True)
-        elif estimator == "random":
-            direction = torch.randn(matrix.shape, generator=rng, dtype=torch.float64)
-            positive = negative = direction / (direction * matrix).sum(1, keepdim=True)
-        elif estimator == "a":
-            positive = negative = _regression_pattern(m.count, m.sum_x[:, None], m.sum_xy,
-                                                      mean_y, matrix)
-        else:  # the covariance splits into the two regimes' parts: cov = c_+ + c_-
-            positive = _regression_pattern(m.count_pos, m.sum_x_pos, m.sum_xy_pos, mean_y,
-                                           matrix)
-            negative = _regression_pattern(m.count - m.count_pos, m.sum_x[:, None] - m.sum_x_pos,
-                                           m.sum_xy - m.sum_xy_pos, mean_y, matrix)
-        shape = weights[name].shape
-        dtype, device = weights[name].dtype, weights[name].device
-        layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
-                                    negative.reshape(shape).to(dtype=dtype, device=device))
-    return Patterns(estimator, layers)
+    for estimator in learned:
+        # a stream of its own, so that seed 0 here is unrelated to seed 0 of the data generators
+        rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
+        layers = {}
+        for name, m in moments.items():
+            positive, negative = _layer_pattern(estimator, m, calls_matrix[name].double().cpu(),
+                                                rng)
+            shape = weights[name].shape
+            dtype, device = weights[name].dtype, weights[name].device
+            layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
+                                        negative.reshape(shape).to(dtype=dtype, device=device))
+        fitted[estimator] = Patterns(estimator, layers)
+    return {e: fitted[e] for e in estimators}
+
+
+def _layer_pattern(estimator: str, m: Moments, matrix: torch.Tensor, rng: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(a_+, a_-)`` of one layer for ``estimator`` from its moments and weight matrix."""
+    mean_y = m.sum_y / m.count
+    if estimator == "w":
+        positive = negative = matrix / (matrix * matrix).sum(1, keepdim=True)
+    elif estimator == "random":
+        direction = torch.randn(matrix.shape, generator=rng, dtype=torch.float64)
+        positive = negative = direction / (direction * matrix).sum(1, keepdim=True)
+    elif estimator == "a":
+        positive = negative = _regression_pattern(m.count, m.sum_x[:, None], m.sum_xy, mean_y,
+                                                  matrix)
+    else:  # the covariance splits into the two regimes' parts: cov = c_+ + c_-
+        positive = _regression_pattern(m.count_pos, m.sum_x_pos, m.sum_xy_pos, mean_y, matrix)
+        negative = _regression_pattern(m.count - m.count_pos, m.sum_x[:, None] - m.sum_x_pos,
+                                       m.sum_xy - m.sum_xy_pos, mean_y, matrix)
+    return positive, negative
 
 
 def _pattern_statistics(model: nn.Module, batch_size: int, description: str, data,
@@ -337,22 +359,75 @@ def _layer_matrices(model: nn.Module, data, batch_size: int) -> dict[str, torch.
 
 
 def _distractor_statistics(m: Moments, j: int, a_pos: torch.Tensor, a_neg: torch.Tensor):
-    """``Cov(d)``, ``Cov(d, y)`` and ``var(y)`` of neuron ``j`` for the distractor
-    ``d = x - S(x)``, ``S(x) = a_+ y`` on active samples and ``a_- y`` elsewhere (a linear
-    estimator has ``a_+ = a_-``); every term comes from the moments."""
+    """``Cov(d) = E[x x^T] + U M U^T`` (``U`` has five columns), ``Cov(d, y)`` and ``var(y)``
+    of neuron ``j`` for the distractor ``d = x - S(x)``, ``S(x) = a_+ y`` on active samples and
+    ``a_- y`` elsewhere (a linear estimator has ``a_+ = a_-``); every term comes from the
+    moments. ``Cov(d)`` is the second moment of the inputs, shared by all neurons, plus a
+    low-rank part: ``U = [E[x y_+], E[x y_-], a_+, a_-, E[d]]``."""
     n = m.count
     mean_y, mean_yy = m.sum_y[j] / n, m.sum_yy[j] / n
     mean_y_pos, mean_yy_pos = m.sum_y_pos[j] / n, m.sum_yy_pos[j] / n
     xy, xy_pos = m.sum_xy[:, j] / n, m.sum_xy_pos[:, j] / n
     xy_neg = xy - xy_pos
     mean_d = m.sum_x / n - mean_y_pos * a_pos - (mean_y - mean_y_pos) * a_neg
-    second_d = (m.sum_xx / n - torch.outer(xy_pos, a_pos) - torch.outer(a_pos, xy_pos)
-                - torch.outer(xy_neg, a_neg) - torch.outer(a_neg, xy_neg)
-                + mean_yy_pos * torch.outer(a_pos, a_pos)
-                + (mean_yy - mean_yy_pos) * torch.outer(a_neg, a_neg))
-    covariance_d = second_d - torch.outer(mean_d, mean_d)
+    columns = torch.stack([xy_pos, xy_neg, a_pos, a_neg, mean_d], dim=1)
+    weights = torch.zeros(5, 5, dtype=torch.float64)
+    weights[0, 2] = weights[2, 0] = weights[1, 3] = weights[3, 1] = weights[4, 4] = -1.0
+    weights[2, 2], weights[3, 3] = mean_yy_pos, mean_yy - mean_yy_pos
     covariance_dy = xy - mean_yy_pos * a_pos - (mean_yy - mean_yy_pos) * a_neg - mean_d * mean_y
-    return covariance_d, covariance_dy, mean_yy - mean_y ** 2
+    return _LowRankUpdate(columns, weights), covariance_dy, mean_yy - mean_y ** 2
+
+
+@dataclass(frozen=True)
+class _LowRankUpdate:
+    """``U M U^T``: what ``Cov(d)`` adds to the inputs' second moment."""
+
+    columns: torch.Tensor  # U, (d, k)
+    weights: torch.Tensor  # M, (k, k)
+
+    def trace(self) -> torch.Tensor:
+        return (self.weights * (self.columns.T @ self.columns)).sum()
+
+    def quadratic(self, second: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """``v^T (second + U M U^T) v``."""
+        projected = self.columns.T @ v
+        return v @ second @ v + projected @ self.weights @ projected
+
+
+class _SecondMomentSolver:
+    """Solves ``(E[x x^T] + lambda I + U M U^T) v = b`` for many low-rank ``U M U^T``: one
+    Cholesky factor of the shared part, the Woodbury identity
+    ``(K + U M U^T)^-1 = K^-1 - K^-1 U (I + M U^T K^-1 U)^-1 M U^T K^-1`` per right-hand side,
+    and two steps of iterative refinement against the explicit matrix. ``lambda`` is ``1e-8``
+    of the mean diagonal (the ridge that keeps a singular ``Cov(d)`` solvable: ``d`` has no
+    part along ``w``)."""
+
+    def __init__(self, second: torch.Tensor):
+        self.second = second
+        scale = second.diagonal().sum().clamp(min=1e-300) / len(second)
+        eye = torch.eye(len(second), dtype=second.dtype)
+        for ridge in scale * 10.0 ** torch.arange(-8, 1):  # more ridge only if K is not PD
+            factor, info = torch.linalg.cholesky_ex(second + ridge * eye)
+            if info == 0:
+                break
+        self.factor, self.ridge = factor, float(ridge)
+
+    def _apply(self, update: _LowRankUpdate, b: torch.Tensor,
+               inverse_columns: torch.Tensor) -> torch.Tensor:
+        inverse_b = torch.cholesky_solve(b[:, None], self.factor)[:, 0]
+        small = torch.eye(len(update.weights), dtype=b.dtype) \
+            + update.weights @ (update.columns.T @ inverse_columns)
+        rhs = update.weights @ (update.columns.T @ inverse_b)
+        return inverse_b - inverse_columns @ torch.linalg.lstsq(small, rhs[:, None]).solution[:, 0]
+
+    def solve(self, update: _LowRankUpdate, b: torch.Tensor) -> torch.Tensor:
+        inverse_columns = torch.cholesky_solve(update.columns, self.factor)
+        v = self._apply(update, b, inverse_columns)
+        for _ in range(2):
+            residual = b - (self.second @ v + self.ridge * v
+                            + update.columns @ (update.weights @ (update.columns.T @ v)))
+            v = v + self._apply(update, residual, inverse_columns)
+        return v
 
 
 def _distractor_correlation(fit: Moments, evaluate: Moments, neurons: torch.Tensor,
@@ -360,17 +435,18 @@ def _distractor_correlation(fit: Moments, evaluate: Moments, neurons: torch.Tens
     """``corr(y, v^T d)`` per neuron on ``evaluate``, with ``v`` the least-squares regression of
     ``y`` on the distractor ``d`` fitted on ``fit`` (cross-fitting keeps the in-sample
     overfitting of ``v`` out of the correlation)."""
+    second, held_second = fit.sum_xx / fit.count, evaluate.sum_xx / evaluate.count
+    solver = _SecondMomentSolver(second)
     results = []
     for j, a_pos, a_neg in zip(neurons.tolist(), positive, negative):
-        covariance_d, covariance_dy, variance_y = _distractor_statistics(fit, j, a_pos, a_neg)
-        held_d, held_dy, held_variance_y = _distractor_statistics(evaluate, j, a_pos, a_neg)
-        scale = covariance_d.diagonal().sum().clamp(min=1e-300) / len(covariance_dy)
+        update, covariance_dy, variance_y = _distractor_statistics(fit, j, a_pos, a_neg)
+        held_update, held_dy, held_variance_y = _distractor_statistics(evaluate, j, a_pos, a_neg)
+        scale = (second.diagonal().sum() + update.trace()).clamp(min=1e-300) / len(second)
         if variance_y <= 1e-12 * scale or held_variance_y <= 0:
             results.append(torch.tensor(float("nan"), dtype=torch.float64))
             continue
-        eye = torch.eye(len(covariance_dy), dtype=torch.float64)
-        v = torch.linalg.solve(covariance_d + 1e-8 * scale * eye, covariance_dy)
-        spread = (v @ held_d @ v).clamp(min=1e-300) * held_variance_y
+        v = solver.solve(update, covariance_dy)
+        spread = held_update.quadratic(held_second, v).clamp(min=1e-300) * held_variance_y
         results.append(((v @ held_dy) / spread.sqrt()).clamp(0, 1))
     return torch.stack(results)
 
@@ -397,33 +473,50 @@ def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int =
     correlated inputs, S_w's exact rho of 0.01 reads 0.13 with 18 features kept, 0.30 with 12,
     0.40 with 6). Compare estimators on such a layer with each other, not with other layers.
     """
-    if patterns.estimator == "x":
-        # S_x(x) = x: the distractor is zero, its correlation with the output undefined
-        names = [n for n, mod in model.named_modules() if isinstance(mod, PATTERN_LAYERS)]
-        return {name: float("nan") for name in names}
-    patterns.check(model)
+    return signal_quality_of_estimators(model, data, {patterns.estimator: patterns}, batch_size,
+                                        max_neurons, seed, progress, per_neuron,
+                                        max_features)[patterns.estimator]
+
+
+def signal_quality_of_estimators(model: nn.Module, data, patterns: Mapping[str, Patterns],
+                                 batch_size: int = 256, max_neurons: int = 64, seed: int = 0,
+                                 progress: bool = True, per_neuron: bool = False,
+                                 max_features: int = 8192) -> dict[str, dict[str, Any]]:
+    """``signal_quality`` of several estimators' patterns (``label -> Patterns``) from one pass
+    over ``data``: the moments do not depend on the estimator, nor do the neurons scored."""
+    names = [n for n, mod in model.named_modules() if isinstance(mod, PATTERN_LAYERS)]
+    quality: dict[str, dict[str, Any]] = {label: {} for label in patterns}
+    learned = {label: p for label, p in patterns.items() if p.estimator != "x"}
+    for label in patterns:
+        if label not in learned:  # S_x(x) = x: no distractor, its correlation undefined
+            quality[label] = {name: float("nan") for name in names}
+    if not learned:
+        return quality
+    for fitted in learned.values():
+        fitted.check(model)
     folds = gather_moments(model, data, batch_size, second_moment=True, progress=progress,
                            description="signal quality", folds=2, max_features=max_features,
                            seed=seed)
     folds = [{name: _to_cpu(m) for name, m in fold.items()} for fold in folds]
     rng = torch.Generator().manual_seed(seed)
-    quality = {}
     for name in folds[0]:
         count = len(folds[0][name].sum_y)
-        pattern = patterns.layers[name]
-        positive = pattern.positive.detach().double().cpu().reshape(count, -1)
-        negative = pattern.negative.detach().double().cpu().reshape(count, -1)
         neurons = torch.randperm(count, generator=rng)[:max_neurons].sort().values
         halves = [folds[0][name], folds[1][name]]
         features = halves[0].features
         if features is not None:  # a random subset of the inputs (see above)
             halves = [_on_features(m, features) for m in halves]
-            positive, negative = positive[:, features], negative[:, features]
-        correlation = [_distractor_correlation(halves[i], halves[1 - i], neurons,
-                                               positive[neurons], negative[neurons])
-                       for i in (0, 1)]
-        rho = 1 - (correlation[0] + correlation[1]) / 2
-        quality[name] = rho if per_neuron else float(torch.nanmean(rho))
+        for label, fitted in learned.items():
+            pattern = fitted.layers[name]
+            positive = pattern.positive.detach().double().cpu().reshape(count, -1)
+            negative = pattern.negative.detach().double().cpu().reshape(count, -1)
+            if features is not None:
+                positive, negative = positive[:, features], negative[:, features]
+            correlation = [_distractor_correlation(halves[i], halves[1 - i], neurons,
+                                                   positive[neurons], negative[neurons])
+                           for i in (0, 1)]
+            rho = 1 - (correlation[0] + correlation[1]) / 2
+            quality[label][name] = rho if per_neuron else float(torch.nanmean(rho))
     return quality
 
 

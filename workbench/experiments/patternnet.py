@@ -16,7 +16,9 @@ from torch import nn
 import workbench as wb
 from workbench import data as datasets
 from workbench import metrics, plots
+from workbench.claims import Claim
 from workbench.composites import COMPOSITES
+from workbench.patterns import fit_estimators, signal_quality_of_estimators
 from workbench.toy import LinearToy, fit_linear_model, make_linear_toy
 
 ESTIMATOR_LABELS = {"x": "S_x", "w": "S_w", "a": "S_a", "a+-": "S_a+-", "random": "random"}
@@ -170,3 +172,184 @@ def degradation_study(model: nn.Module, images: torch.Tensor, target,
                                             **options)
     return DegradationStudy({k: r.curve.mean(0) for k, r in results.items()},
                             {k: float(r.area.mean()) for k, r in results.items()})
+
+
+# ----------------------------------------------------------------------------------------------
+# The paper's claims measured over seeds
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """The sizes of the two quantitative experiments (Kindermans et al. 2018, section 5):
+    patterns fitted on ``n_fit`` training images, ``rho`` scored on ``n_quality`` held-out
+    images for at most ``max_neurons`` neurons per layer, and the degradation of
+    ``n_degradation`` test images by ``patch`` x ``patch`` regions, ``steps`` of them."""
+
+    n_fit: int = 1500
+    n_quality: int = 500
+    max_neurons: int = 64
+    n_degradation: int = 64
+    patch: int = 2
+    steps: int = 64
+
+    def __post_init__(self) -> None:
+        for name, value in vars(self).items():
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class SeedMeasurement:
+    """What one seed gives: ``rho`` per estimator and layer, each layer's kind (``"conv"`` or
+    ``"dense"``), the degradation study, and the model and the ``S_a+-`` patterns it used."""
+
+    seed: int
+    rho: dict[str, dict[str, float]]
+    kinds: dict[str, str]
+    degradation: DegradationStudy
+    model: nn.Module
+    patterns: Any
+    accuracy: float | None = None
+
+
+def layer_kinds(model: nn.Module) -> dict[str, str]:
+    """``"conv"`` for every convolution, ``"dense"`` for every linear layer, by dotted name."""
+    kinds = {}
+    for name, module in model.named_modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+            kinds[name] = "conv"
+        elif isinstance(module, nn.Linear):
+            kinds[name] = "dense"
+    return kinds
+
+
+def _subset(count: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    return torch.randperm(count, generator=generator)[:min(size, count)].sort().values
+
+
+def measure_seed(model: nn.Module, data: datasets.ImageData, seed: int,
+                 settings: StudySettings = StudySettings(), accuracy: float | None = None,
+                 progress: bool = False) -> SeedMeasurement:
+    """Both quantitative experiments for one model: ``rho`` of every estimator per layer
+    (section 5.1) and the degradation of the target output (section 5.2). ``seed`` draws the
+    images (fitting, held-out and degraded subsets), the neurons ``rho`` scores, the random
+    estimator and the random order of the patches."""
+    generator = torch.Generator().manual_seed(seed)
+    fit = data.x_train[_subset(len(data.x_train), settings.n_fit, generator)]
+    held_out = data.x_test[_subset(len(data.x_test), settings.n_quality, generator)]
+    chosen = _subset(len(data.x_test), settings.n_degradation, generator)
+    patterns = fit_estimators(model, fit, ("w", "a", "a+-", "random"), seed=seed,
+                              progress=progress)
+    rho = signal_quality_of_estimators(model, held_out, patterns,
+                                       max_neurons=settings.max_neurons, seed=seed,
+                                       progress=progress)
+    study = degradation_study(model, data.x_test[chosen], data.y_test[chosen],
+                              with_patterns(DEGRADATION_METHODS, patterns["a+-"]),
+                              patch=settings.patch, steps=settings.steps, replacement="mean",
+                              seed=seed)
+    return SeedMeasurement(seed, rho, layer_kinds(model), study, model, patterns["a+-"],
+                           accuracy)
+
+
+def measure_zoo_seeds(model_name: str, seeds: Sequence[int],
+                      settings: StudySettings = StudySettings(),
+                      progress: bool = False) -> list[SeedMeasurement]:
+    """``measure_seed`` for the zoo model ``model_name`` trained from each of ``seeds``
+    (``workbench.models.zoo(model_name, seed=s)``, cached) on its own data."""
+    from workbench import models
+
+    data = models.zoo_data(model_name)
+    measurements = []
+    for seed in seeds:
+        model, info = models.zoo(model_name, seed=seed, progress=progress)
+        measurements.append(measure_seed(model.eval(), data, seed, settings,
+                                         info.get("accuracy"), progress))
+    return measurements
+
+
+def measure_seeds_of(model: nn.Module, data: datasets.ImageData, seeds: Sequence[int],
+                     settings: StudySettings = StudySettings(),
+                     progress: bool = False) -> list[SeedMeasurement]:
+    """``measure_seed`` for one fixed ``model`` (e.g. VGG-16 with given weights) at each of
+    ``seeds``: only the draws of images, neurons and orders change between seeds."""
+    return [measure_seed(model, data, seed, settings, progress=progress) for seed in seeds]
+
+
+def _mean_over(rho: Mapping[str, float], layers: Sequence[str]) -> float:
+    values = [rho[layer] for layer in layers if rho[layer] == rho[layer]]  # NaN left out
+    if not values:
+        raise ValueError(f"no defined rho on the layers {list(layers)}")
+    return sum(values) / len(values)
+
+
+def estimator_margins(rho: Mapping[str, Mapping[str, float]],
+                      kinds: Mapping[str, str]) -> dict[str, float]:
+    """The three estimator claims as numbers (keys of ``rho``: ``w``, ``a``, ``a+-``,
+    ``random``; each ``rho[e]`` maps layer -> rho, averaged over layers of a kind):
+
+    - ``conv``: mean rho(S_a+-) on conv layers minus the largest mean of the others (> 0: best);
+    - ``dense``: mean rho(S_a) on dense layers minus the larger of S_w's and random's (> 0);
+    - ``filter``: mean over all layers of rho(S_w) - min(rho(S_a), rho(S_a+-)) (< 0: poor).
+    """
+    conv = [layer for layer, kind in kinds.items() if kind == "conv"]
+    dense = [layer for layer, kind in kinds.items() if kind == "dense"]
+    if not conv or not dense:
+        raise ValueError(f"kinds must hold conv and dense layers, got {dict(kinds)}")
+    conv_means = {e: _mean_over(rho[e], conv) for e in ("w", "a", "a+-", "random")}
+    dense_means = {e: _mean_over(rho[e], dense) for e in ("w", "a", "random")}
+    gaps = {layer: rho["w"][layer] - min(rho["a"][layer], rho["a+-"][layer]) for layer in kinds}
+    return {"conv": conv_means["a+-"] - max(conv_means[e] for e in ("w", "a", "random")),
+            "dense": dense_means["a"] - max(dense_means["w"], dense_means["random"]),
+            "filter": _mean_over(gaps, list(kinds))}
+
+
+def degradation_margins(areas: Mapping[str, float],
+                        method: str = "pattern_attribution") -> dict[str, float]:
+    """``method``'s degradation area minus the smallest area of the other methods
+    (``"others"``) and minus the random order's (``"random"``); below 0: it drops faster."""
+    if method not in areas or "random" not in areas:
+        raise ValueError(f"areas must hold {method!r} and 'random', got {list(areas)}")
+    others = [area for label, area in areas.items() if label not in (method, "random")]
+    if not others:
+        raise ValueError("areas must hold at least one other method")
+    return {"others": areas[method] - min(others), "random": areas[method] - areas["random"]}
+
+
+def paper_claims(measurements: Sequence[SeedMeasurement]) -> list[Claim]:
+    """The paper's four quantitative claims (Kindermans et al. 2018, section 6), one value per
+    seed each: PatternAttribution degrades the target output fastest (against the other
+    methods, and against a random order), ``S_a+-`` is the best estimator on conv layers,
+    ``S_a`` is good on dense layers, and ``S_w`` (the filter) is poor."""
+    if not measurements:
+        raise ValueError("measurements must hold at least one seed")
+    seeds = [m.seed for m in measurements]
+    estimators = [estimator_margins(m.rho, m.kinds) for m in measurements]
+    degradation = [degradation_margins(m.degradation.areas) for m in measurements]
+    others = ", ".join(label for label in measurements[0].degradation.areas
+                       if label not in ("pattern_attribution", "random"))
+    scale_note = "a net trained here on 64-pixel photo crops, not VGG-16 on ImageNet"
+    return [
+        Claim("PatternAttribution degrades the target output fastest",
+              f"area(PatternAttribution) - min area of {others}",
+              [d["others"] for d in degradation], seeds, threshold=0.0, above=False,
+              source="Kindermans et al. 2018, section 6, image degradation",
+              note=f"{scale_note}; patches scaled to the image size"),
+        Claim("PatternAttribution degrades faster than a random order",
+              "area(PatternAttribution) - area(random order)",
+              [d["random"] for d in degradation], seeds, threshold=0.0, above=False,
+              source="Kindermans et al. 2018, section 6, image degradation", note=scale_note),
+        Claim("S_a+- is the best signal estimator on convolution layers",
+              "mean rho(S_a+-) - max mean rho(S_w, S_a, random), conv layers",
+              [e["conv"] for e in estimators], seeds, threshold=0.0, above=True,
+              source="Kindermans et al. 2018, section 6, signal quality per layer",
+              note=f"{scale_note}; rho on a random subset of neurons per layer"),
+        Claim("S_a is a good estimator on dense layers",
+              "mean rho(S_a) - max mean rho(S_w, random), dense layers",
+              [e["dense"] for e in estimators], seeds, threshold=0.0, above=True,
+              source="Kindermans et al. 2018, section 6, signal quality per layer",
+              note=scale_note),
+        Claim("S_w (the filter: gradient, DeConvNet, Guided BackProp) is a poor estimator",
+              "mean over layers of rho(S_w) - min(rho(S_a), rho(S_a+-))",
+              [e["filter"] for e in estimators], seeds, threshold=0.0, above=False,
+              source="Kindermans et al. 2018, sections 4 and 6", note=scale_note),
+    ]
