@@ -59,12 +59,17 @@ def test_distractor_statistics_equal_the_sample_moments_of_the_distractor():
     torch.testing.assert_close(explicit, covariance)
     torch.testing.assert_close(covariance_dy, centred.T @ (y - y.mean()) / len(x))
     torch.testing.assert_close(variance_y, y.var(unbiased=False))
-    # the solver: (second + ridge I + U M U^T) v = b, as a dense solve would give it
+    # the solver: (second + ridge I + U_j M_j U_j^T) v_j = b_j, each as a dense solve gives it,
+    # for several neurons at once
     second = moments.sum_xx / moments.count
     solver = _SecondMomentSolver(second)
-    v = solver.solve(update, covariance_dy)
-    dense = explicit + solver.ridge * torch.eye(5, dtype=torch.float64)
-    torch.testing.assert_close(v, torch.linalg.solve(dense, covariance_dy))
+    statistics = [_distractor_statistics(moments, neuron, a_pos, a_neg) for neuron in range(3)]
+    solutions = solver.solve([u for u, _, _ in statistics],
+                             torch.stack([b for _, b, _ in statistics], dim=1))
+    for column, (neuron_update, b, _) in enumerate(statistics):
+        dense = second + neuron_update.columns @ neuron_update.weights @ \
+            neuron_update.columns.T + solver.ridge * torch.eye(5, dtype=torch.float64)
+        torch.testing.assert_close(solutions[:, column], torch.linalg.solve(dense, b))
 
 
 def test_the_linear_toys_filter_is_a_poor_estimator_and_its_pattern_a_perfect_one():

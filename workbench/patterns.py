@@ -395,8 +395,8 @@ class _LowRankUpdate:
 
 
 class _SecondMomentSolver:
-    """Solves ``(E[x x^T] + lambda I + U M U^T) v = b`` for many low-rank ``U M U^T``: one
-    Cholesky factor of the shared part, the Woodbury identity
+    """Solves ``(E[x x^T] + lambda I + U_j M_j U_j^T) v_j = b_j`` for many low-rank
+    ``U_j M_j U_j^T``: one Cholesky factor of the shared part, the Woodbury identity
     ``(K + U M U^T)^-1 = K^-1 - K^-1 U (I + M U^T K^-1 U)^-1 M U^T K^-1`` per right-hand side,
     and two steps of iterative refinement against the explicit matrix. ``lambda`` is ``1e-8``
     of the mean diagonal (the ridge that keeps a singular ``Cov(d)`` solvable: ``d`` has no
@@ -412,21 +412,29 @@ class _SecondMomentSolver:
                 break
         self.factor, self.ridge = factor, float(ridge)
 
-    def _apply(self, update: _LowRankUpdate, b: torch.Tensor,
-               inverse_columns: torch.Tensor) -> torch.Tensor:
-        inverse_b = torch.cholesky_solve(b[:, None], self.factor)[:, 0]
-        small = torch.eye(len(update.weights), dtype=b.dtype) \
-            + update.weights @ (update.columns.T @ inverse_columns)
-        rhs = update.weights @ (update.columns.T @ inverse_b)
-        return inverse_b - inverse_columns @ torch.linalg.lstsq(small, rhs[:, None]).solution[:, 0]
+    def solve(self, updates: list[_LowRankUpdate], rhs: torch.Tensor) -> torch.Tensor:
+        """``v_j`` for every update ``j`` and right-hand side ``rhs[:, j]``, all at once: the
+        triangular solves take every column together (one call per step, not per neuron)."""
+        columns = torch.stack([u.columns for u in updates])        # (m, d, k)
+        weights = torch.stack([u.weights for u in updates])        # (m, k, k)
+        m, d, k = columns.shape
+        inverse_columns = torch.cholesky_solve(
+            columns.transpose(0, 1).reshape(d, m * k), self.factor).reshape(d, m, k)
+        inverse_columns = inverse_columns.transpose(0, 1)           # (m, d, k)
+        small = torch.eye(k, dtype=rhs.dtype) + weights @ (columns.transpose(1, 2)
+                                                             @ inverse_columns)
 
-    def solve(self, update: _LowRankUpdate, b: torch.Tensor) -> torch.Tensor:
-        inverse_columns = torch.cholesky_solve(update.columns, self.factor)
-        v = self._apply(update, b, inverse_columns)
-        for _ in range(2):
-            residual = b - (self.second @ v + self.ridge * v
-                            + update.columns @ (update.weights @ (update.columns.T @ v)))
-            v = v + self._apply(update, residual, inverse_columns)
+        def apply(b: torch.Tensor) -> torch.Tensor:                 # b: (d, m)
+            inverse_b = torch.cholesky_solve(b, self.factor)
+            projected = weights @ (columns.transpose(1, 2) @ inverse_b.T[:, :, None])
+            correction = inverse_columns @ torch.linalg.lstsq(small, projected).solution
+            return inverse_b - correction[:, :, 0].T
+
+        v = apply(rhs)
+        for _ in range(2):  # iterative refinement against the explicit matrices
+            low_rank = columns @ (weights @ (columns.transpose(1, 2) @ v.T[:, :, None]))
+            residual = rhs - (self.second @ v + self.ridge * v + low_rank[:, :, 0].T)
+            v = v + apply(residual)
         return v
 
 
@@ -436,19 +444,26 @@ def _distractor_correlation(fit: Moments, evaluate: Moments, neurons: torch.Tens
     ``y`` on the distractor ``d`` fitted on ``fit`` (cross-fitting keeps the in-sample
     overfitting of ``v`` out of the correlation)."""
     second, held_second = fit.sum_xx / fit.count, evaluate.sum_xx / evaluate.count
-    solver = _SecondMomentSolver(second)
-    results = []
-    for j, a_pos, a_neg in zip(neurons.tolist(), positive, negative):
+    results = torch.full((len(neurons),), float("nan"), dtype=torch.float64)
+    kept, updates, rhs, held = [], [], [], []
+    for i, (j, a_pos, a_neg) in enumerate(zip(neurons.tolist(), positive, negative)):
         update, covariance_dy, variance_y = _distractor_statistics(fit, j, a_pos, a_neg)
         held_update, held_dy, held_variance_y = _distractor_statistics(evaluate, j, a_pos, a_neg)
         scale = (second.diagonal().sum() + update.trace()).clamp(min=1e-300) / len(second)
         if variance_y <= 1e-12 * scale or held_variance_y <= 0:
-            results.append(torch.tensor(float("nan"), dtype=torch.float64))
             continue
-        v = solver.solve(update, covariance_dy)
+        kept.append(i)
+        updates.append(update)
+        rhs.append(covariance_dy)
+        held.append((held_update, held_dy, held_variance_y))
+    if not kept:
+        return results
+    solutions = _SecondMomentSolver(second).solve(updates, torch.stack(rhs, dim=1))
+    for column, (i, (held_update, held_dy, held_variance_y)) in enumerate(zip(kept, held)):
+        v = solutions[:, column]
         spread = held_update.quadratic(held_second, v).clamp(min=1e-300) * held_variance_y
-        results.append(((v @ held_dy) / spread.sqrt()).clamp(0, 1))
-    return torch.stack(results)
+        results[i] = ((v @ held_dy) / spread.sqrt()).clamp(0, 1)
+    return results
 
 
 def signal_quality(model: nn.Module, data, patterns: Patterns, batch_size: int = 256,
