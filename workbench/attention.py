@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from workbench import ops
+from workbench.collecting import collecting
 
 _RECORDED: ContextVar[list[torch.Tensor] | None] = ContextVar("attention_weights", default=None)
 
@@ -28,12 +29,8 @@ _RECORDED: ContextVar[list[torch.Tensor] | None] = ContextVar("attention_weights
 def recording_attention() -> Iterator[list[torch.Tensor]]:
     """A list that each decomposed attention call fills with its weights, detached, of shape
     ``(N, heads, L, S)`` (batch, heads, queries, keys), in call order."""
-    sink: list[torch.Tensor] = []
-    token = _RECORDED.set(sink)
-    try:
+    with collecting(_RECORDED) as sink:
         yield sink
-    finally:
-        _RECORDED.reset(token)
 
 
 def _additive(mask: torch.Tensor | None, masked_where: bool, like: torch.Tensor):

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from workbench.collecting import collecting
 from workbench.rules import BATCHED_DIMS, INPUT_GRADIENTS, AffineCall, AffineRule, stabilize
 
 
@@ -504,12 +505,8 @@ def collecting_input_relevance() -> Iterator[list[torch.Tensor]]:
     """A list that rules with ``gives_relevance`` fill, in the backward pass, with the relevance
     they give at the model's input (in the shape of the layer's input); an LRP method adds it to
     ``x * g``."""
-    sink: list[torch.Tensor] = []
-    token = _INPUT_RELEVANCE.set(sink)
-    try:
+    with collecting(_INPUT_RELEVANCE) as sink:
         yield sink
-    finally:
-        _INPUT_RELEVANCE.reset(token)
 
 
 def reads_model_input(tensor: torch.Tensor) -> bool:
