@@ -353,8 +353,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         PATTERNS),
     Mutation(
         "patterns-rho-clamp-negative", "workbench/patterns.py",
-        "results.append(((v @ held_dy) / spread.sqrt()).clamp(0, 1))",
-        "results.append(((v @ held_dy) / spread.sqrt()).clamp(-1, 1))",
+        "results[i] = ((v @ held_dy) / spread.sqrt()).clamp(0, 1)",
+        "results[i] = ((v @ held_dy) / spread.sqrt()).clamp(-1, 1)",
         "signal_quality clamps the cross-fitted correlation to [-1, 1] (rho above 1)",
         PATTERNS),
     Mutation(
