@@ -59,7 +59,8 @@ def test_unified_gradients_on_mnist_files(tmp_path, cache):
     assert results["settings"]["mnist_root"] == str(root)
 
 
-@pytest.mark.xfail(strict=True, reason="notebook 04 over seeds names photos_vgg layers (classifier.relu1) in its claims cell; the AlexNet branch breaks there (KeyError) - to fix")
+@pytest.mark.xfail(strict=True, reason="notebook 04's claims cell names photos_vgg layers "
+                   "(classifier.relu1): the AlexNet branch fails there with a KeyError")
 def test_neurons_vs_pcs_with_alexnet_weights_from_a_file(tmp_path, cache):
     from torchvision.models import alexnet
 
