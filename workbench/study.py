@@ -269,11 +269,10 @@ def join(engine: Engine, study_id: int, seed: int | None = None) -> str:
         for position, (row, task) in enumerate(order[:config["trials_per_participant"]]):
             queries, correct = [], None
             if task == "forced_choice":
-                queries = [rng.choice(json.loads(row.positives)),
-                           rng.choice(json.loads(row.negatives))]
+                strong = rng.choice(json.loads(row.positives))
+                queries = [strong, rng.choice(json.loads(row.negatives))]
                 rng.shuffle(queries)
-                correct = queries.index(next(q for q in queries
-                                             if q in json.loads(row.positives)))
+                correct = queries.index(strong)
             connection.execute(trials.insert().values(
                 participant_id=participant, position=position, direction_id=row.id, task=task,
                 queries=json.dumps(queries), correct=correct))
