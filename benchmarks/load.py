@@ -1,18 +1,26 @@
-"""Load test of the Explorer app served by Voilà: N concurrent browser sessions on one server.
+"""Load test of the apps served by Voilà: concurrent browser sessions on one server.
 
 Run from the repository root::
 
-    python -m benchmarks.load                      # N = 1, 4, 8; 5 method changes per session
-    python -m benchmarks.load --sessions 1,4,8 --changes 5
-    python -m benchmarks.load --quick              # N = 1, 2; 2 changes; writes results/quick/
+    python -m benchmarks.load                      # Explorer cold at N = 1, 4, 8; every app
+                                                   # preheated at N = 1, 8
+    python -m benchmarks.load --sessions "" --apps 00_explorer,01_patternnet --app-sessions 1,8
+    python -m benchmarks.load --quick              # Explorer cold at N = 1, 2; 02 preheated at 1
 
 Writes ``benchmarks/results/load.json`` and ``benchmarks/results/load.md`` (see
-benchmarks/LOAD.md for what is measured). One Voilà server (``workbench.serve.voila_command``,
-``WORKBENCH_SMOKE=1``: only the default digits model) on a free 127.0.0.1 port; one headless
-Chromium with one browser context per session, driven concurrently with Playwright's async API.
-Culling is switched off (``cull_idle_timeout=0``): kernels end when their page unloads (Voilà's
-``beforeunload`` beacon), which is waited for between rounds. Nothing here asserts; the target
-(p95 update latency under 1 s at 8 sessions) is reported as PASS/FAIL.
+benchmarks/LOAD.md for what is measured). Two parts, each with ``WORKBENCH_SMOKE=1`` and
+culling off (``cull_idle_timeout=0``: kernels end when their page unloads, Voilà's
+``beforeunload`` beacon, which is waited for between rounds); one headless Chromium per round
+with one browser context per session, driven concurrently with Playwright's async API.
+
+- Every app (``--apps``, ``--app-sessions``): per session count N and app, a fresh server whose
+  preheated pool holds N kernels (``workbench serve APP --preheat N``), opened by N pages once
+  those kernels have run the notebook; first paint p95 against 2 s at 1 session and 10 s at 8,
+  and the Explorer's update p95 against 1 s.
+- The Explorer cold (``--sessions``): one server without a pool; time to the first heat map and
+  update latency at each N (target: p95 update under 1 s at 8 sessions).
+
+Nothing here asserts; the targets are reported as PASS/FAIL.
 """
 from __future__ import annotations
 
@@ -56,6 +64,49 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 METHOD_CYCLE = ("deconvnet", "gradient_x_input", "lrp_epsilon", "guided_backprop", "gradient")
 TARGET_SESSIONS = 8
 TARGET_P95_S = 1.0
+#: every app: the notebooks' stems (00_explorer, the paper notebooks, the study app)
+APPS = tuple(path.stem for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+#: first paint p95 targets by concurrent sessions, s
+PAINT_TARGET_S = {1: 2.0, 8: 10.0}
+#: the page counts as painted once its drawn content has not changed for this long, s
+PAINT_QUIET_S = 2.0
+
+# Runs in every page before its scripts: records (performance.now(), what the page shows)
+# whenever that changes. What it shows: plotly figures laid out (.main-svg), decoded images in
+# cell outputs, rendered widget views, plotly figures still pending, the document's ready state
+# and Voila's cell error notice. "Painted" is the first moment the page showed everything it
+# shows once quiet (see first_paint_s).
+PAINT_JS = r"""
+(() => {
+  if (window.__paint) return;
+  const rec = {events: [], key: null};
+  window.__paint = rec;
+  const scan = () => {
+    const plots = [...document.querySelectorAll('.js-plotly-plot')];
+    const drawn = plots.filter(p => p.querySelector('.main-svg')).length;
+    const images = [...document.querySelectorAll('.jp-OutputArea img')]
+      .filter(i => i.complete && i.naturalWidth > 0).length;
+    const widgets = document.querySelectorAll('.jp-OutputArea .jupyter-widgets').length;
+    const text = document.body ? document.body.innerText : '';
+    const failed = text.includes('There was an error when executing cell');
+    const state = {plots: drawn, images, widgets, pending: plots.length - drawn,
+                   ready: document.readyState, failed};
+    const key = JSON.stringify(state);
+    if (key === rec.key) return;
+    rec.key = key;
+    rec.events.push({t: performance.now(), ...state});
+  };
+  const start = () => {
+    new MutationObserver(scan).observe(document.documentElement,
+      {subtree: true, childList: true, characterData: true, attributes: true});
+    document.addEventListener('load', scan, true);
+    document.addEventListener('readystatechange', scan);
+    scan();
+  };
+  if (document.documentElement) start();
+  else document.addEventListener('readystatechange', start, {once: true});
+})();
+"""
 
 # Runs in every page before its scripts: records (performance.now(), status text, title of
 # heat-map column 1, its image's URL) whenever one of them changes. performance.now() counts
@@ -280,24 +331,53 @@ def system_busy_seconds() -> tuple[float, float]:
     return (sum(values) - idle) / tick, sum(values) / tick
 
 
+def wait_preheated(server: subprocess.Popen, kernels: int, timeout: float,
+                   quiet_s: float = 3.0) -> float | None:
+    """Seconds until a preheating Voilà ``server`` has ``kernels`` kernels that have run their
+    notebook: Voilà starts a pool kernel and runs the notebook in it at once, so a kernel is
+    done when its CPU time stands still (the kernels' total grows under 0.05 s per kernel for
+    ``quiet_s``); None if not within ``timeout``. Voilà's "Kernel pool ... is filled" log line
+    comes when the kernels have started, before they have run anything."""
+    start = time.monotonic()
+    last: tuple[float, float] | None = None  # (when, kernels' CPU seconds)
+    while time.monotonic() - start < timeout:
+        if server.poll() is not None:
+            raise RuntimeError(f"voila exited with {server.returncode}")
+        pids = [pid for pid in descendants(server.pid)
+                if any("ipykernel" in a for a in cmdline(pid))]
+        if len(pids) >= kernels:
+            used = sum(cpu_seconds(pid) for pid in pids)
+            now = time.monotonic()
+            if last is None or used - last[1] > 0.05 * len(pids):
+                last = (now, used)
+            elif now - last[0] >= quiet_s:
+                return last[0] - start
+        time.sleep(0.5)
+    return None
+
+
 class Server:
     """A Voilà server on a free loopback port, with the process-tree measurements."""
 
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, notebook: Path = NOTEBOOK, preheat: int = 0,
+                 fill_delay: float | None = None) -> None:
         from workbench.serve import voila_command
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
-        command, token = voila_command(str(NOTEBOOK), ip="127.0.0.1", port=self.port,
-                                       cull_idle_timeout=0)
+        command, token = voila_command(str(notebook), ip="127.0.0.1", port=self.port,
+                                       cull_idle_timeout=0, preheat=preheat)
         assert token is None, "a loopback server needs no token"
+        if fill_delay is not None:  # Voilà's wait before refilling its pool (default 1 s)
+            command.append(f"--VoilaKernelManager.fill_delay={fill_delay}")
         self.command = command
+        self.preheat = preheat
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = log_path
         self._log = open(log_path, "wb")
         env = {**os.environ, "WORKBENCH_SMOKE": "1"}
-        self.process = processes.start(command, cwd=NOTEBOOK.parent, env=env, stdout=self._log,
+        self.process = processes.start(command, cwd=notebook.parent, env=env, stdout=self._log,
                                        stderr=subprocess.STDOUT)
 
     def wait_up(self, timeout: float = 90.0) -> float:
@@ -315,6 +395,11 @@ class Server:
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError(f"voila did not answer within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def wait_pool(self, timeout: float) -> float | None:
+        """Seconds until the preheated pool is ready (``wait_preheated``), None if not within
+        ``timeout`` (pages then wait for a kernel still running the notebook)."""
+        return wait_preheated(self.process, self.preheat, timeout)
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
@@ -426,6 +511,8 @@ class Session:
     index: int
     first_ready_s: float | None = None
     first_title_s: float | None = None
+    paint_s: float | None = None  # what the page shows once quiet, all shown (PAINT_JS)
+    painted: dict[str, Any] = field(default_factory=dict)
     updates: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     page_errors: list[str] = field(default_factory=list)
@@ -446,11 +533,47 @@ def kernel_seconds(status: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def first_paint_s(events: list[dict[str, Any]]) -> tuple[float | None, dict[str, Any]]:
+    """The first moment the page showed as much as its last state shows (every plotly figure
+    laid out, at least as many figures, images and widget views, the document loaded), in s
+    from navigation start; None if its last state is not loaded, still draws a figure, shows
+    nothing, or shows Voilà's cell error notice."""
+    if not events:
+        return None, {}
+    last = events[-1]
+    shown = last["plots"] + last["images"] + last["widgets"]
+    if last["ready"] != "complete" or last["pending"] or not shown or last["failed"]:
+        return None, last
+    for event in events:
+        if (event["ready"] == "complete" and not event["pending"]
+                and all(event[k] >= last[k] for k in ("plots", "images", "widgets"))):
+            return event["t"] / 1000, last
+    return None, last
+
+
+async def wait_painted(page, session: Session, timeout_s: float) -> None:
+    """Wait until what the page shows has not changed for PAINT_QUIET_S and it is painted (see
+    first_paint_s), or ``timeout_s``; record the first paint."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        events = await page.evaluate("() => window.__paint ? window.__paint.events : []")
+        now = await page.evaluate("() => performance.now()")
+        session.paint_s, session.painted = first_paint_s(events)
+        quiet = events and now - events[-1]["t"] > PAINT_QUIET_S * 1000
+        if (quiet and session.paint_s is not None) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    if session.paint_s is None:
+        session.errors.append(f"first paint: not painted within {timeout_s:.0f} s; page shows "
+                              f"{json.dumps(session.painted)}")
+
+
 async def open_session(browser, url: str, session: Session, timeout_s: float,
-                       stretch: bool = False) -> None:
+                       stretch: bool = False, explorer: bool = True) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     session.context = context
     await context.add_init_script(OBSERVER_JS)
+    await context.add_init_script(PAINT_JS)
     if stretch:
         await context.add_init_script(STRETCH_JS)
     page = await context.new_page()
@@ -479,6 +602,10 @@ async def open_session(browser, url: str, session: Session, timeout_s: float,
     start = time.monotonic()
     try:
         await page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
+        if not explorer:
+            await wait_painted(page, session, timeout_s)
+            session.errors.extend(await _page_errors(page))
+            return
         await page.wait_for_function(
             "() => window.__wb && window.__wb.firstReady !== null",
             timeout=max(1.0, timeout_s - (time.monotonic() - start)) * 1000, polling=100)
@@ -490,6 +617,7 @@ async def open_session(browser, url: str, session: Session, timeout_s: float,
             timeout=max(1.0, timeout_s - (time.monotonic() - start)) * 1000,
             polling=100)
         session.first_title_s = await page.evaluate("() => window.__wb.firstTitle") / 1000
+        await wait_painted(page, session, max(1.0, timeout_s - (time.monotonic() - start)))
     except Exception as error:  # noqa: BLE001 - reported, the other sessions go on
         session.errors.append(f"first heat map: {type(error).__name__}: {str(error)[:200]}; "
                               f"page: {await _page_state(page)}")
@@ -597,19 +725,24 @@ async def close_sessions(sessions: list[Session]) -> None:
     await asyncio.gather(*(close(s) for s in sessions))
 
 
-def wait_kernels_gone(server: Server, timeout_s: float) -> dict[str, Any]:
-    """Wait for the server's kernels to end; shut down leftovers through Voilà's endpoint."""
+def wait_kernels_gone(server: Server, timeout_s: float,
+                      among: set[str] | None = None) -> dict[str, Any]:
+    """Wait for the server's kernels (those in ``among`` if given: the pages' preheated ones,
+    not the pool's refills) to end; shut down leftovers through Voilà's endpoint."""
+    def alive() -> dict[int, str]:
+        return {pid: k for pid, k in server.kernels().items() if among is None or k in among}
+
     start = time.monotonic()
-    while time.monotonic() - start < timeout_s and server.kernels():
+    while time.monotonic() - start < timeout_s and alive():
         time.sleep(0.25)
-    left = server.kernels()
+    left = alive()
     result = {"wait_s": round(time.monotonic() - start, 2), "left_after_unload": len(left)}
     if left:
         result["shut_down_by_api"] = sum(server.shutdown_kernel(k) for k in left.values() if k)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and server.kernels():
+        while time.monotonic() < deadline and alive():
             time.sleep(0.25)
-        result["left_at_end"] = len(server.kernels())
+        result["left_at_end"] = len(alive())
     return result
 
 
@@ -636,12 +769,14 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 
 async def run_round(playwright, server: Server, n: int, methods: list[str], args,
-                    rng: random.Random, label: str) -> dict[str, Any]:
+                    rng: random.Random, label: str, explorer: bool = True) -> dict[str, Any]:
     print(f"[{label}] {n} session(s) ...", flush=True)
     idle = server.memory()
     browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                args=BROWSER_ARGS)
     sessions = [Session(i) for i in range(n)]
+    # a preheated server's running kernels are its pool: the ones these pages will take
+    pool = set(server.kernels().values()) if server.preheat else None
     sampler = PeakSampler(server)
     sampler.start()
     round_start = time.monotonic()
@@ -652,7 +787,8 @@ async def run_round(playwright, server: Server, n: int, methods: list[str], args
                            max(30.0, args.deadline_at - time.monotonic() - 70))
         result["open_timeout_s"] = round(open_timeout, 1)
         await asyncio.gather(*(open_session(browser, server.url, s, open_timeout,
-                                            args.stretch_anywidget_timeout) for s in sessions))
+                                            args.stretch_anywidget_timeout, explorer)
+                               for s in sessions))
         cpu1 = server.cpu()
         open_memory = server.memory()
         result["open_s"] = round(time.monotonic() - round_start, 2)
@@ -668,7 +804,7 @@ async def run_round(playwright, server: Server, n: int, methods: list[str], args
             await close_sessions(sessions)
         finally:
             await browser.close()
-    result["close"] = wait_kernels_gone(server, args.close_timeout)
+    result["close"] = wait_kernels_gone(server, args.close_timeout, pool)
     result["close"]["pages_with_xsrf_cookie"] = sum(bool(s.xsrf_cookie) for s in sessions)
 
     first = [s.first_ready_s for s in sessions if s.first_ready_s is not None]
@@ -676,6 +812,8 @@ async def run_round(playwright, server: Server, n: int, methods: list[str], args
     result["first_heatmap_s"] = _stats(first)
     result["first_title_s"] = _stats([s.first_title_s for s in sessions
                                       if s.first_title_s is not None])
+    result["paint_s"] = _stats([s.paint_s for s in sessions if s.paint_s is not None])
+    result["not_painted"] = sum(s.paint_s is None for s in sessions)
     result["update_s"] = _stats([u["latency_s"] for u in updates])
     result["update_title_s"] = _stats([u["title_s"] for u in updates])
     answered = [u for s in sessions for u in s.updates if "status_s" in u]
@@ -725,16 +863,22 @@ async def run_round(playwright, server: Server, n: int, methods: list[str], args
     result["page_errors"] = [f"session {s.index}: {e}" for s in sessions
                              for e in s.page_errors]
     result["raw"] = [{"session": s.index, "first_ready_s": s.first_ready_s,
-                      "first_title_s": s.first_title_s, "updates": s.updates}
+                      "first_title_s": s.first_title_s, "paint_s": s.paint_s,
+                      "painted": s.painted, "updates": s.updates}
                      for s in sessions]
     result["wall_s"] = round(time.monotonic() - round_start, 2)
-    print(f"[{label}] first heat map median {result['first_heatmap_s']['median']} s, "
+    print(f"[{label}] first paint p95 {result['paint_s']['p95']} s, "
+          f"first heat map median {result['first_heatmap_s']['median']} s, "
           f"update p95 {result['update_s']['p95']} s, "
           f"{result['memory']['rss_per_session_mb']} MB/session, "
           f"{len(result['errors'])} errors ({result['wall_s']} s)", flush=True)
     for error in result["errors"][:5]:
         print(f"[{label}]   {error}", flush=True)
     return result
+
+
+class _NoColdRounds(Exception):
+    """``--sessions`` is empty: no rounds on the cold (not preheated) Explorer server."""
 
 
 async def run_all(args) -> dict[str, Any]:
@@ -757,10 +901,15 @@ async def run_all(args) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(),
                     "loadavg_start": [round(v, 2) for v in os.getloadavg()]},
-        "rounds": [], "skipped": [],
+        "rounds": [], "skipped": [], "apps": [], "apps_skipped": [],
     }
-    server = Server(log_path)
+    report["settings"].update(apps=list(args.apps), app_sessions=args.app_sessions,
+                              preheat="off" if args.no_preheat else "pool = sessions",
+                              pool_timeout_s=args.pool_timeout, fill_delay_s=args.fill_delay)
+    server = Server(log_path) if args.sessions else None
     try:
+        if server is None:
+            raise _NoColdRounds
         report["server_start_s"] = round(server.wait_up(), 2)
         report["memory_idle_at_start_mb"] = round(server.memory()["tree_rss"] / 2**20, 1)
         async with async_playwright() as playwright:
@@ -784,17 +933,88 @@ async def run_all(args) -> dict[str, Any]:
                     report["skipped"].append({"sessions": n, "reason": f"{type(error).__name__}"
                                               f": {str(error)[:300]}"})
                     wait_kernels_gone(server, args.close_timeout)
+    except _NoColdRounds:
+        pass
     finally:
-        server.stop()
-        report["server_log_tail"] = server.log_tail(1500)
+        if server is not None:
+            server.stop()
+            report["server_log_tail"] = server.log_tail(1500)
         try:
             log_path.unlink()
         except OSError:
             pass
+    if args.apps and args.app_sessions:
+        async with async_playwright() as playwright:
+            await run_apps(playwright, args, methods, rng, report)
     report["wall_s"] = round(time.monotonic() - started, 1)
     report["machine"]["loadavg_end"] = [round(v, 2) for v in os.getloadavg()]
     report["target"] = _target(report)
     return report
+
+
+async def run_apps(playwright, args, methods: list[str], rng: random.Random,
+                   report: dict[str, Any]) -> None:
+    """Every app in ``args.apps`` at each of ``args.app_sessions`` concurrent sessions, each
+    round on a fresh server whose preheated pool holds as many kernels as there are sessions
+    (``--no-preheat``: none), opened once the pool is ready (Server.wait_pool). The Explorer's pages
+    also make the method changes; the other pages are timed to their first paint."""
+    for n in args.app_sessions:  # every app at 1 session first, then at the next count
+        for app in args.apps:
+            label = f"{app} N={n}"
+            if args.deadline_at - time.monotonic() < 60:
+                report["apps_skipped"].append({"app": app, "sessions": n,
+                                               "reason": "run deadline"})
+                continue
+            explorer = app == NOTEBOOK.stem
+            preheat = 0 if args.no_preheat else n
+            log_path = Path(tempfile.mkstemp(prefix="voila-app-", suffix=".log")[1])
+            server = Server(log_path, ROOT / "notebooks" / f"{app}.ipynb", preheat,
+                            args.fill_delay)
+            try:
+                up = server.wait_up()
+                fill = server.wait_pool(args.pool_timeout) if preheat else None
+                await asyncio.sleep(args.settle)
+                loadavg = [round(v, 2) for v in os.getloadavg()]
+                result = await run_round(playwright, server, n, methods if explorer else [],
+                                         args, rng, label, explorer)
+                result.update(app=app, preheat=preheat, server_start_s=round(up, 2),
+                              pool_fill_s=None if fill is None else round(fill, 1),
+                              pool_filled=bool(fill is not None or not preheat),
+                              loadavg_at_start=loadavg)
+                result["verdicts"] = _app_verdicts(result, explorer)
+                report["apps"].append(result)
+            except Exception as error:  # noqa: BLE001 - reported; the next round goes on
+                report["apps_skipped"].append({"app": app, "sessions": n, "reason":
+                                               f"{type(error).__name__}: {str(error)[:300]}"})
+            finally:
+                server.stop()
+                try:
+                    log_path.unlink()
+                except OSError:
+                    pass
+
+
+def _app_verdicts(r: dict[str, Any], explorer: bool) -> dict[str, Any]:
+    """First paint p95 against PAINT_TARGET_S and (the Explorer) update p95 against
+    TARGET_P95_S; a page never painted or a failed update counts as infinitely late."""
+    n = r["sessions"]
+    paints = [s["paint_s"] for s in r["raw"] if s["paint_s"] is not None]
+    paint = _p95_counting_failures(paints, r["not_painted"])
+    limit = PAINT_TARGET_S.get(n)
+    verdicts = {"paint_p95_s": paint, "paint_target_s": limit,
+                "paint": "-" if limit is None or paint is None else
+                         "PASS" if paint <= limit else "FAIL"}
+    if explorer:
+        latencies = [u["latency_s"] for s in r["raw"] for u in s["updates"] if "latency_s" in u]
+        update = _p95_counting_failures(latencies, r["failed_updates"])
+        verdicts.update(update_p95_s=update, update=(
+            "-" if update is None else "PASS" if update < TARGET_P95_S else "FAIL"))
+    for key in ("paint_p95_s", "update_p95_s"):
+        if verdicts.get(key) == float("inf"):
+            verdicts[key] = "never"
+        elif isinstance(verdicts.get(key), float):
+            verdicts[key] = round(verdicts[key], 3)
+    return verdicts
 
 
 def _p95_counting_failures(latencies: list[float], failed: int) -> float | None:
@@ -843,7 +1063,75 @@ def _fmt(value: Any, unit: str = "") -> str:
     return f"{value}{unit}"
 
 
+def apps_markdown(report: dict[str, Any]) -> list[str]:
+    """The every-app section: first paint and update p95 per app and session count."""
+    s = report["settings"]
+    if not report.get("apps") and not report.get("apps_skipped"):
+        return []
+    sessions = ",".join(map(str, s["app_sessions"]))
+    lines = [
+        "# Every app: first paint and updates",
+        "",
+        f"`python -m benchmarks.load --apps {','.join(s['apps'])} --app-sessions {sessions}`"
+        f"{' --no-preheat' if s['preheat'] == 'off' else ''}: per app and session count N, a "
+        "fresh Voilà server (`workbench serve APP --preheat N`: Voilà's preheated pool holds "
+        "N kernels that have run the notebook; `WORKBENCH_SMOKE=1`: the smoke parameters), "
+        "opened by N concurrent headless Chromium pages once Voilà reports the pool full. "
+        f"Preheat: {s['preheat']}. Everything (server, kernels, the pool's refills, Chromium) "
+        f"runs on the same {report['machine']['cpus']}-CPU machine.",
+        "",
+        "**Targets**: first paint p95 <= "
+        + ", ".join(f"{v:g} s at {k} session{'s' if k > 1 else ''}"
+                    for k, v in PAINT_TARGET_S.items())
+        + f"; update p95 < {TARGET_P95_S:g} s (the Explorer's method changes). A page never "
+        "painted or a failed update counts as infinitely late.",
+        "",
+        "| app | N | pool filled in | load avg (1 min) | first paint: median / p95 | target | "
+        "paint | update: median / p95 | update | shown (plots / images / widgets) | "
+        "errors |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in report["apps"]:
+        v = r["verdicts"]
+        shown = r["raw"][0]["painted"] if r["raw"] else {}
+        pool = ("no pool" if not r["preheat"] else
+                f"{r['pool_fill_s']:.0f} s" if r["pool_fill_s"] is not None else
+                "not within the timeout")
+        update = ("-" if "update" not in v else
+                  f"{_fmt(r['update_s']['median'], ' s')} / {_fmt(v['update_p95_s'], ' s')}")
+        lines.append(
+            f"| {r['app']} | {r['sessions']} | {pool} | {r['loadavg_at_start'][0]:.1f} | "
+            f"{_fmt(r['paint_s']['median'], ' s')} / {_fmt(v['paint_p95_s'], ' s')} | "
+            f"{_fmt(v['paint_target_s'], ' s')} | **{v['paint']}** | {update} | "
+            f"{('**' + v['update'] + '**') if 'update' in v else '-'} | "
+            f"{shown.get('plots', '-')} / {shown.get('images', '-')} / "
+            f"{shown.get('widgets', '-')} | {len(r['errors'])} |")
+    lines += [f"- skipped {k['app']} N={k['sessions']}: {k['reason']}"
+              for k in report.get("apps_skipped", [])]
+    lines += [
+        "",
+        "- *first paint*: navigation start to the first moment the page showed everything it "
+        f"shows once nothing has changed for {PAINT_QUIET_S:g} s: every plotly figure laid out "
+        "(`.main-svg`), as many decoded images in cell outputs and rendered widget views, the "
+        "document loaded, and no Voilà cell error notice. *update*: the Explorer's method "
+        "changes, timed as in the Explorer section below. *pool filled in*: server start to "
+        "Voilà's \"Kernel pool ... is filled\" log line (the pages are opened after it).",
+        "- The paper apps' pages take no update here: their controls are timed once they have "
+        "some (`-`).",
+    ]
+    errors = [(r["app"], r["sessions"], e) for r in report["apps"] for e in r["errors"]]
+    if errors:
+        lines += ["", f"Errors ({len(errors)}):", ""]
+        lines += [f"- {a} N={n}: {e}" for a, n, e in errors[:20]]
+    return lines + ["", ""]
+
+
 def markdown(report: dict[str, Any]) -> str:
+    return "\n".join(apps_markdown(report)) + (explorer_markdown(report) if report["rounds"]
+                                               else "")
+
+
+def explorer_markdown(report: dict[str, Any]) -> str:
     s, t = report["settings"], report["target"]
     verdict = f"**{t['verdict']}**"
     if t.get("p95_s") is not None:
@@ -996,22 +1284,48 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--close-timeout", type=float, default=10.0,
                         help="wait for the kernels to end after the pages unload, then shut "
                              "the rest down through Voilà's endpoint, s (default 10)")
-    parser.add_argument("--deadline", type=float, default=450.0,
+    parser.add_argument("--deadline", type=float, default=2400.0,
                         help="the run ends within about this many seconds: the open timeout "
-                             "and the changes are cut to fit, a round with under 100 s left is "
-                             "skipped (default 450)")
+                             "and the changes are cut to fit, an Explorer round with under "
+                             "100 s left or an every-app round with under 60 s left is skipped "
+                             "(default 2400)")
     parser.add_argument("--stretch-anywidget-timeout", action="store_true",
                         help="diagnostic: stretch anywidget's 2 s model-initialisation timeout "
                              "to 60 s in the pages (see STRETCH_JS)")
+    parser.add_argument("--apps", default=None,
+                        help="comma-separated notebook stems for the every-app rounds (default "
+                             "all; quick: 02_unified_gradients; empty: none)")
+    parser.add_argument("--app-sessions", default=None,
+                        help="comma-separated session counts of the every-app rounds "
+                             "(default 1,8; quick: 1)")
+    parser.add_argument("--no-preheat", action="store_true",
+                        help="every-app rounds without Voilà's preheated kernels")
+    parser.add_argument("--fill-delay", type=float, default=None,
+                        help="diagnostic: Voilà's wait before it refills the preheated pool "
+                             "after a page took a kernel, s (Voilà's default 1)")
+    parser.add_argument("--pool-timeout", type=float, default=300.0,
+                        help="wait for the preheated pool to fill, s (default 300)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up session")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None,
                         help="output folder (default benchmarks/results, quick: .../quick)")
     args = parser.parse_args(argv)
-    args.sessions = [int(v) for v in (args.sessions or ("1,2" if args.quick else "1,4,8"))
-                     .split(",") if v.strip()]
-    if not args.sessions or min(args.sessions) < 1:
+    default_sessions = "1,2" if args.quick else "1,4,8"
+    args.sessions = [int(v) for v in (default_sessions if args.sessions is None
+                                      else args.sessions).split(",") if v.strip()]
+    if args.sessions and min(args.sessions) < 1:
         parser.error("--sessions must list positive integers, e.g. 1,4,8")
+    args.app_sessions = [int(v) for v in (("1" if args.quick else "1,8")
+                                          if args.app_sessions is None else args.app_sessions)
+                         .split(",") if v.strip()]
+    if args.app_sessions and min(args.app_sessions) < 1:
+        parser.error("--app-sessions must list positive integers, e.g. 1,8")
+    args.apps = [v.strip() for v in (("02_unified_gradients" if args.quick else ",".join(APPS))
+                                     if args.apps is None else args.apps).split(",")
+                 if v.strip()]
+    unknown = sorted(set(args.apps) - set(APPS))
+    if unknown:
+        parser.error(f"--apps: no notebook {', '.join(unknown)} (known: {', '.join(APPS)})")
     args.changes = args.changes if args.changes is not None else (2 if args.quick else 5)
     if args.changes < 1:
         parser.error("--changes must be at least 1")

@@ -127,10 +127,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def voila_server(target: str | None, cwd, timeout: float = 90.0, preheat: int = 0):
+def voila_server(target: str | None, cwd, timeout: float = 90.0, preheat: int = 0,
+                 preheated_kernels: int = 0, preheat_timeout: float = 240.0):
     """Voilà serving ``target`` (a notebook path, or ``None``: the notebooks folder) with the
-    smoke settings on a free loopback port; yields its URL once it answers, and stops it and
-    its kernels (``workbench.processes.stop``) however the block ends."""
+    smoke settings on a free loopback port; yields its URL once it answers (and, given
+    ``preheated_kernels``, once that many preheated kernels have run their notebook), and stops
+    it and its kernels (``workbench.processes.stop``) however the block ends."""
     import os
     import subprocess
     import tempfile
@@ -159,6 +161,12 @@ def voila_server(target: str | None, cwd, timeout: float = 90.0, preheat: int = 
                 if time.monotonic() > deadline:
                     pytest.fail(f"voila did not start within {timeout:.0f} s")
                 time.sleep(0.5)
+        if preheated_kernels:
+            from benchmarks.load import wait_preheated
+
+            if wait_preheated(server, preheated_kernels, preheat_timeout) is None:
+                pytest.fail(f"{preheated_kernels} preheated kernels not ready within "
+                            f"{preheat_timeout:.0f} s")
         yield url
     finally:
         processes.stop(server, grace=15)  # Voilà and its kernels
