@@ -5,7 +5,7 @@ Run from the repository root::
     python -m benchmarks.load                      # Explorer cold at N = 1, 4, 8; every app
                                                    # preheated at N = 1, 8
     python -m benchmarks.load --sessions "" --apps 00_explorer,01_patternnet --app-sessions 1,8
-    python -m benchmarks.load --quick              # Explorer cold at N = 1, 2; 02 preheated at 1
+    python -m benchmarks.load --quick              # Explorer cold at N = 1, 2, preheated at 1
 
 Writes ``benchmarks/results/load.json`` and ``benchmarks/results/load.md`` (see
 benchmarks/LOAD.md for what is measured). Two parts, each with ``WORKBENCH_SMOKE=1`` and
@@ -1078,7 +1078,11 @@ def apps_markdown(report: dict[str, Any]) -> list[str]:
         "N kernels that have run the notebook; `WORKBENCH_SMOKE=1`: the smoke parameters), "
         "opened by N concurrent headless Chromium pages once Voilà reports the pool full. "
         f"Preheat: {s['preheat']}. Everything (server, kernels, the pool's refills, Chromium) "
-        f"runs on the same {report['machine']['cpus']}-CPU machine.",
+        f"runs on the same {report['machine']['cpus']}-CPU machine. Machine load average "
+        f"(1, 5, 15 min) {report['machine']['loadavg_start']} at start, "
+        f"{report['machine'].get('loadavg_end')} at end of the whole run ({report['wall_s']:.0f}"
+        " s): other jobs share the cores, and every number below is slower by about the share "
+        "of them these jobs took.",
         "",
         "**Targets**: first paint p95 <= "
         + ", ".join(f"{v:g} s at {k} session{'s' if k > 1 else ''}"
@@ -1294,7 +1298,7 @@ def main(argv: list[str] | None = None) -> int:
                              "to 60 s in the pages (see STRETCH_JS)")
     parser.add_argument("--apps", default=None,
                         help="comma-separated notebook stems for the every-app rounds (default "
-                             "all; quick: 02_unified_gradients; empty: none)")
+                             "all; quick: 00_explorer; empty: none)")
     parser.add_argument("--app-sessions", default=None,
                         help="comma-separated session counts of the every-app rounds "
                              "(default 1,8; quick: 1)")
@@ -1320,7 +1324,7 @@ def main(argv: list[str] | None = None) -> int:
                          .split(",") if v.strip()]
     if args.app_sessions and min(args.app_sessions) < 1:
         parser.error("--app-sessions must list positive integers, e.g. 1,8")
-    args.apps = [v.strip() for v in (("02_unified_gradients" if args.quick else ",".join(APPS))
+    args.apps = [v.strip() for v in ((NOTEBOOK.stem if args.quick else ",".join(APPS))
                                      if args.apps is None else args.apps).split(",")
                  if v.strip()]
     unknown = sorted(set(args.apps) - set(APPS))
