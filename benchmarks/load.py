@@ -1076,7 +1076,7 @@ def apps_markdown(report: dict[str, Any]) -> list[str]:
         f"{' --no-preheat' if s['preheat'] == 'off' else ''}: per app and session count N, a "
         "fresh Voilà server (`workbench serve APP --preheat N`: Voilà's preheated pool holds "
         "N kernels that have run the notebook; `WORKBENCH_SMOKE=1`: the smoke parameters), "
-        "opened by N concurrent headless Chromium pages once Voilà reports the pool full. "
+        "opened by N concurrent headless Chromium pages once the pool is ready. "
         f"Preheat: {s['preheat']}. Everything (server, kernels, the pool's refills, Chromium) "
         f"runs on the same {report['machine']['cpus']}-CPU machine. Machine load average "
         f"(1, 5, 15 min) {report['machine']['loadavg_start']} at start, "
@@ -1119,7 +1119,8 @@ def apps_markdown(report: dict[str, Any]) -> list[str]:
         "(`.main-svg`), as many decoded images in cell outputs and rendered widget views, the "
         "document loaded, and no Voilà cell error notice. *update*: the Explorer's method "
         "changes, timed as in the Explorer section below. *pool filled in*: server start to "
-        "Voilà's \"Kernel pool ... is filled\" log line (the pages are opened after it).",
+        "the pool ready (N kernels that have run the notebook and idle, `wait_preheated`); "
+        "the pages are opened after it.",
         "- The paper apps' pages take no update here: their controls are timed once they have "
         "some (`-`).",
     ]

@@ -189,8 +189,10 @@ def test_preheated_app_paints_every_figure_at_once(batch, preheated_base_url, of
 
     figures = _figures(batch, stem)
     offline.context.add_init_script(PAINT_JS)
-    offline.page.goto(f"{preheated_base_url}voila/render/{stem}.ipynb", timeout=60_000)
+    offline.page.goto(f"{preheated_base_url}voila/render/{stem}.ipynb", wait_until="commit",
+                      timeout=60_000)
     drawn = offline.drawn(len(figures), timeout_ms=int(PAINT_BOUND_S * 1000))
+    offline.page.wait_for_load_state("load", timeout=60_000)
     offline.page.wait_for_timeout(1000)  # whatever else the page shows, it shows by now
     paint_s, shown = first_paint_s(offline.page.evaluate("() => window.__paint.events"))
     assert paint_s is not None and paint_s <= PAINT_BOUND_S, (paint_s, shown)
