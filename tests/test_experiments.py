@@ -11,6 +11,7 @@ from torch import nn
 
 import workbench as wb
 from workbench import data as datasets
+from workbench.claims import t_interval
 from workbench.experiments import basis, patternnet, sanity, unified
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -636,3 +637,14 @@ def test_five_bases_over_seeds_compare_each_seed_at_its_pc_count():
                                      run.setting.test_labels, k, progress=False)
         mine = [row for row in rows if row["seed"] == run.seed and row["kind"] != "nmf"]
         assert [{**row, "seed": run.seed} for row in direct] == mine
+    # the per-kind summary: the mean and Student's t interval over the seeds, per measure
+    summary = {line["kind"]: line for line in basis.kinds_summary(rows)}
+    assert list(summary) == ["pca", "neurons", "nmf"]
+    values = [row["agreement"] for row in rows if row["kind"] == "pca"]
+    mean, low, high = t_interval(values)
+    assert summary["pca"]["agreement"] == f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    assert summary["pca"]["seeds"] == 2
+    single = basis.kinds_summary([row for row in rows if row["seed"] == 0])
+    assert single[0]["variance_explained"] == f"{rows[0]['variance_explained']:.3f}"
+    with pytest.raises(ValueError, match="layer '0' was not compared; compared layers: \\['1'\\]"):
+        basis.kinds_over_seeds(runs, "0", ("pca",), progress=False)
