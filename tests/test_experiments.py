@@ -644,6 +644,8 @@ def test_five_bases_over_seeds_compare_each_seed_at_its_pc_count():
     mean, low, high = t_interval(values)
     assert summary["pca"]["agreement"] == f"{mean:.3f} [{low:.3f}, {high:.3f}]"
     assert summary["pca"]["seeds"] == 2
+    ks = [row["k"] for row in rows if row["kind"] == "pca"]
+    assert summary["pca"]["k"] == (ks[0] if ks[0] == ks[1] else f"{ks[0]}, {ks[1]}")
     single = basis.kinds_summary([row for row in rows if row["seed"] == 0])
     assert single[0]["variance_explained"] == f"{rows[0]['variance_explained']:.3f}"
     with pytest.raises(ValueError, match="layer '0' was not compared; compared layers: \\['1'\\]"):

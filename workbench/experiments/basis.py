@@ -456,12 +456,15 @@ KIND_MEASURES = ("variance_explained", "accuracy", "agreement", "zero_codes", "d
 def kinds_summary(rows: Sequence[dict], confidence: float = 0.95) -> list[dict]:
     """One row per basis kind of ``kinds_over_seeds``'s ``rows``: for each measure, the mean
     over the seeds and its Student's t interval (``"mean [low, high]"``; one seed: the mean
-    alone). Measures a row leaves as None (accuracy without labels) stay None."""
+    alone); ``k`` per seed where the seeds' PC counts differ. Measures a row leaves as None
+    (accuracy without labels) stay None."""
     kinds = list(dict.fromkeys(row["kind"] for row in rows))
     summary = []
     for kind in kinds:
         chosen = [row for row in rows if row["kind"] == kind]
-        line = {"kind": kind, "seeds": len(chosen), "k": chosen[0]["k"]}
+        ks = list(dict.fromkeys(row["k"] for row in chosen))
+        line = {"kind": kind, "seeds": len(chosen),
+                "k": ks[0] if len(ks) == 1 else ", ".join(str(row["k"]) for row in chosen)}
         for measure in KIND_MEASURES:
             values = [row[measure] for row in chosen]
             if any(value is None for value in values):
