@@ -75,6 +75,12 @@ def test_heat_map_methods_get_the_patterns_only_where_they_use_them(relu_cnn, im
     maps = patternnet.attributions(relu_cnn, image_batch, 1, methods)
     torch.testing.assert_close(maps["pattern_attribution"], wb.attribute(
         relu_cnn, image_batch, "pattern_attribution", target=1, patterns=patterns))
+    # in batches, a target per input: the same maps as all at once
+    targets = torch.arange(len(image_batch)) % 3
+    whole = patternnet.attributions(relu_cnn, image_batch, targets, methods)
+    batched = patternnet.attributions(relu_cnn, image_batch, targets, methods, batch_size=2)
+    for label in methods:
+        torch.testing.assert_close(batched[label], whole[label])
 
 
 def test_photo_stand_in_labels_the_photos_with_the_models_predictions():
@@ -94,6 +100,15 @@ def test_photo_stand_in_labels_the_photos_with_the_models_predictions():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="test_fraction"):
         patternnet.photo_stand_in(model, size=16, classes=["a"] * 4, test_fraction=1.0)
+    # n crops of every shipped photo, labelled in batches the same way
+    crops = patternnet.photo_stand_in(model, size=16, classes=list("abcd"), n=60, seed=3,
+                                      batch_size=7)
+    expected = datasets.photo_crops(60, 16, seed=3)
+    images = torch.cat([expected.x_train, expected.x_test])
+    torch.testing.assert_close(torch.cat([crops.x_test, crops.x_train]), images)
+    with torch.no_grad():
+        assert torch.equal(torch.cat([crops.y_test, crops.y_train]), model(images).argmax(1))
+    assert len(crops.x_test) == 20
 
 
 def test_toy_results_use_the_papers_names_of_the_estimators():

@@ -20,6 +20,7 @@ unfolded input), so memory does not grow with the data.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 import zlib
@@ -72,6 +73,27 @@ def as_rows(call: AffineCall) -> tuple[torch.Tensor, torch.Tensor]:
         rows = patches.transpose(1, 2).reshape(-1, patches.shape[1])
         return rows, weight.reshape(weight.shape[0], -1)
     raise NotImplementedError(f"layer '{call.layer}': no patterns for '{call.kind}' layers")
+
+
+#: the most float64 values one chunk of rows holds in ``gather_moments`` (128 MiB): a conv layer
+#: of a 224-pixel net unfolds to ~50,000 rows of hundreds of features per image
+ROW_CHUNK_VALUES = 1 << 24
+
+
+def row_chunks(call: AffineCall, max_values: int | None = None):
+    """``as_rows(call)`` a few samples at a time, ``(rows, matrix)`` per chunk, each chunk's
+    rows at most ``max_values`` values (default ``ROW_CHUNK_VALUES``; at least one sample):
+    the moments are sums over rows, so they do not depend on the chunking, and memory stays
+    bounded at any batch size."""
+    max_values = ROW_CHUNK_VALUES if max_values is None else max_values
+    rows, _ = as_rows(dataclasses.replace(call, inputs=call.inputs[:1]))
+    per_sample = max(1, rows.numel())
+    step = max(1, max_values // per_sample)
+    if step >= len(call.inputs):
+        yield as_rows(call)
+        return
+    for start in range(0, len(call.inputs), step):
+        yield as_rows(dataclasses.replace(call, inputs=call.inputs[start:start + step]))
 
 
 class _Recorder(AffineRule):
@@ -162,12 +184,15 @@ _SUMS = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "count_pos", "sum_x_pos
 def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment: bool = False,
                    progress: bool = True, description: str = "moments",
                    folds: int = 1, max_features: int | None = None,
-                   seed: int = 0) -> list[dict[str, Moments]]:
+                   seed: int = 0, outputs: Mapping[str, torch.Tensor] | None = None
+                   ) -> list[dict[str, Moments]]:
     """One streaming pass over ``data``: the moments of every weighted layer, for each of
     ``folds`` disjoint subsets of the samples (sample ``i`` of each batch goes to fold
     ``i % folds``). The (features x features) second moment covers every input feature of a
     layer with at most ``max_features`` of them, else ``max_features`` features drawn at random
-    (under ``seed`` and the layer's name), the same in every fold."""
+    (under ``seed`` and the layer's name), the same in every fold. ``outputs[layer]``: the
+    only output neurons (indices) whose moments a layer keeps, in that order (all when the
+    layer is not in it): the (features x outputs) sums of a wide layer for a few neurons."""
     moments: list[dict[str, Moments]] = [{} for _ in range(folds)]
     subsets: dict[str, torch.Tensor | None] = {}
     for inputs, _ in tqdm(batches(data, batch_size), desc=description, disable=not progress,
@@ -177,12 +202,18 @@ def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment:
             if not len(part):
                 continue
             for layer, call in weighted_layer_calls(model, part).items():
-                rows, matrix = as_rows(call)
-                if layer not in subsets:
-                    subsets[layer] = _feature_subset(layer, rows.shape[1], max_features, seed)
-                moments[fold].setdefault(layer, Moments(with_second_moment=second_moment,
-                                                        features=subsets[layer]))
-                moments[fold][layer].update(rows, matrix, call.bias)
+                kept = (outputs or {}).get(layer)
+                bias = (call.bias if kept is None or call.bias is None
+                        else call.bias[kept.to(call.bias.device)])
+                for rows, matrix in row_chunks(call):
+                    if kept is not None:
+                        matrix = matrix[kept.to(matrix.device)]
+                    if layer not in subsets:
+                        subsets[layer] = _feature_subset(layer, rows.shape[1], max_features,
+                                                         seed)
+                    moments[fold].setdefault(layer, Moments(with_second_moment=second_moment,
+                                                            features=subsets[layer]))
+                    moments[fold][layer].update(rows, matrix, bias)
     if not all(moments):
         raise ValueError(f"too little data: need at least {folds} samples running through the "
                          "model's Linear or Conv layers")
@@ -509,14 +540,19 @@ def signal_quality_of_estimators(model: nn.Module, data, patterns: Mapping[str, 
         return quality
     for fitted in learned.values():
         fitted.check(model)
+    # the neurons scored, drawn first (layer by layer, in forward order), so that the moments
+    # of a wide layer are gathered for them alone
+    rng = torch.Generator().manual_seed(seed)
+    counts = {name: len(matrix)
+              for name, matrix in _layer_matrices(model, data, batch_size).items()}
+    chosen = {name: torch.randperm(count, generator=rng)[:max_neurons].sort().values
+              for name, count in counts.items()}
     folds = gather_moments(model, data, batch_size, second_moment=True, progress=progress,
                            description="signal quality", folds=2, max_features=max_features,
-                           seed=seed)
+                           seed=seed, outputs=chosen)
     folds = [{name: _to_cpu(m) for name, m in fold.items()} for fold in folds]
-    rng = torch.Generator().manual_seed(seed)
     for name in folds[0]:
-        count = len(folds[0][name].sum_y)
-        neurons = torch.randperm(count, generator=rng)[:max_neurons].sort().values
+        count, neurons = counts[name], chosen[name]
         halves = [folds[0][name], folds[1][name]]
         features = halves[0].features
         if features is not None:  # a random subset of the inputs (see above)
@@ -527,7 +563,9 @@ def signal_quality_of_estimators(model: nn.Module, data, patterns: Mapping[str, 
             negative = pattern.negative.detach().double().cpu().reshape(count, -1)
             if features is not None:
                 positive, negative = positive[:, features], negative[:, features]
-            correlation = [_distractor_correlation(halves[i], halves[1 - i], neurons,
+            # the moments hold the chosen neurons alone, in order: column k is neurons[k]
+            correlation = [_distractor_correlation(halves[i], halves[1 - i],
+                                                   torch.arange(len(neurons)),
                                                    positive[neurons], negative[neurons])
                            for i in (0, 1)]
             rho = 1 - (correlation[0] + correlation[1]) / 2
