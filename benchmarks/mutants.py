@@ -407,8 +407,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         PATTERNS),
     Mutation(
         "patterns-yy-pos-squared", "workbench/patterns.py",
-        '"sum_yy_pos": (y_pos * y).sum(0)',
-        '"sum_yy_pos": (y_pos * y_pos).sum(0)',
+        'self.sum_yy_pos += (y_pos * y).sum(0)',
+        'self.sum_yy_pos += (y_pos * y_pos).sum(0)',
         "the active-regime second moment of y written as y_+ y_+ instead of y_+ y",
         PATTERNS,
         equivalent="y_pos = y * 1[active], so y_pos * y_pos = y^2 * 1[active] = y_pos * y "

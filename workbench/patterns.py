@@ -145,22 +145,36 @@ class Moments:
     features: torch.Tensor | None = None
 
     def update(self, rows: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor | None):
+        """Add ``rows`` (samples x features) of a layer ``y = rows @ matrix.T + bias``. The
+        (features x outputs) sums grow in place (``addmm_``): a wide layer's update holds no
+        second copy of them."""
         x = rows.double()
         y = x @ matrix.double().T
         active = (y + (bias.double() if bias is not None else 0)) > 0
         positive = active.double()
         y_pos = y * positive
-        terms = {
-            "sum_x": x.sum(0), "sum_y": y.sum(0), "sum_yy": (y * y).sum(0), "sum_xy": x.T @ y,
-            "count_pos": positive.sum(0), "sum_x_pos": x.T @ positive, "sum_y_pos": y_pos.sum(0),
-            "sum_yy_pos": (y_pos * y).sum(0), "sum_xy_pos": x.T @ y_pos,
-        }
+        kept = x if self.features is None else x[:, self.features.to(x.device)]
+        if self.sum_x is None:
+            features, outputs = x.shape[1], y.shape[1]
+            zeros = functools.partial(torch.zeros, dtype=torch.float64, device=x.device)
+            for name in ("sum_xy", "sum_x_pos", "sum_xy_pos"):
+                setattr(self, name, zeros(features, outputs))
+            for name in ("sum_y", "sum_yy", "count_pos", "sum_y_pos", "sum_yy_pos"):
+                setattr(self, name, zeros(outputs))
+            self.sum_x = zeros(features)
+            if self.with_second_moment:
+                self.sum_xx = zeros(kept.shape[1], kept.shape[1])
+        self.sum_x += x.sum(0)
+        self.sum_y += y.sum(0)
+        self.sum_yy += (y * y).sum(0)
+        self.sum_xy.addmm_(x.T, y)
+        self.count_pos += positive.sum(0)
+        self.sum_x_pos.addmm_(x.T, positive)
+        self.sum_y_pos += y_pos.sum(0)
+        self.sum_yy_pos += (y_pos * y).sum(0)
+        self.sum_xy_pos.addmm_(x.T, y_pos)
         if self.with_second_moment:
-            kept = x if self.features is None else x[:, self.features.to(x.device)]
-            terms["sum_xx"] = kept.T @ kept
-        for name, value in terms.items():
-            current = getattr(self, name)
-            setattr(self, name, value if current is None else current + value)
+            self.sum_xx.addmm_(kept.T, kept)
         self.count += len(x)
 
     def __add__(self, other: Moments) -> Moments:
@@ -340,7 +354,9 @@ def fit_estimators(model: nn.Module, data, estimators: Sequence[str] = ESTIMATOR
                                                 rng)
             shape = weights[name].shape
             dtype, device = weights[name].dtype, weights[name].device
-            layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
+            converted = positive.reshape(shape).to(dtype=dtype, device=device)
+            # one tensor where the regimes share the pattern (a linear estimator)
+            layers[name] = LayerPattern(converted, converted if negative is positive else
                                         negative.reshape(shape).to(dtype=dtype, device=device))
         fitted[estimator] = Patterns(estimator, layers)
     return {e: fitted[e] for e in estimators}
@@ -559,14 +575,16 @@ def signal_quality_of_estimators(model: nn.Module, data, patterns: Mapping[str, 
             halves = [_on_features(m, features) for m in halves]
         for label, fitted in learned.items():
             pattern = fitted.layers[name]
-            positive = pattern.positive.detach().double().cpu().reshape(count, -1)
-            negative = pattern.negative.detach().double().cpu().reshape(count, -1)
+            # the chosen neurons' patterns alone, in float64 (a wide layer's are large)
+            positive, negative = (
+                part.detach().reshape(count, -1)[neurons.to(part.device)].double().cpu()
+                for part in (pattern.positive, pattern.negative))
             if features is not None:
                 positive, negative = positive[:, features], negative[:, features]
             # the moments hold the chosen neurons alone, in order: column k is neurons[k]
             correlation = [_distractor_correlation(halves[i], halves[1 - i],
                                                    torch.arange(len(neurons)),
-                                                   positive[neurons], negative[neurons])
+                                                   positive, negative)
                            for i in (0, 1)]
             rho = 1 - (correlation[0] + correlation[1]) / 2
             quality[label][name] = rho if per_neuron else float(torch.nanmean(rho))
