@@ -121,6 +121,7 @@ def write(result, out: str | Path) -> Path:
     folder = Path(out)
     verdict_table(result.results["verdicts"]).to_csv(folder / "verdicts.csv", index=False)
     (folder / "report.html").write_text(page_html(result))
+    report.add(report_figures=list(result.figures))
     report.figures.append("report.html")
     report.write()
     return folder
