@@ -24,7 +24,8 @@ from workbench import metrics, similarity
 from workbench.attribution import attribute
 from workbench.completeness import completeness_gap
 from workbench.forward import predict
-from workbench.randomization import METRICS, map_similarity, parameterized_layers, randomize
+from workbench.randomization import (METRICS, map_similarity, parameterized_layers,
+                                     randomized_stage)
 
 #: label -> (method name, options), as ``workbench.sanity_check`` takes them
 Methods = Mapping[str, tuple[str, dict[str, Any]]]
@@ -75,15 +76,13 @@ def randomization_table(model: nn.Module, inputs: torch.Tensor, methods: Methods
                         target: torch.Tensor, original: Mapping[str, torch.Tensor], mode: str,
                         stages: int | None, seed: int) -> pd.DataFrame:
     """The similarity of each method's maps to ``original`` at the chosen stages of ``mode``
-    randomization (``workbench.randomize``; the skipped stages cost a copy of the model, not an
-    explanation). Columns as ``workbench.sanity_check``'s, reference ``"original"``; stage 0
-    (the original model) is left out."""
+    randomization (``workbench.randomization.randomized_stage``, the stages of
+    ``workbench.randomize``). Columns as ``workbench.sanity_check``'s, reference
+    ``"original"``; stage 0 (the original model) is left out."""
     total = len(parameterized_layers(model))
-    wanted = set(chosen_stages(total, stages))
     tables = []
-    for index, (stage, randomized) in enumerate(randomize(model, mode, seed=seed), start=1):
-        if index not in wanted:
-            continue
+    for index in chosen_stages(total, stages):
+        stage, randomized = randomized_stage(model, mode, index, seed=seed)
         maps = explain(randomized, inputs, methods, target)
         tables.append(map_similarity(maps, original, METRICS).assign(
             stage_index=index, stage=stage, reference="original"))
