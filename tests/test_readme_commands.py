@@ -29,7 +29,7 @@ from readme import REPOSITORY, SETUP_COMMANDS, shell_commands
 import workbench as wb
 
 COMMANDS = [c for c in shell_commands() if c not in SETUP_COMMANDS]
-SMOKE_FLAG_COMMANDS = ("demo", "reproduce", "sweep")
+SMOKE_FLAG_COMMANDS = ("demo", "reproduce", "sweep", "audit")
 
 
 def _free_port() -> int:
@@ -136,8 +136,17 @@ def check_benchmark(words, tmp, done):
         assert (out / f"{name}.md").is_file(), f"make benchmark wrote no {name}.md"
 
 
-CHECKS = {"demo": check_demo, "reproduce": check_reproduce, "sweep": check_sweep,
-          "methods": check_methods, "benchmark": check_benchmark}
+def check_audit(words, tmp, done):
+    out = tmp / _option(words, "--out", "output/audit")
+    results = json.loads((out / "results.json").read_text())
+    tested = {(row["method"], row["test"]) for row in results["verdicts"]}
+    assert tested == {(m, t) for m in results["methods"] for t in wb.auditing.verdicts.TESTS}
+    assert "pass" in done.stdout or "fail" in done.stdout
+    assert (out / "report.html").is_file() and (out / "verdicts.csv").is_file()
+
+
+CHECKS = {"demo": check_demo, "audit": check_audit, "reproduce": check_reproduce,
+          "sweep": check_sweep, "methods": check_methods, "benchmark": check_benchmark}
 
 
 def _probe_server(command: list[str], tmp: Path) -> None:

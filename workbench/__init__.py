@@ -6,6 +6,7 @@
 """
 from workbench import masks, metrics, similarity, toy
 from workbench.attribution import attribute
+from workbench.auditing import audit
 from workbench.completeness import completeness_gap
 from workbench.composites import Composite, lrp_rules
 from workbench.patterns import Patterns, fit_patterns, signal_quality
@@ -20,7 +21,7 @@ from workbench.basis import (Basis, ablation_curve, activations, fit_basis,
 from workbench.decompositions import SampleOptions, SparseOptions
 from workbench.features import direction_activation, feature_visualisation, top_activating
 
-__all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
+__all__ = ["attribute", "audit", "methods", "method_info", "Method", "Option", "default_device",
            "completeness_gap", "masks",
            "set_channels_last",
            "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "similarity",

@@ -493,3 +493,16 @@ def alexnet(weights_path: str | Path | None = None) -> nn.Module:
 
     return _torchvision(torchvision_models.alexnet, weights_path,
                         torchvision_models.AlexNet_Weights.IMAGENET1K_V1.url)
+
+
+def torchvision_classifier(name: str, weights_path: str | Path) -> nn.Module:
+    """torchvision's model ``name`` (``torchvision.models.get_model``'s names, e.g.
+    ``"resnet18"``) with the state dict in ``weights_path`` (read with
+    ``torch.load(weights_only=True)``), in eval mode; nothing is downloaded."""
+    from torchvision import models as torchvision_models
+
+    known = torchvision_models.list_models()
+    if name not in known:
+        raise ValueError(f"torchvision has no model '{name}'; it has: {', '.join(known)}")
+    return _torchvision(lambda weights: torchvision_models.get_model(name, weights=weights),
+                        weights_path, url="")
