@@ -156,8 +156,9 @@ def sensitivity_n_as_quantus(case: Case, n_max_percentage: float,
                          replacement="baseline", target=case.target, batch_size=batch_size)
     drops = (result.curve[:, :1] - result.curve[:, 1:]).double()
     sums = case.attributions.flatten(1).gather(1, result.ranking[:, :n_max]).double()
-    drops, sums = drops - drops.mean(0), sums - sums.mean(0)
-    return (drops * sums).sum(0) / (drops.norm(dim=0) * sums.norm(dim=0))
+    drops -= drops.mean(0)  # (in place: no more float64 temporaries than needed)
+    sums -= sums.mean(0)
+    return torch.linalg.vecdot(drops, sums, dim=0).div_(drops.norm(dim=0) * sums.norm(dim=0))
 
 
 def quantus_sensitivity_n(case: Case, n_max_percentage: float) -> np.ndarray:

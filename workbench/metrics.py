@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.arguments import expand_baseline, feature_groups, generator
+from workbench.arguments import compact_baseline, expand_baseline, feature_groups, generator
 from workbench.checks import Target, all_finite, check_model_and_inputs
 from workbench.forward import predict, target_scores
 from workbench.image_filters import gaussian_blur
@@ -485,8 +485,8 @@ def degradation_curves(model: nn.Module, inputs: torch.Tensor, attributions: tor
 
 
 def _replacement_image(inputs, replacement, baseline, blur_sigma, patch) -> torch.Tensor:
-    if replacement == "baseline":
-        return expand_baseline(baseline, inputs)
+    if replacement == "baseline":  # (a baseline shared by every sample is not copied N times)
+        return compact_baseline(baseline, inputs).expand_as(inputs)
     if replacement == "blur":
         return gaussian_blur(inputs, blur_sigma)
     n, c, height, width = inputs.shape
