@@ -511,13 +511,15 @@ def floor_finding(rows: dict) -> str:
             + " (median ratio, fastest-call ratio in parentheses).")
     if any(row.endswith("/mlp") for row in missed_rows):
         line += (" On the `mlp` rows the model is cheap, its forward pass costs about as much "
-                 "as writing its input: the floor writes each batch by one copy, "
-                 "the workbench by one comparison (0/1 removal weights) and one blend "
-                 "(`torch.lerp`), about twice the memory traffic, and per call it checks its "
-                 "arguments and ranks the regions. Sensitivity-n in Ancona's definition draws "
-                 "one uniform key per feature and subset (the documented draw order, kept so "
-                 "that seeds give the same subsets) and selects the n largest (`topk`); on the "
-                 "`mlp` the draws and the selection cost more than the forward passes.")
+                 "as writing its input: the floor writes each batch by one copy, region "
+                 "perturbation by one comparison (0/1 removal weights) and one blend "
+                 "(`torch.lerp`), about twice the memory traffic. Sensitivity-n in Ancona's "
+                 "definition writes each batch by one copy and the removed features over it, "
+                 "but it must also draw its random subsets, which the floor does not: "
+                 "m = min(n, G - n) float64 uniforms per subset turned into m distinct "
+                 "features by Floyd's algorithm (`workbench.subsets`), a few tens of ns per "
+                 "drawn feature in vectorised torch operations; on the `mlp` the draws cost "
+                 "about as much as the forward passes.")
     return line
 
 

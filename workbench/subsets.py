@@ -60,9 +60,11 @@ def _taken_before(candidates: torch.Tensor, base: int, total: int) -> torch.Tens
     narrow_steps = steps.to(narrow)
     first.scatter_reduce_(1, candidates, narrow_steps, "amin")
     repeated = first.gather(1, candidates) < narrow_steps
-    chained = ~repeated & (candidates >= base) & (candidates < steps + base)
-    # each step points to the step whose answer it shares; a step not chained to its own
-    pointer = torch.where(chained, candidates - base, steps)
+    # each step points to the step whose answer it shares: t_j - base for a fallback item
+    # (t_j <= base + j, and t_j = base + j points to itself: not taken before); itself where
+    # t_j is below the fallbacks or repeats a candidate
+    offset = candidates - base
+    pointer = torch.where((offset < 0) | repeated, steps, offset)
     while True:
         further = pointer.gather(1, pointer)
         if torch.equal(further, pointer):
