@@ -572,10 +572,17 @@ def findings(report: dict) -> list[str]:
             parts.append(f"{kind} {min(values):.1f}x to {max(values):.1f}x")
         return ", ".join(parts)
 
+    load = max(*report["machine"]["load_average_start"], *report["machine"]["load_average_end"],
+               *(v for rerun in report.get("reruns", []) for v in rerun["load_average_start"]))
+    cores = report["machine"]["usable_cores"]
+    load_line = ([f"Load: the load average reached {load:.0f} on {cores} usable cores during "
+                  "this run or its reruns (other jobs on the machine): the times and even the "
+                  "fastest-call ratios of this report are unreliable; the memory figures are "
+                  "not affected."] if load > 2 * cores else [])
     errors = [r["agreement"]["max_abs_err"] for r in rows.values()
               if r.get("agreement", {}).get("max_abs_err") is not None]
     max_err = max(errors) if errors else float("nan")
-    return [
+    return load_line + [
         floor_finding(rows),
         quantus_finding(rows, small),
         memory_finding(rows, mem, small),
