@@ -13,8 +13,8 @@ images, 65 tokens, 4 blocks of width 64) and torchvision's ViT-B/16 (``models.vi
 224-pixel images, 197 tokens, 12 blocks of width 768). Contenders, run round-robin, the median
 of ``reps`` calls after ``warmup`` calls reported with the paired ratio to the floor:
 
-- ``gradient floor``: ``x.requires_grad_()``, the model's forward, ``backward`` of the target
-  logits' sum, in plain torch (no workbench);
+- ``gradient floor``: ``x.requires_grad_()``, the model's forward, ``torch.autograd.grad`` of
+  the target logits' sum with respect to ``x`` alone, in plain torch (no workbench);
 - ``gradient``, ``attn_lrp`` and ``cp_lrp``: ``wb.attribute(model, x, method, target=...)``
   (the workbench's plain gradient shows its own overhead, apart from the rules');
 - ``lxt``: its AttnLRP on the same model, if ``lxt`` imports (else the row says so).
@@ -90,8 +90,8 @@ def contender(kind: str, model: nn.Module, x: torch.Tensor, target: torch.Tensor
     if kind == "gradient floor":
         def floor():
             leaf = x.detach().requires_grad_()
-            model(leaf).gather(1, target[:, None]).sum().backward()
-            return leaf.grad
+            score = model(leaf).gather(1, target[:, None]).sum()
+            return torch.autograd.grad(score, leaf)[0]  # not the parameters' gradients
 
         return floor
     if kind in ("gradient", "attn_lrp", "cp_lrp"):
@@ -113,8 +113,8 @@ def _lxt_contender(model, x, target):
 
     def run():
         leaf = x.detach().requires_grad_()
-        model(leaf).gather(1, target[:, None]).sum().backward()
-        return leaf * leaf.grad
+        score = model(leaf).gather(1, target[:, None]).sum()
+        return leaf * torch.autograd.grad(score, leaf)[0]
 
     return run
 
@@ -238,4 +238,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from workbench import processes
+
+    # a stop signal ends the memory children too
+    sys.exit(processes.run(main, "benchmarks.transformers"))
