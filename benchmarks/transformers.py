@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
 import os
 import statistics
@@ -145,20 +144,11 @@ def time_model(name: str, s: Settings) -> dict:
 
 
 def memory_child(s: Settings, name: str, kind: str) -> dict:
-    from benchmarks.run import _reset_peak_rss, _status_kib
+    from benchmarks.run import peak_increase_mib
 
     model, x, target = setup(name, s)
     run = contender(kind, model, x, target)
-    if run is None:
-        return {"peak_increase_mib": None}
-    run()  # warm-up call (one-time allocations), its result freed
-    gc.collect()
-    before = _status_kib("VmRSS")
-    if not (_reset_peak_rss() and _status_kib("VmHWM") is not None):
-        raise RuntimeError("needs Linux >= 4.0 (/proc/self/clear_refs resets VmHWM)")
-    result = run()
-    del result
-    return {"peak_increase_mib": (_status_kib("VmHWM") - before) / 1024}
+    return {"peak_increase_mib": None if run is None else peak_increase_mib(run)}
 
 
 def memory_all(s: Settings, quick: bool) -> dict:
