@@ -11,8 +11,9 @@ from torch import nn
 
 import workbench as wb
 from workbench import data as datasets
+from workbench import models as wb_models
 from workbench.claims import t_interval
-from workbench.experiments import basis, patternnet, sanity, unified
+from workbench.experiments import basis, patternnet, sanity, transformers, unified
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -665,3 +666,69 @@ def test_five_bases_over_seeds_compare_each_seed_at_its_pc_count():
     assert single[0]["variance_explained"] == f"{rows[0]['variance_explained']:.3f}"
     with pytest.raises(ValueError, match="layer '0' was not compared; compared layers: \\['1'\\]"):
         basis.kinds_over_seeds(runs, "0", ("pca",), progress=False)
+
+
+# -- transformers (notebook 06) ----------------------------------------------------------------
+
+
+def _transformer_result(seed: int, faithfulness: dict[str, list[float]]):
+    return transformers.SeedResult(seed, 0.9, torch.zeros(1), torch.zeros(1), {}, {},
+                                   faithfulness, [])
+
+
+def test_transformer_claims_are_the_papers_ordering_of_mean_faithfulness():
+    labels = list(transformers.METHODS)
+    results = [_transformer_result(seed, {label: [10.0 - i + seed, 10.0 - i - seed]
+                                          for i, label in enumerate(labels)})
+               for seed in (0, 1, 2)]
+    claims = transformers.claims(results)
+    assert [c.statement for c in claims] == [f"{a} is more faithful than {b}"
+                                             for a, b in transformers.ORDERING]
+    expected = {(a, b): labels.index(b) - labels.index(a) for a, b in transformers.ORDERING}
+    for claim, pair in zip(claims, transformers.ORDERING):
+        assert claim.values == (expected[pair],) * 3 and claim.verdict == "holds"
+    results[1].faithfulness["CP-LRP"] = [20.0, 20.0]  # CP-LRP ahead on one seed
+    assert transformers.claims(results)[0].verdict == "inconclusive"
+    table = transformers.faithfulness_table(results)
+    assert table["method"].iloc[0] == "CP-LRP" and list(table.columns)[-1] == "mean"
+
+
+def test_transformer_seed_measures_region_perturbation_of_each_method():
+    protocol = transformers.Protocol(images=2, ig_steps=2)
+    methods = {k: transformers.METHODS[k] for k in ("AttnLRP", "Attention rollout")}
+    result = transformers.run_seed(0, protocol, methods, progress=False)
+    model, _ = wb_models.zoo("photos_vit", progress=False)
+    with torch.no_grad():
+        logits = model(result.images)
+    assert torch.equal(result.targets, logits.argmax(1))
+    start = float(logits.max(1).values.mean())
+    for label in methods:
+        assert result.maps[label].shape == result.images.shape
+        curves = result.curves[label]
+        assert len(curves["most_relevant_first"]) == 8 * 8 + 1  # every 4-pixel patch
+        assert curves["most_relevant_first"][0] == pytest.approx(start)
+        assert curves["least_relevant_first"][0] == pytest.approx(start)
+        # the last step replaced every patch in either order: the same image
+        assert curves["most_relevant_first"][-1] == pytest.approx(
+            curves["least_relevant_first"][-1])
+        assert len(result.faithfulness[label]) == 2
+        # A_LeRF - A_MoRF per image; areas are linear in the curve: their mean is the mean
+        # curves' difference
+        assert np.mean(result.faithfulness[label]) == pytest.approx(
+            _area(curves["least_relevant_first"]) - _area(curves["most_relevant_first"]))
+
+
+def _area(curve):
+    return (sum(curve[1:-1]) + (curve[0] + curve[-1]) / 2) / (len(curve) - 1)
+
+
+def test_transformer_images_are_a_seeded_draw_of_test_images():
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(x_test=torch.arange(10.0)[:, None])
+    first = transformers.explained_images(data, 4, 1)
+    assert torch.equal(first, transformers.explained_images(data, 4, 1))
+    assert len(set(first[:, 0].tolist())) == 4
+    assert not torch.equal(first, transformers.explained_images(data, 4, 2))
+    with pytest.raises(ValueError, match="images must be in"):
+        transformers.explained_images(data, 0, 0)

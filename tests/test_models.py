@@ -254,3 +254,28 @@ def test_torchvision_models_load_only_local_weights(tmp_path, monkeypatch, loade
     for model in (loader(), loader(expected)):
         assert not model.training and _same_weights(model, reference)
         torch.testing.assert_close(model(x), reference(x))
+
+
+def test_vit_builder_checks_its_arguments_and_classifies_rgb_images():
+    model = models.vit(3, 5, 16, patch=4, depth=1, heads=2, width=8, mlp_width=16, seed=1)
+    again = models.vit(3, 5, 16, patch=4, depth=1, heads=2, width=8, mlp_width=16, seed=1)
+    assert _same_weights(model, again)
+    assert model.eval()(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    with pytest.raises(ValueError, match="in_channels 3"):
+        models.vit(1, 5, 16)
+    with pytest.raises(ValueError, match="size must be a multiple of patch"):
+        models.vit(3, 5, 18, patch=4)
+    with pytest.raises(ValueError, match="width must be a multiple of heads"):
+        models.vit(3, 5, 16, width=10, heads=4)
+
+
+def test_vit_b_16_loads_local_weights_only_or_builds_random_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "vit_b_16-c867db91.pth"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(expected))):
+        models.vit_b_16()
+    with pytest.raises(ValueError, match="not both"):
+        models.vit_b_16(tmp_path / "absent.pth", random_weights=True)
+    model = models.vit_b_16(random_weights=True, seed=3)
+    assert not model.training and model.heads.head.out_features == 1000
+    assert _same_weights(model, models.vit_b_16(random_weights=True, seed=3))

@@ -15,13 +15,15 @@ from workbench.models import train_with_random_labels
 from workbench.randomization import randomize, sanity_check
 from workbench.device import default_device
 from workbench.layout import set_channels_last
-from workbench.registry import Method, Option, get_method as method_info, methods
+from workbench.registry import (Method, Option, Requirement, general_methods,
+                                get_method as method_info, methods)
 from workbench.basis import (Basis, ablation_curve, activations, fit_basis,
                               variance_explained)
 from workbench.decompositions import SampleOptions, SparseOptions
 from workbench.features import direction_activation, feature_visualisation, top_activating
 
-__all__ = ["attribute", "audit", "methods", "method_info", "Method", "Option", "default_device",
+__all__ = ["attribute", "audit", "methods", "general_methods", "method_info", "Method", "Option",
+           "Requirement", "default_device",
            "completeness_gap", "masks",
            "set_channels_last",
            "fit_patterns", "signal_quality", "Patterns", "toy", "metrics", "similarity",

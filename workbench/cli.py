@@ -17,6 +17,8 @@ def _methods(args: argparse.Namespace) -> int:
     for name in wb.methods():
         method = wb.method_info(name)
         print(f"{name}: {method.description} ({method.reference})")
+        if method.requires is not None:
+            print(f"    applies to {method.requires.description} only")
         for option in method.options:
             print(f"    {option.name} [{option.kind}] = {option.default!r}: {option.help}")
     print("option kinds:")
