@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -152,12 +151,10 @@ def test_train_rejects_bad_arguments(digits):
 
 
 @pytest.mark.slow
-def test_default_digits_cnn_reaches_95_percent_within_a_minute(cache, digits):
-    start = time.perf_counter()
+def test_default_digits_cnn_reaches_95_percent(cache, digits):
     model, info = models.zoo("digits_cnn_relu", progress=False)
-    seconds = time.perf_counter() - start
     assert not info["from_cache"]
-    assert info["accuracy"] >= 0.95 and seconds < 60
+    assert info["accuracy"] >= 0.95
     assert models.accuracy(model, digits.x_test, digits.y_test) == info["accuracy"]
 
 
@@ -166,14 +163,16 @@ def test_default_digits_cnn_reaches_95_percent_within_a_minute(cache, digits):
 TINY = dict(architecture="mlp", dataset="digits", hidden=(16,), epochs=1)
 
 
-def test_cache_round_trip(cache):
+def test_cache_round_trip(cache, monkeypatch):
     model, info = models.trained(**TINY, progress=False)
     assert not info["from_cache"] and Path(info["path"]).parent == cache
     assert sorted(p.name for p in cache.iterdir()) == [Path(info["path"]).name]  # no temp files
     assert Path(info["path"]).stat().st_mode & 0o777 == 0o644
-    start = time.perf_counter()
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(models, "_train", no_training)
     loaded, loaded_info = models.trained(**TINY, progress=False)
-    assert time.perf_counter() - start < 2.0
     assert loaded_info["from_cache"] and loaded_info["path"] == info["path"]
     assert loaded_info["accuracy"] == info["accuracy"] and not loaded.training
     assert _same_weights(model, loaded)
