@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gc
 import json
 import os
 import statistics
@@ -124,18 +123,10 @@ def time_all(s: Settings) -> dict:
 
 
 def memory_child(s: Settings, library: str, name: str) -> dict:
-    from benchmarks.run import _reset_peak_rss, _status_kib
+    from benchmarks.run import peak_increase_mib
 
     model, x, target = setup(s)
-    run = contender(library, name, model, x, target)
-    run()  # warm-up call (one-time allocations), its result freed
-    gc.collect()
-    before = _status_kib("VmRSS")
-    if not (_reset_peak_rss() and _status_kib("VmHWM") is not None):
-        raise RuntimeError("needs Linux >= 4.0 (/proc/self/clear_refs resets VmHWM)")
-    result = run()
-    del result
-    return {"peak_increase_mib": (_status_kib("VmHWM") - before) / 1024}
+    return {"peak_increase_mib": peak_increase_mib(contender(library, name, model, x, target))}
 
 
 def memory_all(s: Settings, quick: bool) -> dict:

@@ -156,8 +156,9 @@ def sensitivity_n_as_quantus(case: Case, n_max_percentage: float,
                          replacement="baseline", target=case.target, batch_size=batch_size)
     drops = (result.curve[:, :1] - result.curve[:, 1:]).double()
     sums = case.attributions.flatten(1).gather(1, result.ranking[:, :n_max]).double()
-    drops, sums = drops - drops.mean(0), sums - sums.mean(0)
-    return (drops * sums).sum(0) / (drops.norm(dim=0) * sums.norm(dim=0))
+    drops -= drops.mean(0)  # (in place: no more float64 temporaries than needed)
+    sums -= sums.mean(0)
+    return torch.linalg.vecdot(drops, sums, dim=0).div_(drops.norm(dim=0) * sums.norm(dim=0))
 
 
 def quantus_sensitivity_n(case: Case, n_max_percentage: float) -> np.ndarray:
@@ -510,13 +511,15 @@ def floor_finding(rows: dict) -> str:
             + " (median ratio, fastest-call ratio in parentheses).")
     if any(row.endswith("/mlp") for row in missed_rows):
         line += (" On the `mlp` rows the model is cheap, its forward pass costs about as much "
-                 "as writing its input: the floor writes each batch by one copy, "
-                 "the workbench by one comparison (0/1 removal weights) and one blend "
-                 "(`torch.lerp`), about twice the memory traffic, and per call it checks its "
-                 "arguments and ranks the regions. Sensitivity-n in Ancona's definition draws "
-                 "one uniform key per feature and subset (the documented draw order, kept so "
-                 "that seeds give the same subsets) and selects the n largest (`topk`); on the "
-                 "`mlp` the draws and the selection cost more than the forward passes.")
+                 "as writing its input: the floor writes each batch by one copy, region "
+                 "perturbation by one comparison (0/1 removal weights) and one blend "
+                 "(`torch.lerp`), about twice the memory traffic. Sensitivity-n in Ancona's "
+                 "definition writes each batch by one copy and the removed features over it, "
+                 "but it must also draw its random subsets, which the floor does not: "
+                 "m = min(n, G - n) float64 uniforms per subset turned into m distinct "
+                 "features by Floyd's algorithm (`workbench.subsets`), a few tens of ns per "
+                 "drawn feature in vectorised torch operations; on the `mlp` the draws cost "
+                 "about as much as the forward passes.")
     return line
 
 
@@ -569,10 +572,17 @@ def findings(report: dict) -> list[str]:
             parts.append(f"{kind} {min(values):.1f}x to {max(values):.1f}x")
         return ", ".join(parts)
 
+    load = max(*report["machine"]["load_average_start"], *report["machine"]["load_average_end"],
+               *(v for rerun in report.get("reruns", []) for v in rerun["load_average_start"]))
+    cores = report["machine"]["usable_cores"]
+    load_line = ([f"Load: the load average reached {load:.0f} on {cores} usable cores during "
+                  "this run or its reruns (other jobs on the machine): the times and even the "
+                  "fastest-call ratios of this report are unreliable; the memory figures are "
+                  "not affected."] if load > 2 * cores else [])
     errors = [r["agreement"]["max_abs_err"] for r in rows.values()
               if r.get("agreement", {}).get("max_abs_err") is not None]
     max_err = max(errors) if errors else float("nan")
-    return [
+    return load_line + [
         floor_finding(rows),
         quantus_finding(rows, small),
         memory_finding(rows, mem, small),

@@ -38,6 +38,7 @@ PERTURBATION = _tests("axioms", "agreement_captum", "equivalences")
 CAM = _tests("agreement_captum", "errors")
 PATTERNS = _tests("patterns")
 METRICS = _tests("metrics")
+METRICS_SUBSETS = _tests("metrics", "subsets")
 SIMILARITY = _tests("similarity", "randomization")
 BASIS = _tests("basis")
 RANDOMIZATION = _tests("randomization")
@@ -407,8 +408,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         PATTERNS),
     Mutation(
         "patterns-yy-pos-squared", "workbench/patterns.py",
-        '"sum_yy_pos": (y_pos * y).sum(0)',
-        '"sum_yy_pos": (y_pos * y_pos).sum(0)',
+        'self.sum_yy_pos += (y_pos * y).sum(0)',
+        'self.sum_yy_pos += (y_pos * y_pos).sum(0)',
         "the active-regime second moment of y written as y_+ y_+ instead of y_+ y",
         PATTERNS,
         equivalent="y_pos = y * 1[active], so y_pos * y_pos = y^2 * 1[active] = y_pos * y "
@@ -427,31 +428,35 @@ MUTATIONS: tuple[Mutation, ...] = (
         "Sensitivity-n's correlation does not centre the output drops",
         METRICS),
     Mutation(
-        "metrics-largest-boundary", "workbench/metrics.py",
-        "if size <= total // 2:",
-        "if size < total // 2:",
-        "the subset mask switches to the complement branch one size earlier",
-        METRICS,
-        equivalent="both branches give the same subset (the size largest keys are the "
-                   "complement of the total - size smallest ones; random float keys do not tie)"),
+        "metrics-subsets-complement-boundary", "workbench/subsets.py",
+        "complement = 2 * size > total",
+        "complement = 2 * size >= total",
+        "the subset draw switches to drawing the complement one size earlier",
+        METRICS_SUBSETS),
     Mutation(
-        "metrics-largest-complement", "workbench/metrics.py",
-        "-1, keys.topk(total - size, dim=-1, largest=False, sorted=False).indices, 0.0)",
-        "-1, keys.topk(total - size, dim=-1, largest=True, sorted=False).indices, 0.0)",
-        "for large n the subset is the smallest keys instead of the largest (breaks the "
-        "documented draw order)",
-        METRICS),
+        "metrics-subsets-fallback-ignored", "workbench/subsets.py",
+        "return torch.where(fallback, steps + base, candidates), complement",
+        "return candidates, complement",
+        "Floyd's algorithm keeps repeated candidates instead of falling back (subsets with "
+        "fewer than n distinct features)",
+        METRICS_SUBSETS),
+    Mutation(
+        "metrics-subsets-chain-not-followed", "workbench/subsets.py",
+        "            return repeated.gather(1, pointer)",
+        "            return repeated",
+        "a candidate taken earlier as another step's fallback is not seen as taken",
+        METRICS_SUBSETS),
     Mutation(
         "metrics-sensitivity-drop-sign", "workbench/metrics.py",
-        "drops = scores[here, None].to(torch.float64) - outputs.to(torch.float64)",
-        "drops = outputs.to(torch.float64) - scores[here, None].to(torch.float64)",
+        "drops = scores[drawn, None].to(torch.float64) - outputs[drawn].to(torch.float64)",
+        "drops = outputs[drawn].to(torch.float64) - scores[drawn, None].to(torch.float64)",
         "Sensitivity-n correlates with the rise instead of the drop",
         METRICS),
     Mutation(
         "metrics-sensitivity-keeps-subset", "workbench/metrics.py",
-        "blend(inputs[here, None], baseline[here, None],",
-        "blend(baseline[here, None], inputs[here, None],",
-        "Sensitivity-n keeps the subset and removes everything else",
+        "kept, removed = (flat_baseline, flat_inputs) if complement else (",
+        "kept, removed = (flat_inputs, flat_baseline) if complement else (",
+        "Sensitivity-n keeps the subset and removes everything else for n > G / 2",
         METRICS),
     Mutation(
         "metrics-aopc-skips-start", "workbench/metrics.py",

@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = out / "mutation.json"
     if args.only and previous.exists():  # update the previous run's table
         stored = json.loads(previous.read_text())
-        results, meta = stored["mutants"], stored["meta"]
+        current = {m.key for m in MUTATIONS}  # mutants retired from mutants.py leave the table
+        results = {key: r for key, r in stored["mutants"].items() if key in current}
+        meta = stored["meta"]
         run["mutants"] = list(args.only)
         meta.setdefault("reruns", []).append(run)  # the same dict: finished is filled in below
     with tempfile.TemporaryDirectory(prefix="mutation-base-") as folder:

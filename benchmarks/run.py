@@ -422,6 +422,19 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+def peak_increase_mib(call) -> float:
+    """Increase of peak RSS (MiB) over one ``call()``, after a warm-up call (one-time
+    allocations) whose result is freed; the result of the measured call is freed too."""
+    call()
+    gc.collect()
+    before = _status_kib("VmRSS")
+    if not (_reset_peak_rss() and _status_kib("VmHWM") is not None):
+        raise RuntimeError("needs Linux >= 4.0 (/proc/self/clear_refs resets VmHWM)")
+    result = call()
+    del result
+    return (_status_kib("VmHWM") - before) / 1024
+
+
 def memory_child(s: Settings, key: str) -> dict:
     """Run one contender once in this (fresh) process; report the increase of peak RSS."""
     _quiet()

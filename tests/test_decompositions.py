@@ -102,6 +102,21 @@ def test_nmf_recovers_non_negative_factors(mixed_sources):
     assert wb.variance_explained(basis, 4) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_nmf_on_fewer_rows_than_neurons_defaults_to_one_factor_per_row():
+    """A wide layer seen on few inputs (AlexNet's fc layers on a small sample): by default as
+    many factors as rows, which reconstruct the rows exactly (rank n); more factors than rows
+    start from a random point instead of NNDSVDa, which cannot build them."""
+    generator = torch.Generator().manual_seed(5)
+    rows = torch.rand(12, 40, generator=generator)
+    model = nn.Sequential(_linear_layer(torch.eye(40))[0], nn.ReLU()).eval()
+    basis = wb.fit_basis(model, rows, "1", kind="nmf", progress=False)
+    assert basis.dimension == 12
+    assert wb.variance_explained(basis, 12) == pytest.approx(1.0, abs=1e-3)
+    wider = wb.fit_basis(model, rows, "1", kind="nmf", options=SampleOptions(components=16),
+                         progress=False)
+    assert wider.dimension <= 16 and (wider.directions >= 0).all()
+
+
 def test_sparse_autoencoder_recovers_every_planted_atom(planted_dictionary):
     model, codes, atoms = planted_dictionary
     options = SparseOptions(width=24, top_k=3, steps=3000)

@@ -11,7 +11,9 @@ from torch import nn
 
 import workbench as wb
 from workbench import data as datasets
-from workbench.experiments import basis, patternnet, sanity, unified
+from workbench import models as wb_models
+from workbench.claims import t_interval
+from workbench.experiments import basis, patternnet, sanity, transformers, unified
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -74,6 +76,12 @@ def test_heat_map_methods_get_the_patterns_only_where_they_use_them(relu_cnn, im
     maps = patternnet.attributions(relu_cnn, image_batch, 1, methods)
     torch.testing.assert_close(maps["pattern_attribution"], wb.attribute(
         relu_cnn, image_batch, "pattern_attribution", target=1, patterns=patterns))
+    # in batches, a target per input: the same maps as all at once
+    targets = torch.arange(len(image_batch)) % 3
+    whole = patternnet.attributions(relu_cnn, image_batch, targets, methods)
+    batched = patternnet.attributions(relu_cnn, image_batch, targets, methods, batch_size=2)
+    for label in methods:
+        torch.testing.assert_close(batched[label], whole[label])
 
 
 def test_photo_stand_in_labels_the_photos_with_the_models_predictions():
@@ -93,6 +101,15 @@ def test_photo_stand_in_labels_the_photos_with_the_models_predictions():
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with pytest.raises(ValueError, match="test_fraction"):
         patternnet.photo_stand_in(model, size=16, classes=["a"] * 4, test_fraction=1.0)
+    # n crops of every shipped photo, labelled in batches the same way
+    crops = patternnet.photo_stand_in(model, size=16, classes=list("abcd"), n=60, seed=3,
+                                      batch_size=7)
+    expected = datasets.photo_crops(60, 16, seed=3)
+    images = torch.cat([expected.x_train, expected.x_test])
+    torch.testing.assert_close(torch.cat([crops.x_test, crops.x_train]), images)
+    with torch.no_grad():
+        assert torch.equal(torch.cat([crops.y_test, crops.y_train]), model(images).argmax(1))
+    assert len(crops.x_test) == 20
 
 
 def test_toy_results_use_the_papers_names_of_the_estimators():
@@ -636,3 +653,82 @@ def test_five_bases_over_seeds_compare_each_seed_at_its_pc_count():
                                      run.setting.test_labels, k, progress=False)
         mine = [row for row in rows if row["seed"] == run.seed and row["kind"] != "nmf"]
         assert [{**row, "seed": run.seed} for row in direct] == mine
+    # the per-kind summary: the mean and Student's t interval over the seeds, per measure
+    summary = {line["kind"]: line for line in basis.kinds_summary(rows)}
+    assert list(summary) == ["pca", "neurons", "nmf"]
+    values = [row["agreement"] for row in rows if row["kind"] == "pca"]
+    mean, low, high = t_interval(values)
+    assert summary["pca"]["agreement"] == f"{mean:.3f} [{low:.3f}, {high:.3f}]"
+    assert summary["pca"]["seeds"] == 2
+    ks = [row["k"] for row in rows if row["kind"] == "pca"]
+    assert summary["pca"]["k"] == (ks[0] if ks[0] == ks[1] else f"{ks[0]}, {ks[1]}")
+    single = basis.kinds_summary([row for row in rows if row["seed"] == 0])
+    assert single[0]["variance_explained"] == f"{rows[0]['variance_explained']:.3f}"
+    with pytest.raises(ValueError, match="layer '0' was not compared; compared layers: \\['1'\\]"):
+        basis.kinds_over_seeds(runs, "0", ("pca",), progress=False)
+
+
+# -- transformers (notebook 06) ----------------------------------------------------------------
+
+
+def _transformer_result(seed: int, faithfulness: dict[str, list[float]]):
+    return transformers.SeedResult(seed, 0.9, torch.zeros(1), torch.zeros(1), {}, {},
+                                   faithfulness, [])
+
+
+def test_transformer_claims_are_the_papers_ordering_of_mean_faithfulness():
+    labels = list(transformers.METHODS)
+    results = [_transformer_result(seed, {label: [10.0 - i + seed, 10.0 - i - seed]
+                                          for i, label in enumerate(labels)})
+               for seed in (0, 1, 2)]
+    claims = transformers.claims(results)
+    assert [c.statement for c in claims] == [f"{a} is more faithful than {b}"
+                                             for a, b in transformers.ORDERING]
+    expected = {(a, b): labels.index(b) - labels.index(a) for a, b in transformers.ORDERING}
+    for claim, pair in zip(claims, transformers.ORDERING):
+        assert claim.values == (expected[pair],) * 3 and claim.verdict == "holds"
+    results[1].faithfulness["CP-LRP"] = [20.0, 20.0]  # CP-LRP ahead on one seed
+    assert transformers.claims(results)[0].verdict == "inconclusive"
+    table = transformers.faithfulness_table(results)
+    assert table["method"].iloc[0] == "CP-LRP" and list(table.columns)[-1] == "mean"
+
+
+def test_transformer_seed_measures_region_perturbation_of_each_method():
+    protocol = transformers.Protocol(images=2, ig_steps=2)
+    methods = {k: transformers.METHODS[k] for k in ("AttnLRP", "Attention rollout")}
+    result = transformers.run_seed(0, protocol, methods, progress=False)
+    model, _ = wb_models.zoo("photos_vit", progress=False)
+    with torch.no_grad():
+        logits = model(result.images)
+    assert torch.equal(result.targets, logits.argmax(1))
+    start = float(logits.max(1).values.mean())
+    for label in methods:
+        assert result.maps[label].shape == result.images.shape
+        curves = result.curves[label]
+        assert len(curves["most_relevant_first"]) == 8 * 8 + 1  # every 4-pixel patch
+        assert curves["most_relevant_first"][0] == pytest.approx(start)
+        assert curves["least_relevant_first"][0] == pytest.approx(start)
+        # the last step replaced every patch in either order: the same image
+        assert curves["most_relevant_first"][-1] == pytest.approx(
+            curves["least_relevant_first"][-1])
+        assert len(result.faithfulness[label]) == 2
+        # A_LeRF - A_MoRF per image; areas are linear in the curve: their mean is the mean
+        # curves' difference
+        assert np.mean(result.faithfulness[label]) == pytest.approx(
+            _area(curves["least_relevant_first"]) - _area(curves["most_relevant_first"]))
+
+
+def _area(curve):
+    return (sum(curve[1:-1]) + (curve[0] + curve[-1]) / 2) / (len(curve) - 1)
+
+
+def test_transformer_images_are_a_seeded_draw_of_test_images():
+    from types import SimpleNamespace
+
+    data = SimpleNamespace(x_test=torch.arange(10.0)[:, None])
+    first = transformers.explained_images(data, 4, 1)
+    assert torch.equal(first, transformers.explained_images(data, 4, 1))
+    assert len(set(first[:, 0].tolist())) == 4
+    assert not torch.equal(first, transformers.explained_images(data, 4, 2))
+    with pytest.raises(ValueError, match="images must be in"):
+        transformers.explained_images(data, 0, 0)

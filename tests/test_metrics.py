@@ -41,6 +41,15 @@ def batch(*shape: int, seed: int = 1) -> torch.Tensor:
 # Reference loops, straight from the definitions
 
 
+def floyd(draws: list[float], total: int) -> list[int]:
+    """Floyd's algorithm, step by step: ``m = len(draws)`` distinct items of ``0..total-1``."""
+    base, taken = total - len(draws), []
+    for j, u in enumerate(draws):
+        candidate = int(u * (base + 1 + j))
+        taken.append(base + j if candidate in taken else candidate)
+    return taken
+
+
 def reference_sensitivity_n(model, x, attributions, ns, target, baseline, n_subsets, seed,
                             feature_mask=None) -> np.ndarray:
     """One masked input per forward pass; subsets from the documented draws."""
@@ -56,14 +65,18 @@ def reference_sensitivity_n(model, x, attributions, ns, target, baseline, n_subs
     group_features = [members[label] for label in sorted(members)]
     rng = generator(seed)
     result = np.zeros((len(ns), n_samples))
+    n_groups = len(group_features)
     for j, n in enumerate(ns):
         for i in range(n_samples):
-            keys = torch.rand(n_subsets, len(group_features), generator=rng)
+            m = min(n, n_groups - n)
+            draws = torch.rand(n_subsets, m, dtype=torch.float64, generator=rng)
             with torch.no_grad():
                 fx = model(x[i:i + 1])[0, target[i]].item()
             sums, drops = [], []
             for s in range(n_subsets):
-                chosen = torch.argsort(keys[s], descending=True)[:n].tolist()
+                drawn = floyd(draws[s].tolist(), n_groups)
+                chosen = drawn if 2 * n <= n_groups else [
+                    g for g in range(n_groups) if g not in drawn]
                 masked, total = flat_x[i].clone(), 0.0
                 for group in chosen:
                     for f in group_features[group]:
@@ -206,6 +219,18 @@ def test_sensitivity_n_matches_the_reference_loop(grouped):
     expected = reference_sensitivity_n(model, x, attributions, ns, [1, 0, 4], baseline, 12, 11,
                                        feature_mask=mask)
     np.testing.assert_allclose(curve.correlations.numpy(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_sensitivity_n_in_a_channels_last_batch_matches_the_reference_loop():
+    # a float32 CNN runs its batches channels-last: the removed features are written through
+    # each feature's place in that memory layout
+    model, x = cnn(nn.ReLU), batch(2, 3, 8, 8).float()
+    attributions = wb.attribute(model, x, "gradient_x_input", target=[1, 2])
+    baseline = batch(3, 8, 8, seed=4).float()
+    curve = sensitivity_n(model, x, attributions, [5, 150], target=[1, 2], baseline=baseline,
+                          n_subsets=6, seed=3, batch_size=8)
+    expected = reference_sensitivity_n(model, x, attributions, [5, 150], [1, 2], baseline, 6, 3)
+    np.testing.assert_allclose(curve.correlations.numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_sensitivity_n_curves_score_every_method_on_the_same_subsets_as_the_reference_loop():

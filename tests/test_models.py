@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -152,12 +151,10 @@ def test_train_rejects_bad_arguments(digits):
 
 
 @pytest.mark.slow
-def test_default_digits_cnn_reaches_95_percent_within_a_minute(cache, digits):
-    start = time.perf_counter()
+def test_default_digits_cnn_reaches_95_percent(cache, digits):
     model, info = models.zoo("digits_cnn_relu", progress=False)
-    seconds = time.perf_counter() - start
     assert not info["from_cache"]
-    assert info["accuracy"] >= 0.95 and seconds < 60
+    assert info["accuracy"] >= 0.95
     assert models.accuracy(model, digits.x_test, digits.y_test) == info["accuracy"]
 
 
@@ -166,14 +163,16 @@ def test_default_digits_cnn_reaches_95_percent_within_a_minute(cache, digits):
 TINY = dict(architecture="mlp", dataset="digits", hidden=(16,), epochs=1)
 
 
-def test_cache_round_trip(cache):
+def test_cache_round_trip(cache, monkeypatch):
     model, info = models.trained(**TINY, progress=False)
     assert not info["from_cache"] and Path(info["path"]).parent == cache
     assert sorted(p.name for p in cache.iterdir()) == [Path(info["path"]).name]  # no temp files
     assert Path(info["path"]).stat().st_mode & 0o777 == 0o644
-    start = time.perf_counter()
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached model was trained again")
+
+    monkeypatch.setattr(models, "_train", no_training)
     loaded, loaded_info = models.trained(**TINY, progress=False)
-    assert time.perf_counter() - start < 2.0
     assert loaded_info["from_cache"] and loaded_info["path"] == info["path"]
     assert loaded_info["accuracy"] == info["accuracy"] and not loaded.training
     assert _same_weights(model, loaded)
@@ -254,3 +253,28 @@ def test_torchvision_models_load_only_local_weights(tmp_path, monkeypatch, loade
     for model in (loader(), loader(expected)):
         assert not model.training and _same_weights(model, reference)
         torch.testing.assert_close(model(x), reference(x))
+
+
+def test_vit_builder_checks_its_arguments_and_classifies_rgb_images():
+    model = models.vit(3, 5, 16, patch=4, depth=1, heads=2, width=8, mlp_width=16, seed=1)
+    again = models.vit(3, 5, 16, patch=4, depth=1, heads=2, width=8, mlp_width=16, seed=1)
+    assert _same_weights(model, again)
+    assert model.eval()(torch.randn(2, 3, 16, 16)).shape == (2, 5)
+    with pytest.raises(ValueError, match="in_channels 3"):
+        models.vit(1, 5, 16)
+    with pytest.raises(ValueError, match="size must be a multiple of patch"):
+        models.vit(3, 5, 18, patch=4)
+    with pytest.raises(ValueError, match="width must be a multiple of heads"):
+        models.vit(3, 5, 16, width=10, heads=4)
+
+
+def test_vit_b_16_loads_local_weights_only_or_builds_random_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "vit_b_16-c867db91.pth"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(expected))):
+        models.vit_b_16()
+    with pytest.raises(ValueError, match="not both"):
+        models.vit_b_16(tmp_path / "absent.pth", random_weights=True)
+    model = models.vit_b_16(random_weights=True, seed=3)
+    assert not model.training and model.heads.head.out_features == 1000
+    assert _same_weights(model, models.vit_b_16(random_weights=True, seed=3))

@@ -141,6 +141,34 @@ def test_streaming_fit_equals_one_batch_and_any_batching():
                                    rtol=1e-10, atol=1e-12)
 
 
+def test_moments_do_not_depend_on_how_the_rows_are_chunked(monkeypatch):
+    """Chunks of a few samples' rows (the memory bound of a 224-pixel conv layer) sum to the
+    moments of the whole batch in one piece, second moment and feature subset included."""
+    from workbench import patterns
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(3 * 6 * 6, 4)).double().eval()
+    x = torch.randn(20, 2, 6, 6, dtype=torch.float64)
+    whole = gather_moments(model, x, second_moment=True, max_features=50, progress=False)[0]
+    sizes = []
+    real_update = patterns.Moments.update
+
+    def counting_update(self, rows, matrix, bias):
+        sizes.append(rows.numel())
+        return real_update(self, rows, matrix, bias)
+
+    monkeypatch.setattr(patterns, "ROW_CHUNK_VALUES", 18 * 36 * 3)  # 3 images of conv rows
+    monkeypatch.setattr(patterns.Moments, "update", counting_update)
+    chunked = gather_moments(model, x, second_moment=True, max_features=50, progress=False)[0]
+    assert max(sizes) <= 18 * 36 * 3 and len(sizes) > 2
+    for layer in whole:
+        assert chunked[layer].count == whole[layer].count
+        for name in patterns._SUMS:
+            torch.testing.assert_close(getattr(chunked[layer], name),
+                                       getattr(whole[layer], name), rtol=1e-12, atol=1e-10)
+
+
 def test_conv_patterns_use_every_position_like_a_linear_layer_on_patches():
     """A conv whose kernel covers the whole input has one position: it is a Linear layer."""
     torch.manual_seed(1)

@@ -14,7 +14,8 @@ import workbench as wb
 from conftest import cnn
 from workbench import models
 from workbench.data import ImageData
-from workbench.randomization import map_similarity, parameterized_layers, summarize
+from workbench.randomization import (map_similarity, parameterized_layers, randomized_stage,
+                                     summarize)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -317,3 +318,17 @@ def test_a_method_that_ignores_the_weights_never_changes(monkeypatch):
         np.testing.assert_allclose(ignoring["value"], 1.0, atol=1e-12)
         last = table[(table.method == "gradient") & (table.stage_index == len(LAYERS))]
         assert (last["value"] < 1 - 1e-6).any()  # while a method that uses them does change
+
+
+@pytest.mark.parametrize("mode", ["cascading", "independent"])
+def test_randomized_stage_is_the_stage_randomize_yields(mode):
+    model = models.cnn(1, 10, 8, seed=0)
+    stages = list(wb.randomize(model, mode, seed=3))
+    for index in (1, 3, len(stages)):
+        name, alone = randomized_stage(model, mode, index, seed=3)
+        expected_name, expected = stages[index - 1]
+        assert name == expected_name
+        assert all(torch.equal(a, b) for a, b in zip(alone.state_dict().values(),
+                                                     expected.state_dict().values()))
+    with pytest.raises(ValueError, match="stage must be an int from 1 to"):
+        randomized_stage(model, mode, 0)

@@ -29,7 +29,7 @@ from readme import REPOSITORY, SETUP_COMMANDS, shell_commands
 import workbench as wb
 
 COMMANDS = [c for c in shell_commands() if c not in SETUP_COMMANDS]
-SMOKE_FLAG_COMMANDS = ("demo", "reproduce", "sweep")
+SMOKE_FLAG_COMMANDS = ("demo", "reproduce", "sweep", "audit")
 
 
 def _free_port() -> int:
@@ -96,7 +96,7 @@ def check_demo(words, tmp, done):
     results = json.loads((out / "results.json").read_text())
     assert (out / "heatmaps.html").is_file()
     slow = {"shapley_sampling", "smoothgrad"}  # left out of a smoke run
-    assert set(results["methods"]) == set(wb.methods()) - slow
+    assert set(results["methods"]) == set(wb.general_methods()) - slow
     assert results["skipped"] == {}
 
 
@@ -132,12 +132,21 @@ def check_methods(words, tmp, done):
 
 def check_benchmark(words, tmp, done):
     out = tmp / "benchmarks"
-    for name in ("methods", "metrics", "composites", "load", "distributed"):
+    for name in ("methods", "metrics", "composites", "transformers", "load", "distributed"):
         assert (out / f"{name}.md").is_file(), f"make benchmark wrote no {name}.md"
 
 
-CHECKS = {"demo": check_demo, "reproduce": check_reproduce, "sweep": check_sweep,
-          "methods": check_methods, "benchmark": check_benchmark}
+def check_audit(words, tmp, done):
+    out = tmp / _option(words, "--out", "output/audit")
+    results = json.loads((out / "results.json").read_text())
+    tested = {(row["method"], row["test"]) for row in results["verdicts"]}
+    assert tested == {(m, t) for m in results["methods"] for t in wb.auditing.verdicts.TESTS}
+    assert "pass" in done.stdout or "fail" in done.stdout
+    assert (out / "report.html").is_file() and (out / "verdicts.csv").is_file()
+
+
+CHECKS = {"demo": check_demo, "audit": check_audit, "reproduce": check_reproduce,
+          "sweep": check_sweep, "methods": check_methods, "benchmark": check_benchmark}
 
 
 def _probe_server(command: list[str], tmp: Path) -> None:

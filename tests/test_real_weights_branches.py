@@ -3,9 +3,9 @@ stand-ins of the same format: torchvision's architectures with random weights sa
 and MNIST-format IDX files of random digits. The numbers mean nothing; the code path is the one
 a user with the real files takes, so they do not meet its first run.
 
-Notebook 01's VGG-16 branch is not run here: its pattern statistics alone (float64 moments of
-the 25088 x 4096 first dense layer, per regime and per fold, and the second moments of the conv
-layers) take about 12 GB, more than the test suite may use beside its other workers.
+Notebook 01's VGG-16 branch runs on 64-pixel crops (the network's adaptive pooling takes them):
+the code path of 224 pixels, at a twelfth of the convolutions' cost. Its largest memory is the
+float64 moments of the 25,088 x 4,096 first dense layer (fitting the patterns, about 3 GB).
 """
 from __future__ import annotations
 
@@ -59,12 +59,30 @@ def test_unified_gradients_on_mnist_files(tmp_path, cache):
     assert results["settings"]["mnist_root"] == str(root)
 
 
-@pytest.mark.xfail(strict=True, reason="notebook 04's claims cell names photos_vgg layers "
-                   "(classifier.relu1): the AlexNet branch fails there with a KeyError")
+def test_patternnet_with_vgg16_weights_from_a_file(tmp_path, cache):
+    from torchvision.models import vgg16
+
+    weights = random_weights(vgg16, tmp_path / "vgg16.pth")
+    results = run("01_patternnet", tmp_path / "out", vgg16_weights=weights, vgg16_size=64)
+    assert results["settings"]["vgg16_weights"] == str(weights)
+    rho = results["rho"]["0"]
+    # rho is defined on every layer, the 25,088-input first dense layer included
+    for estimator in ("S_w", "S_a", "S_a+-"):
+        assert set(rho[estimator]) >= {"features.0", "classifier.0", "classifier.6"}
+        assert all(value == value for value in rho[estimator].values())  # no NaN
+    assert {claim["verdict"] for claim in results["claims"]} <= {
+        "holds", "inconclusive", "does not hold"}
+
+
 def test_neurons_vs_pcs_with_alexnet_weights_from_a_file(tmp_path, cache):
     from torchvision.models import alexnet
 
     weights = random_weights(alexnet, tmp_path / "alexnet.pth")
     results = run("04_neurons_vs_pcs", tmp_path / "out", alexnet_weights=weights,
-                  layers="features.4,classifier.5")  # a conv and a dense layer: enough for the path
+                  layers="features.4,classifier.5",  # a conv and a dense layer: enough for the path
+                  kinds_layer="")  # the five bases of a 4,096-wide layer take minutes
     assert results["settings"]["alexnet_weights"] == str(weights)
+    # the claims are about AlexNet's own layers: its first dense layer is classifier.5 here
+    quantities = [claim["quantity"] for claim in results["claims"]]
+    assert any(q.endswith("classifier.5") for q in quantities)
+    assert all("AlexNet on the shipped photos" in claim["note"] for claim in results["claims"])

@@ -37,7 +37,7 @@ def _model_with_batch_norm():
     )
 
 
-@pytest.mark.parametrize("method", wb.methods())
+@pytest.mark.parametrize("method", wb.general_methods())
 @pytest.mark.parametrize("requires_grad", [False, True])
 def test_model_and_inputs_are_untouched(method, requires_grad):
     model = _model_with_batch_norm().eval()
@@ -74,7 +74,7 @@ class FailsMidway(nn.Module):
         raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("method", wb.methods())
+@pytest.mark.parametrize("method", wb.general_methods())
 def test_a_failing_forward_leaves_nothing_behind(method):
     model = FailsMidway().eval()
     before = _snapshot(model)
@@ -88,7 +88,7 @@ def test_a_failing_forward_leaves_nothing_behind(method):
     _assert_untouched(model, before, training=False)
 
 
-@pytest.mark.parametrize("method", wb.methods())
+@pytest.mark.parametrize("method", wb.general_methods())
 def test_an_error_after_the_forward_leaves_nothing_behind(method):
     model = _model_with_batch_norm().eval()
     before = _snapshot(model)
@@ -119,7 +119,7 @@ class InplaceOnInput(nn.Module):
         return self.linear(self.relu(x))
 
 
-@pytest.mark.parametrize("method", wb.methods())
+@pytest.mark.parametrize("method", wb.general_methods())
 def test_a_model_changing_its_input_in_place_never_changes_the_users_tensor(method):
     if method in ("grad_cam", "guided_grad_cam"):
         return  # needs a convolution

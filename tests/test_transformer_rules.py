@@ -386,3 +386,57 @@ def test_attention_rollout_is_the_product_of_mixed_attention_matrices():
     torch.testing.assert_close(rollout.sum(1), torch.ones(2, dtype=D))
     with pytest.raises(ValueError, match="needs a model that runs attention"):
         attention.attention_rollout(_Gated().eval(), torch.randn(2, 4, dtype=D))
+
+
+# -- attention rollout as a method (for models with attention only) --------------------------
+
+
+def _tiny_vit():
+    from workbench.models import vit
+
+    return vit(3, 3, 8, patch=4, depth=2, heads=2, width=8, mlp_width=16, seed=0).double().eval()
+
+
+def test_rollout_method_spreads_each_patch_tokens_share_over_its_pixels():
+    """The attribution of a patch's pixels sums to its token's rollout share (Abnar & Zuidema
+    2020, section 3), evenly over the patch and the channels; the class token's own share is
+    not an input's."""
+    model = _tiny_vit()
+    x = torch.randn(2, 3, 8, 8, dtype=D)
+    shares = attention.attention_rollout(model, x, token=0)  # (2, 1 + 4 patches)
+    attribution = wb.attribute(model, x, "attention_rollout", target=1)
+    patches = attribution.reshape(2, 3, 2, 4, 2, 4)  # (N, C, row, pixel, column, pixel)
+    torch.testing.assert_close(patches.sum((1, 3, 5)).flatten(1), shares[:, 1:])
+    assert torch.allclose(patches, patches[:, :1, :, :1, :, :1].expand_as(patches))
+    torch.testing.assert_close(attribution.sum((1, 2, 3)), 1 - shares[:, 0])
+
+
+def test_rollout_method_on_token_embeddings_gives_each_token_its_share():
+    model = Classifier(layers=2).double().eval()
+    x = torch.randn(2, 5, 8, dtype=D)
+    attribution = wb.attribute(model, x, "attention_rollout", target=0, prefix_tokens=0)
+    torch.testing.assert_close(attribution.sum(-1), attention.attention_rollout(model, x, 0))
+    later = wb.attribute(model, x, "attention_rollout", target=0, token=3)
+    torch.testing.assert_close(later.sum(-1), attention.attention_rollout(model, x, 3))
+
+
+def test_rollout_applies_to_attention_models_only_and_says_so():
+    from conftest import cnn
+
+    conv = cnn()
+    assert "attention_rollout" in wb.methods() and "attention_rollout" not in wb.methods(conv)
+    assert "attention_rollout" not in wb.general_methods()
+    assert "attention_rollout" in wb.methods(_tiny_vit())
+    assert set(wb.methods(conv)) == set(wb.general_methods())
+    with pytest.raises(ValueError, match="applies to models that run self-attention.*ran no"):
+        wb.attribute(conv, torch.randn(2, 3, 8, 8), "attention_rollout", target=0)
+    assert torch._C._len_torch_function_stack() == 0
+    with pytest.raises(ValueError, match="target out of range"):
+        wb.attribute(_tiny_vit(), torch.randn(2, 3, 8, 8, dtype=D), "attention_rollout",
+                     target=5)
+    with pytest.raises(ValueError, match="option 'token' of attention_rollout"):
+        wb.attribute(_tiny_vit(), torch.randn(2, 3, 8, 8, dtype=D), "attention_rollout",
+                     target=0, token=5)
+    with pytest.raises(ValueError, match="not a grid of square patches"):
+        wb.attribute(_tiny_vit(), torch.randn(2, 3, 8, 8, dtype=D), "attention_rollout",
+                     target=0, prefix_tokens=2)

@@ -605,3 +605,22 @@ def test_rule_overrides_in_the_inspector_change_the_lrp_maps(explorer):
     expected = wb.attribute(explorer.model, explorer.inputs, "lrp_epsilon",
                             layer_rules=explorer.inspector.layer_rules)
     np.testing.assert_allclose(after["lrp_epsilon"], expected[0, 0].numpy(), rtol=1e-5)
+
+
+def test_picker_offers_attention_rollout_only_for_models_with_attention():
+    from workbench.models import vit
+
+    conv = tiny_model()
+    transformer = vit(3, 3, 8, patch=4, depth=1, heads=2, width=8, mlp_width=16, seed=0)
+    picker = MethodPicker(model=conv)
+    assert "attention_rollout" not in picker.methods
+    assert picker.methods == wb.methods(conv)
+    seen = []
+    picker.on_change(lambda method, options: seen.append(method))
+    picker.model = transformer
+    assert "attention_rollout" in picker.methods
+    picker.method = "attention_rollout"
+    picker.model = conv  # no longer offered: the picker moves to the first method offered
+    assert picker.method == wb.methods(conv)[0] and seen[-1] == picker.method
+    with pytest.raises(ValueError, match="applies to"):
+        MethodPicker(methods=["attention_rollout"], model=conv)

@@ -35,9 +35,10 @@ from workbench.data import ImageData
 from workbench.plots import heatmap_grid, to_map
 from workbench.registry import takes_layer_rules, validate_options
 
-#: the zoo models offered, the first shown first: natural-image crops, then the fast digits nets
-DEFAULT_MODELS = ("photos_vgg", "digits_cnn_relu", "digits_cnn_tanh", "digits_mlp_relu",
-                  "digits_mlp_tanh", "shapes_cnn")
+#: the zoo models offered, the first shown first: natural-image crops (a VGG-style net and a
+#: vision transformer), then the fast digits nets
+DEFAULT_MODELS = ("photos_vgg", "photos_vit", "digits_cnn_relu", "digits_cnn_tanh",
+                  "digits_mlp_relu", "digits_mlp_tanh", "shapes_cnn")
 DEFAULT_METHODS = ("gradient", "integrated_gradients", "lrp_epsilon", "guided_backprop")
 
 #: loads a model by name: ``name -> (model, info)`` as ``workbench.models.zoo`` does

@@ -38,7 +38,9 @@ class MethodPicker(widgets.VBox):
     Parameters
     ----------
     methods:
-        Method names offered (default: every registered method, ``wb.methods()``).
+        Method names offered (default: every registered method, ``wb.methods()``); with a
+        ``model``, only those that apply to it (``Method.applies_to``: attention rollout only
+        for models with attention).
     method:
         The method shown first (default: the first of ``methods``).
     model:
@@ -64,6 +66,8 @@ class MethodPicker(widgets.VBox):
             raise ValueError("methods must name at least one method, e.g. ['gradient']")
         for name in names:
             wb.method_info(name)  # unknown names raise here, listing the known ones
+        self._candidates = names
+        names = self._applicable(model)
         method = names[0] if method is None else method
         if method not in names:
             raise ValueError(f"method '{method}' is not among the methods offered: {names}")
@@ -130,6 +134,18 @@ class MethodPicker(widgets.VBox):
     def model(self, model: nn.Module | None) -> None:
         names = {name for name, _ in model.named_modules()} if model is not None else set()
         self._model = model
+        offered = self._applicable(model)
+        if offered != self.methods:
+            self._quiet = True
+            try:
+                method = self.method if self.method in offered else offered[0]
+                self.dropdown.options = offered
+                self.dropdown.value = method
+            finally:
+                self._quiet = False
+            if method != self._shown_method:
+                self.set(method)
+                return
         kept = {
             name: value for name, value in self._options.items()
             if self._option(name).kind != "layer" or model is None
@@ -156,6 +172,16 @@ class MethodPicker(widgets.VBox):
         self._callbacks.register(callback, remove)
 
     # --- internals ---------------------------------------------------------------------------
+
+    def _applicable(self, model: nn.Module | None) -> list[str]:
+        """The candidate methods that apply to ``model`` (all of them without a model)."""
+        if model is None:
+            return list(self._candidates)
+        names = [name for name in self._candidates if wb.method_info(name).applies_to(model)]
+        if not names:
+            raise ValueError(f"none of the methods offered applies to {type(model).__name__}: "
+                             f"{self._candidates}")
+        return names
 
     def _option(self, name: str) -> Option:
         return self._controls[name].option
@@ -191,6 +217,7 @@ class MethodPicker(widgets.VBox):
                 control.widget.observe(self.error.guard(self._on_control), names="value")
         old_rows = self._controls_box.children
         self._controls = controls
+        self._shown_method = method
         self._options = dict(options)
         reference = f" ({html.escape(spec.reference)})" if spec.reference else ""
         self._help.value = f"<small>{html.escape(spec.description)}{reference}</small>"

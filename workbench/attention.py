@@ -171,25 +171,47 @@ class _Decomposing(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def attention_rollout(model: torch.nn.Module, inputs: torch.Tensor, token: int = 0
-                      ) -> torch.Tensor:
-    """Attention rollout (Abnar & Zuidema 2020, "Quantifying attention flow in transformers",
-    arXiv 2005.00928, section 3): ``A~_l = rownorm(0.5 mean_heads(A_l) + 0.5 I)``, rolled out
-    as ``A~_L ... A~_1``. Returns row ``token`` of it, shape ``(N, T)``: how much each input
-    token flows into output token ``token`` (0: a class token); each row sums to 1. Every
-    attention call must be self-attention over the same ``T`` tokens."""
+def has_attention_layers(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds an ``nn.MultiheadAttention`` (as ``nn.TransformerEncoder`` and
+    torchvision's vision transformers do); seen from its modules, without a forward pass."""
+    return any(isinstance(module, torch.nn.MultiheadAttention) for module in model.modules())
+
+
+def attention_weights(model: torch.nn.Module, inputs: torch.Tensor
+                      ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The model's output for ``inputs`` and the weights of each attention call, in call order
+    (each ``(N, heads, L, S)``), with fused attention run decomposed; no gradients."""
     with torch.no_grad(), recording_attention() as weights, _Decomposing():
-        model(inputs)
+        output = model(inputs)
+    return output, weights
+
+
+def rollout(weights: list[torch.Tensor]) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema 2020, "Quantifying attention flow in transformers",
+    ACL, arXiv 2005.00928, section 3) of the weights of successive self-attention layers:
+    ``A~_l = rownorm(0.5 mean_heads(A_l) + 0.5 I)`` (the residual connection as an identity),
+    rolled out as ``A~_L ... A~_1``, shape ``(N, T, T)``; each row sums to 1."""
     if not weights:
-        raise ValueError("attention_rollout needs a model that runs attention "
+        raise ValueError("attention rollout needs a model that runs attention "
                          "(nn.MultiheadAttention or F.scaled_dot_product_attention); none ran")
-    rollout = None
+    result = None
     for layer in weights:
-        if layer.size(-1) != layer.size(-2):
-            raise ValueError(f"attention_rollout needs self-attention, got weights of shape "
-                             f"{tuple(layer.shape)}")
+        if layer.size(-1) != layer.size(-2) or (result is not None
+                                                and layer.size(-1) != result.size(-1)):
+            raise ValueError("attention rollout needs self-attention over the same tokens in "
+                             f"every layer, got weights of shape {tuple(layer.shape)}")
         mixed = 0.5 * layer.mean(dim=1) + 0.5 * torch.eye(layer.size(-1), dtype=layer.dtype,
                                                           device=layer.device)
         mixed = mixed / mixed.sum(-1, keepdim=True)
-        rollout = mixed if rollout is None else mixed @ rollout
-    return rollout[:, token]
+        result = mixed if result is None else mixed @ result
+    return result
+
+
+def attention_rollout(model: torch.nn.Module, inputs: torch.Tensor, token: int = 0
+                      ) -> torch.Tensor:
+    """Row ``token`` of the attention :func:`rollout` of ``model`` on ``inputs``, shape
+    ``(N, T)``: how much each input token flows into output token ``token`` (0: a class
+    token); each row sums to 1. Every attention call must be self-attention over the same
+    ``T`` tokens."""
+    _, weights = attention_weights(model, inputs)
+    return rollout(weights)[:, token]

@@ -17,6 +17,8 @@ def _methods(args: argparse.Namespace) -> int:
     for name in wb.methods():
         method = wb.method_info(name)
         print(f"{name}: {method.description} ({method.reference})")
+        if method.requires is not None:
+            print(f"    applies to {method.requires.description} only")
         for option in method.options:
             print(f"    {option.name} [{option.kind}] = {option.default!r}: {option.help}")
     print("option kinds:")
@@ -79,6 +81,30 @@ def _serve(args: argparse.Namespace) -> int:
                  open_browser=args.open_browser, preheat=args.preheat)
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from workbench.auditing import specs
+    from workbench.claims import parse_seeds
+    from workbench.reporting import smoke_requested
+
+    try:
+        model, model_line = specs.load_model(args.model, args.weights)
+        data = specs.load_data(args.data, size=args.size)
+        seeds = parse_seeds(args.seeds)
+        inputs = data.inputs[:args.images] if args.images else data.inputs
+        budget = args.budget
+        if smoke_requested(args.smoke):
+            budget, seeds = "smoke", seeds[:2]
+        result = wb.audit(model, inputs, args.methods, seeds=seeds, budget=budget,
+                          out=args.out, description={"model": model_line, "data": data.source})
+    except (FileNotFoundError, ValueError, TypeError) as error:
+        print(f"workbench audit: {error}", file=sys.stderr)
+        return 1
+    counts = result.verdicts["status"].str.replace(" (1 seed)", "").value_counts()
+    print(", ".join(f"{count} {status}" for status, count in counts.items())
+          + f" -> {args.out}/report.html")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="workbench", description="Explainability Workbench")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -127,9 +153,29 @@ def main(argv: list[str] | None = None) -> int:
                        help="kernels per notebook kept running ahead with the notebook executed, "
                             "so that a page opens at once (default 0: none)")
 
+    audit = commands.add_parser("audit", help="test attribution methods on a model and data: "
+                                "sanity checks, Sensitivity-n, completeness, agreement")
+    audit.add_argument("--model", required=True,
+                       help="a zoo name, torchvision:NAME (with --weights), a TorchScript file "
+                            "or package.module:factory (with --weights for a state dict)")
+    audit.add_argument("--weights", help="a state dict file (read with weights_only=True)")
+    audit.add_argument("--data", required=True,
+                       help="a zoo name, an image folder root/<class>/<image>, or a .pt/.npz "
+                            "file of images (N, C, H, W)")
+    audit.add_argument("--size", type=int, default=224, help="image side for an image folder")
+    audit.add_argument("--images", type=int, help="use only the first N images")
+    audit.add_argument("--methods", nargs="+", help="method names (default: "
+                       "gradient, gradient_x_input, integrated_gradients, guided_backprop, "
+                       "grad_cam, lrp_epsilon, deeplift_rescale)")
+    audit.add_argument("--budget", choices=("quick", "full"), default="quick")
+    audit.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    audit.add_argument("--out", default="output/audit", help="output folder")
+    audit.add_argument("--smoke", action="store_true",
+                       help="fast settings (4 images, 2 seeds, 2 stages per test)")
+
     args = parser.parse_args(argv)
     handlers = {"methods": _methods, "demo": _demo, "reproduce": _reproduce, "sweep": _sweep,
-                "serve": _serve}
+                "serve": _serve, "audit": _audit}
     return processes.run(lambda: handlers[args.command](args), f"workbench {args.command}")
 
 

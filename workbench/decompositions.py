@@ -49,7 +49,8 @@ class SampleOptions:
     """Options of the sample-based kinds ``"ica"`` and ``"nmf"``.
 
     ``components``: the number of directions m (default: ICA the rank of the sampled
-    activations, NMF the layer's width d); ``max_samples``: the most activation rows kept
+    activations, NMF the layer's width d, or the number of sampled rows when fewer);
+    ``max_samples``: the most activation rows kept
     (a seeded uniform sample beyond); ``max_iter``: the solver's iteration cap (scikit-learn's
     ``FastICA``/``NMF``); ``seed``: the sample's and the solver's seed.
     """
@@ -329,9 +330,12 @@ def fit_nmf(rows: torch.Tensor, options: SampleOptions, layer: str
     from sklearn.decomposition import NMF
 
     check_non_negative(rows, layer)
-    components = _components(layer, options.components, rows.shape[1], rows.shape[1],
+    samples, width = rows.shape
+    components = _components(layer, options.components, min(width, samples), width,
                              "the width")
-    nmf = NMF(n_components=components, init="nndsvda", max_iter=options.max_iter,
+    # NNDSVDa needs m <= min(n, d); beyond it (more factors than sampled rows) a random start
+    init = "nndsvda" if components <= min(width, samples) else "random"
+    nmf = NMF(n_components=components, init=init, max_iter=options.max_iter,
               random_state=options.seed)
     nmf.fit(rows.numpy())
     factors = torch.from_numpy(nmf.components_).double()

@@ -58,7 +58,7 @@ def run(output_dir: str | Path = "output/demo", n_images: int = 4, smoke: bool =
     target = digits.y_test[:n_images].to(device)
     training_images = digits.x_train[:SMOKE_PATTERN_IMAGES] if smoke else digits.x_train
     supplied = supplied_options(model, training_images.to(device))
-    names = [n for n in wb.methods() if not (smoke and n in SLOW_METHODS)]
+    names = [n for n in wb.methods(model) if not (smoke and n in SLOW_METHODS)]
     options = {name: {**DEMO_OPTIONS.get(name, {}), **supplied.get(name, {})} for name in names}
     skipped = {}
     for name in names:

@@ -24,6 +24,12 @@ def _figure_html(bundle: dict[str, Any], include_plotlyjs: bool) -> str:
                        default_height=DEFAULT_HEIGHT, validate=False)
 
 
+def figure_div(figure: Any, include_plotlyjs: bool) -> str:
+    """A ``<div>`` drawing the plotly ``figure``, with plotly.js inlined when
+    ``include_plotlyjs`` (once per page: the page then loads nothing from a CDN)."""
+    return _figure_html(figure.to_plotly_json(), include_plotlyjs)
+
+
 def add_figure_html(notebook: Any) -> int:
     """Give every plotly output of ``notebook`` (an ``nbformat`` node, changed in place) that
     has no ``text/html`` one: a ``<div>`` drawing the figure, plotly.js inlined once, in the

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.arguments import expand_baseline, feature_groups, generator
+from workbench.arguments import compact_baseline, expand_baseline, feature_groups, generator
 from workbench.checks import Target, all_finite, check_model_and_inputs
 from workbench.forward import predict, target_scores
 from workbench.image_filters import gaussian_blur
 from workbench.layout import fast_format
+from workbench.subsets import draw_count, random_subsets
 
 ORDERS = ("most_relevant_first", "least_relevant_first", "random")
 REPLACEMENTS = ("mean", "baseline", "blur")
@@ -80,8 +81,12 @@ def sensitivity_n(model: nn.Module, inputs: torch.Tensor, attributions: torch.Te
         (uniformly among all subsets of size ``n``), each sample its own.
     seed:
         Seed of the CPU generator. Draw order, a contract the tests rely on: for each ``n`` in
-        the order given, for each sample, ``keys = torch.rand(n_subsets, G)``; subset ``s`` is
-        the ``n`` largest keys of row ``s`` (``G`` features or groups).
+        the order given, for each sample, ``n_subsets`` rows of
+        ``workbench.subsets.random_subsets(n_subsets, n, G, generator)`` (``G`` features or
+        groups): ``u = torch.rand(n_subsets, m, dtype=torch.float64)`` with ``m = min(n, G -
+        n)``, turned into ``m`` distinct items by Floyd's algorithm; they are the subset for
+        ``n <= G / 2`` and the features left out of it otherwise. The cost grows with ``m``,
+        not with ``G``.
     feature_mask:
         Integer labels broadcastable to the inputs, the same for every sample: features with
         one label are removed together and their attributions summed.
@@ -143,58 +148,108 @@ def _sensitivity(model, inputs, attributions: Sequence[torch.Tensor], ns: list[i
     baseline = expand_baseline(baseline, inputs)
     indices, scores = target_scores(model, inputs, target, batch_size)
 
-    n_samples, sample_shape = len(inputs), inputs.shape[1:]
-    device = inputs.device
+    n_samples, device = len(inputs), inputs.device
     group_attributions = torch.zeros(len(attributions), n_samples, n_groups,
                                      dtype=torch.float64, device=device)
     for m, attribution in enumerate(attributions):
         group_attributions[m].index_add_(1, groups, attribution.flatten(1).to(torch.float64))
+    group_totals = group_attributions.sum(-1, keepdim=True)
 
     rng = generator(seed)
     samples_per_pass = max(1, batch_size // n_subsets)
-    blend = _blend(inputs, baseline)
-    # buffers reused by every pass: keys, subsets (float64, for the sums), removal weights
-    keys = torch.empty(samples_per_pass, n_subsets, n_groups)
-    chosen = torch.empty(samples_per_pass, n_subsets, n_groups, dtype=torch.float64)
-    weights = torch.empty(samples_per_pass, n_subsets, n_groups, dtype=inputs.dtype,
-                          device=device)
-    removed = weights if feature_mask is None else torch.empty(
-        samples_per_pass, n_subsets, sample_shape.numel(), dtype=inputs.dtype, device=device)
     batch = _batch_buffer(model, inputs, samples_per_pass * n_subsets)
+    write = _subset_writer(inputs, baseline, batch, groups if feature_mask is not None else None,
+                           n_subsets)
     correlations = torch.empty(len(attributions), len(ns), n_samples, dtype=inputs.dtype,
                                device=device)
+    outputs = torch.empty(n_samples, n_subsets, dtype=scores.dtype, device=device)
     for j, size in enumerate(ns):
-        for start in range(0, n_samples, samples_per_pass):
-            here = slice(start, min(start + samples_per_pass, n_samples))
-            k = here.stop - here.start
-            # the same numbers as k draws of (n_subsets, n_groups), one per sample
-            torch.rand(k, n_subsets, n_groups, generator=rng, out=keys[:k])
-            subsets = _largest(keys[:k], size, out=chosen[:k]).to(device)  # (k, subsets, G)
-            weights[:k].copy_(subsets)
-            if feature_mask is not None:
-                torch.index_select(weights[:k], 2, groups, out=removed[:k])
-            masked = batch[:k * n_subsets]
-            blend(inputs[here, None], baseline[here, None],
-                  removed[:k].view(k, n_subsets, *sample_shape),
-                  out=masked.view(k, n_subsets, *sample_shape))
-            output = predict(model, masked, batch_size)
-            outputs = output.view(k, n_subsets, -1).gather(
-                2, indices[here, None, None].expand(k, n_subsets, 1))[..., 0]
-            sums = torch.einsum("ksg,mkg->mks", subsets, group_attributions[:, here])
-            drops = scores[here, None].to(torch.float64) - outputs.to(torch.float64)
-            correlations[:, j, here] = _pearson(sums, drops, outputs, inputs.dtype)
+        # subsets are drawn for as many samples at once as memory allows (the draws do not
+        # depend on the chunks); memory of a draw: its items (int64), 16-bit integers per group
+        per_sample = n_subsets * (draw_count(size, n_groups) + n_groups // 4 + 1)
+        samples_per_draw = max(samples_per_pass, _DRAW_ELEMENTS // per_sample)
+        for first in range(0, n_samples, samples_per_draw):
+            drawn = slice(first, min(first + samples_per_draw, n_samples))
+            count = drawn.stop - drawn.start
+            items, complement = random_subsets(count * n_subsets, size, n_groups, rng)
+            items = items.to(device).view(count, n_subsets, items.shape[1])
+            for start in range(drawn.start, drawn.stop, samples_per_pass):
+                here = slice(start, min(start + samples_per_pass, drawn.stop))
+                masked = write(here, items[here.start - first:here.stop - first], complement)
+                output = predict(model, masked, batch_size).view(len(masked) // n_subsets,
+                                                                 n_subsets, -1)
+                outputs[here] = output.gather(2, indices[here, None, None].expand(
+                    -1, n_subsets, 1))[..., 0]
+            # attribution sums over the subsets (the total minus the left-out features' sum)
+            sums = group_attributions[:, drawn, None, :].expand(-1, -1, n_subsets, -1).gather(
+                3, items.expand(len(attributions), -1, -1, -1)).sum(-1)
+            if complement:
+                sums = group_totals[:, drawn] - sums
+            drops = scores[drawn, None].to(torch.float64) - outputs[drawn].to(torch.float64)
+            correlations[:, j, drawn] = _pearson(sums, drops, outputs[drawn], inputs.dtype)
     return correlations
 
 
-def _largest(keys: torch.Tensor, size: int, out: torch.Tensor) -> torch.Tensor:
-    """``out`` set to the mask (1 or 0) of the ``size`` largest keys along the last dimension
-    (for large ``size`` as the complement of the smallest ones: the same set, a cheaper
-    ``topk``; the set does not depend on ``sorted``)."""
-    total = keys.shape[-1]
-    if size <= total // 2:
-        return out.fill_(0).scatter_(-1, keys.topk(size, dim=-1, sorted=False).indices, 1.0)
-    return out.fill_(1).scatter_(
-        -1, keys.topk(total - size, dim=-1, largest=False, sorted=False).indices, 0.0)
+def _subset_writer(inputs: torch.Tensor, baseline: torch.Tensor, batch: torch.Tensor,
+                   groups: torch.Tensor | None, n_subsets: int):
+    """``write(here, items, complement)``: the masked inputs of samples ``here``, one per
+    subset, in the first rows of ``batch`` (returned): the items of ``random_subsets`` (the
+    features or ``groups`` removed, or for a complement the ones kept) take the baseline.
+
+    Without groups, one copy of the kept values into the batch, then the removed ones written
+    over it (``scatter_``: a cost in the subset's size); with groups, 0/1 weights per group,
+    spread over the features and blended as ``_blend`` does."""
+    sample_shape = inputs.shape[1:]
+    if groups is not None:
+        weights = torch.empty(len(batch), int(groups.max()) + 1, dtype=inputs.dtype,
+                              device=inputs.device)
+        blend = _blend(inputs, baseline)
+
+        def write_groups(here: slice, items: torch.Tensor, complement: bool) -> torch.Tensor:
+            rows = len(items) * n_subsets
+            removal = weights[:rows].view(*items.shape[:2], -1)
+            removal.fill_(float(complement)).scatter_(2, items, float(not complement))
+            masked = batch[:rows]
+            blend(inputs[here, None], baseline[here, None],
+                  removal[..., groups].view(*items.shape[:2], *sample_shape),
+                  out=masked.view(*items.shape[:2], *sample_shape))
+            return masked
+        return write_groups
+
+    features = sample_shape.numel()
+    # the batch's memory as (rows, features), and each feature's place in a row of it
+    flat_batch = batch.as_strided((len(batch), features), (features, 1))
+    places = None if batch.is_contiguous() else _memory_places(batch).to(inputs.device)
+    flat_inputs, flat_baseline = inputs.flatten(1), baseline.flatten(1)
+    sample_of_row = torch.arange(len(batch) // n_subsets, device=inputs.device)
+    sample_of_row = sample_of_row.repeat_interleave(n_subsets)
+
+    def write_features(here: slice, items: torch.Tensor, complement: bool) -> torch.Tensor:
+        rows = len(items) * n_subsets
+        kept, removed = (flat_baseline, flat_inputs) if complement else (
+            flat_inputs, flat_baseline)
+        if places is None:
+            torch.index_select(kept, 0, sample_of_row[:rows] + here.start, out=flat_batch[:rows])
+        else:  # (the copy in the logical layout, each element to its place)
+            batch[:rows].view(*items.shape[:2], *sample_shape).copy_(
+                kept[here, None].view(-1, 1, *sample_shape).expand(-1, n_subsets, *sample_shape))
+        flat_batch[:rows].view(*items.shape[:2], features).scatter_(
+            2, items if places is None else places[items],
+            removed[here, None].expand(-1, n_subsets, -1).gather(2, items))
+        return batch[:rows]
+    return write_features
+
+
+_DRAW_ELEMENTS = 1 << 21  # random subsets drawn at once: at most this many items, or one pass
+
+
+def _memory_places(batch: torch.Tensor) -> torch.Tensor:
+    """Where each element of one sample (in row-major order) lies in the memory of a sample of
+    ``batch`` (its offset from the sample's start): the identity for a contiguous batch."""
+    places = torch.zeros((), dtype=torch.int64)
+    for size, stride in zip(batch.shape[1:], batch.stride()[1:]):
+        places = places[..., None] + torch.arange(size) * stride
+    return places.flatten()
 
 
 def _blend(inputs: torch.Tensor, replacement: torch.Tensor):
@@ -430,8 +485,8 @@ def degradation_curves(model: nn.Module, inputs: torch.Tensor, attributions: tor
 
 
 def _replacement_image(inputs, replacement, baseline, blur_sigma, patch) -> torch.Tensor:
-    if replacement == "baseline":
-        return expand_baseline(baseline, inputs)
+    if replacement == "baseline":  # (a baseline shared by every sample is not copied N times)
+        return compact_baseline(baseline, inputs).expand_as(inputs)
     if replacement == "blur":
         return gaussian_blur(inputs, blur_sigma)
     n, c, height, width = inputs.shape

@@ -20,6 +20,7 @@ unfolded input), so memory does not grow with the data.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 import zlib
@@ -74,6 +75,27 @@ def as_rows(call: AffineCall) -> tuple[torch.Tensor, torch.Tensor]:
     raise NotImplementedError(f"layer '{call.layer}': no patterns for '{call.kind}' layers")
 
 
+#: the most float64 values one chunk of rows holds in ``gather_moments`` (128 MiB): a conv layer
+#: of a 224-pixel net unfolds to ~50,000 rows of hundreds of features per image
+ROW_CHUNK_VALUES = 1 << 24
+
+
+def row_chunks(call: AffineCall, max_values: int | None = None):
+    """``as_rows(call)`` a few samples at a time, ``(rows, matrix)`` per chunk, each chunk's
+    rows at most ``max_values`` values (default ``ROW_CHUNK_VALUES``; at least one sample):
+    the moments are sums over rows, so they do not depend on the chunking, and memory stays
+    bounded at any batch size."""
+    max_values = ROW_CHUNK_VALUES if max_values is None else max_values
+    rows, _ = as_rows(dataclasses.replace(call, inputs=call.inputs[:1]))
+    per_sample = max(1, rows.numel())
+    step = max(1, max_values // per_sample)
+    if step >= len(call.inputs):
+        yield as_rows(call)
+        return
+    for start in range(0, len(call.inputs), step):
+        yield as_rows(dataclasses.replace(call, inputs=call.inputs[start:start + step]))
+
+
 class _Recorder(AffineRule):
     """An affine 'rule' that only records each weighted layer's call (the last one per layer:
     a following batch norm replaces the plain layer by the merged one)."""
@@ -123,22 +145,36 @@ class Moments:
     features: torch.Tensor | None = None
 
     def update(self, rows: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor | None):
+        """Add ``rows`` (samples x features) of a layer ``y = rows @ matrix.T + bias``. The
+        (features x outputs) sums grow in place (``addmm_``): a wide layer's update holds no
+        second copy of them."""
         x = rows.double()
         y = x @ matrix.double().T
         active = (y + (bias.double() if bias is not None else 0)) > 0
         positive = active.double()
         y_pos = y * positive
-        terms = {
-            "sum_x": x.sum(0), "sum_y": y.sum(0), "sum_yy": (y * y).sum(0), "sum_xy": x.T @ y,
-            "count_pos": positive.sum(0), "sum_x_pos": x.T @ positive, "sum_y_pos": y_pos.sum(0),
-            "sum_yy_pos": (y_pos * y).sum(0), "sum_xy_pos": x.T @ y_pos,
-        }
+        kept = x if self.features is None else x[:, self.features.to(x.device)]
+        if self.sum_x is None:
+            features, outputs = x.shape[1], y.shape[1]
+            zeros = functools.partial(torch.zeros, dtype=torch.float64, device=x.device)
+            for name in ("sum_xy", "sum_x_pos", "sum_xy_pos"):
+                setattr(self, name, zeros(features, outputs))
+            for name in ("sum_y", "sum_yy", "count_pos", "sum_y_pos", "sum_yy_pos"):
+                setattr(self, name, zeros(outputs))
+            self.sum_x = zeros(features)
+            if self.with_second_moment:
+                self.sum_xx = zeros(kept.shape[1], kept.shape[1])
+        self.sum_x += x.sum(0)
+        self.sum_y += y.sum(0)
+        self.sum_yy += (y * y).sum(0)
+        self.sum_xy.addmm_(x.T, y)
+        self.count_pos += positive.sum(0)
+        self.sum_x_pos.addmm_(x.T, positive)
+        self.sum_y_pos += y_pos.sum(0)
+        self.sum_yy_pos += (y_pos * y).sum(0)
+        self.sum_xy_pos.addmm_(x.T, y_pos)
         if self.with_second_moment:
-            kept = x if self.features is None else x[:, self.features.to(x.device)]
-            terms["sum_xx"] = kept.T @ kept
-        for name, value in terms.items():
-            current = getattr(self, name)
-            setattr(self, name, value if current is None else current + value)
+            self.sum_xx.addmm_(kept.T, kept)
         self.count += len(x)
 
     def __add__(self, other: Moments) -> Moments:
@@ -162,12 +198,15 @@ _SUMS = ("sum_x", "sum_xx", "sum_y", "sum_yy", "sum_xy", "count_pos", "sum_x_pos
 def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment: bool = False,
                    progress: bool = True, description: str = "moments",
                    folds: int = 1, max_features: int | None = None,
-                   seed: int = 0) -> list[dict[str, Moments]]:
+                   seed: int = 0, outputs: Mapping[str, torch.Tensor] | None = None
+                   ) -> list[dict[str, Moments]]:
     """One streaming pass over ``data``: the moments of every weighted layer, for each of
     ``folds`` disjoint subsets of the samples (sample ``i`` of each batch goes to fold
     ``i % folds``). The (features x features) second moment covers every input feature of a
     layer with at most ``max_features`` of them, else ``max_features`` features drawn at random
-    (under ``seed`` and the layer's name), the same in every fold."""
+    (under ``seed`` and the layer's name), the same in every fold. ``outputs[layer]``: the
+    only output neurons (indices) whose moments a layer keeps, in that order (all when the
+    layer is not in it): the (features x outputs) sums of a wide layer for a few neurons."""
     moments: list[dict[str, Moments]] = [{} for _ in range(folds)]
     subsets: dict[str, torch.Tensor | None] = {}
     for inputs, _ in tqdm(batches(data, batch_size), desc=description, disable=not progress,
@@ -177,12 +216,18 @@ def gather_moments(model: nn.Module, data, batch_size: int = 256, second_moment:
             if not len(part):
                 continue
             for layer, call in weighted_layer_calls(model, part).items():
-                rows, matrix = as_rows(call)
-                if layer not in subsets:
-                    subsets[layer] = _feature_subset(layer, rows.shape[1], max_features, seed)
-                moments[fold].setdefault(layer, Moments(with_second_moment=second_moment,
-                                                        features=subsets[layer]))
-                moments[fold][layer].update(rows, matrix, call.bias)
+                kept = (outputs or {}).get(layer)
+                bias = (call.bias if kept is None or call.bias is None
+                        else call.bias[kept.to(call.bias.device)])
+                for rows, matrix in row_chunks(call):
+                    if kept is not None:
+                        matrix = matrix[kept.to(matrix.device)]
+                    if layer not in subsets:
+                        subsets[layer] = _feature_subset(layer, rows.shape[1], max_features,
+                                                         seed)
+                    moments[fold].setdefault(layer, Moments(with_second_moment=second_moment,
+                                                            features=subsets[layer]))
+                    moments[fold][layer].update(rows, matrix, bias)
     if not all(moments):
         raise ValueError(f"too little data: need at least {folds} samples running through the "
                          "model's Linear or Conv layers")
@@ -309,7 +354,9 @@ def fit_estimators(model: nn.Module, data, estimators: Sequence[str] = ESTIMATOR
                                                 rng)
             shape = weights[name].shape
             dtype, device = weights[name].dtype, weights[name].device
-            layers[name] = LayerPattern(positive.reshape(shape).to(dtype=dtype, device=device),
+            converted = positive.reshape(shape).to(dtype=dtype, device=device)
+            # one tensor where the regimes share the pattern (a linear estimator)
+            layers[name] = LayerPattern(converted, converted if negative is positive else
                                         negative.reshape(shape).to(dtype=dtype, device=device))
         fitted[estimator] = Patterns(estimator, layers)
     return {e: fitted[e] for e in estimators}
@@ -509,26 +556,35 @@ def signal_quality_of_estimators(model: nn.Module, data, patterns: Mapping[str, 
         return quality
     for fitted in learned.values():
         fitted.check(model)
+    # the neurons scored, drawn first (layer by layer, in forward order), so that the moments
+    # of a wide layer are gathered for them alone
+    rng = torch.Generator().manual_seed(seed)
+    counts = {name: len(matrix)
+              for name, matrix in _layer_matrices(model, data, batch_size).items()}
+    chosen = {name: torch.randperm(count, generator=rng)[:max_neurons].sort().values
+              for name, count in counts.items()}
     folds = gather_moments(model, data, batch_size, second_moment=True, progress=progress,
                            description="signal quality", folds=2, max_features=max_features,
-                           seed=seed)
+                           seed=seed, outputs=chosen)
     folds = [{name: _to_cpu(m) for name, m in fold.items()} for fold in folds]
-    rng = torch.Generator().manual_seed(seed)
     for name in folds[0]:
-        count = len(folds[0][name].sum_y)
-        neurons = torch.randperm(count, generator=rng)[:max_neurons].sort().values
+        count, neurons = counts[name], chosen[name]
         halves = [folds[0][name], folds[1][name]]
         features = halves[0].features
         if features is not None:  # a random subset of the inputs (see above)
             halves = [_on_features(m, features) for m in halves]
         for label, fitted in learned.items():
             pattern = fitted.layers[name]
-            positive = pattern.positive.detach().double().cpu().reshape(count, -1)
-            negative = pattern.negative.detach().double().cpu().reshape(count, -1)
+            # the chosen neurons' patterns alone, in float64 (a wide layer's are large)
+            positive, negative = (
+                part.detach().reshape(count, -1)[neurons.to(part.device)].double().cpu()
+                for part in (pattern.positive, pattern.negative))
             if features is not None:
                 positive, negative = positive[:, features], negative[:, features]
-            correlation = [_distractor_correlation(halves[i], halves[1 - i], neurons,
-                                                   positive[neurons], negative[neurons])
+            # the moments hold the chosen neurons alone, in order: column k is neurons[k]
+            correlation = [_distractor_correlation(halves[i], halves[1 - i],
+                                                   torch.arange(len(neurons)),
+                                                   positive, negative)
                            for i in (0, 1)]
             rho = 1 - (correlation[0] + correlation[1]) / 2
             quality[label][name] = rho if per_neuron else float(torch.nanmean(rho))

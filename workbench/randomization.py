@@ -173,6 +173,25 @@ def randomize(model: nn.Module, mode: str = "cascading", *, layers: Layers = Non
     return _stages(model, mode, resolved, int(seed), init)
 
 
+def randomized_stage(model: nn.Module, mode: str, stage: int, *, layers: Layers = None,
+                     seed: int = 0, init: Init = "default") -> tuple[str, nn.Module]:
+    """Stage ``stage`` (1 is the top layer) of ``randomize(model, mode, layers=, seed=,
+    init=)`` alone, equal to the one the generator yields, without building the stages
+    before it: a copy of the model with the top ``stage`` layers re-initialised (cascading)
+    or only the ``stage``-th from the top (independent)."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    resolved = _resolve_layers(model, layers)
+    if not isinstance(stage, numbers.Integral) or not 1 <= stage <= len(resolved):
+        raise ValueError(f"stage must be an int from 1 to {len(resolved)} (the layers with "
+                         f"parameters), got {stage!r}")
+    first = len(resolved) - stage
+    indices = range(first, len(resolved)) if mode == "cascading" else [first]
+    states = {resolved[i][0]: _random_state(*resolved[i], _layer_seed(int(seed), i), init)
+              for i in indices}
+    return _label(resolved[first][0]), _with_layers_replaced(model, states)
+
+
 def _stages(model, mode, resolved, seed, init) -> Iterator[tuple[str, nn.Module]]:
     states: dict[str, dict[str, torch.Tensor]] = {}
     for index in reversed(range(len(resolved))):

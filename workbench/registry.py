@@ -300,8 +300,25 @@ class Option:
 
 
 @dataclass(frozen=True)
+class Requirement:
+    """A kind of model that a method applies to only, such as models that run attention.
+
+    ``met_by(model)`` says from the model's modules alone (no forward pass) whether it is of
+    this kind; lists of methods (``methods(model)``, the method picker) offer the method only
+    for such models. Calling the method on another model raises ``ValueError``.
+    """
+
+    name: str
+    description: str
+    met_by: Callable[[nn.Module], bool] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Method:
-    """An attribution method: ``run(model, inputs, target, **options) -> attributions``."""
+    """An attribution method: ``run(model, inputs, target, **options) -> attributions``.
+
+    ``requires``: the kind of model the method applies to only (``None``: every model).
+    """
 
     name: str
     run: Callable[..., torch.Tensor]
@@ -309,6 +326,11 @@ class Method:
     options: tuple[Option, ...] = ()
     reference: str = ""
     rules: Callable[..., Any] | None = field(default=None, repr=False)
+    requires: Requirement | None = None
+
+    def applies_to(self, model: nn.Module) -> bool:
+        """Whether the method applies to ``model`` (it meets ``requires``, if any)."""
+        return self.requires is None or self.requires.met_by(model)
 
     def bind(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validated option values, defaults filled in; unknown names raise ``TypeError``."""
@@ -333,9 +355,18 @@ def register(method: Method) -> Method:
     return method
 
 
-def methods() -> list[str]:
-    """Names of every registered attribution method."""
-    return list(_REGISTRY)
+def methods(model: nn.Module | None = None) -> list[str]:
+    """Names of every registered attribution method; with ``model``, those that apply to it
+    (``Method.applies_to``: methods for a kind of model only, such as attention rollout, are
+    left out for other models)."""
+    if model is None:
+        return list(_REGISTRY)
+    return [name for name, method in _REGISTRY.items() if method.applies_to(model)]
+
+
+def general_methods() -> list[str]:
+    """Names of the methods that apply to every model (no ``requires``)."""
+    return [name for name, method in _REGISTRY.items() if method.requires is None]
 
 
 def get_method(name: str) -> Method:

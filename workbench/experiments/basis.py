@@ -21,7 +21,7 @@ from workbench import basis as bases
 from workbench import features, plots
 from workbench.basis import AblationCurve, Basis
 from workbench.batching import progress_batches
-from workbench.claims import Claim
+from workbench.claims import Claim, t_interval
 from workbench.decompositions import SampleOptions, SparseOptions
 from workbench.features import FeatureVisualisation, TopActivating
 from workbench.layers import ACTIVATION_MODULES
@@ -432,6 +432,9 @@ def kinds_over_seeds(runs: Sequence[SeedRun], layer: str, kinds: Sequence[str] =
     """Per seed of ``runs``, ``compare_kinds`` for ``layer``: its bases ``kinds`` fitted on the
     seed's training images (the sample-based kinds with ``options[kind]``, their seed set to
     the run's) and compared on its test images at k = the PCs needed for the fraction."""
+    if runs and layer not in runs[0].comparisons:
+        raise ValueError(f"layer '{layer}' was not compared; compared layers: "
+                         f"{list(runs[0].comparisons)}")
     rows = []
     for run in runs:
         comparison = run.comparisons[layer]
@@ -445,6 +448,33 @@ def kinds_over_seeds(runs: Sequence[SeedRun], layer: str, kinds: Sequence[str] =
             run.setting.model, fitted, run.setting.test_inputs, run.setting.test_labels,
             comparison.directions_needed["pca"], batch_size, progress)]
     return rows
+
+
+KIND_MEASURES = ("variance_explained", "accuracy", "agreement", "zero_codes", "dead_directions")
+
+
+def kinds_summary(rows: Sequence[dict], confidence: float = 0.95) -> list[dict]:
+    """One row per basis kind of ``kinds_over_seeds``'s ``rows``: for each measure, the mean
+    over the seeds and its Student's t interval (``"mean [low, high]"``; one seed: the mean
+    alone); ``k`` per seed where the seeds' PC counts differ. Measures a row leaves as None
+    (accuracy without labels) stay None."""
+    kinds = list(dict.fromkeys(row["kind"] for row in rows))
+    summary = []
+    for kind in kinds:
+        chosen = [row for row in rows if row["kind"] == kind]
+        ks = list(dict.fromkeys(row["k"] for row in chosen))
+        line = {"kind": kind, "seeds": len(chosen),
+                "k": ks[0] if len(ks) == 1 else ", ".join(str(row["k"]) for row in chosen)}
+        for measure in KIND_MEASURES:
+            values = [row[measure] for row in chosen]
+            if any(value is None for value in values):
+                line[measure] = None
+                continue
+            mean, low, high = t_interval(values, confidence)
+            line[measure] = (f"{mean:.3f}" if math.isnan(low)
+                             else f"{mean:.3f} [{low:.3f}, {high:.3f}]")
+        summary.append(line)
+    return summary
 
 
 # ----------------------------------------------------------------------------------------------

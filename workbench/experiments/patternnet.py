@@ -97,18 +97,26 @@ def toy_figure(result: ToyResult) -> go.Figure:
 
 
 def photo_stand_in(model: nn.Module, size: int = 224, classes: Sequence[str] | None = None,
-                   test_fraction: float = 1 / 3) -> datasets.ImageData:
+                   test_fraction: float = 1 / 3, n: int | None = None, seed: int = 0,
+                   batch_size: int = 32) -> datasets.ImageData:
     """scikit-image's shipped photos as a labelled data set for a classifier whose own data is
-    not at hand (VGG-16 with ImageNet weights): each photo labelled with the class ``model``
-    predicts for it, the first ``test_fraction`` of the photos the test part, the rest the part
-    patterns are fitted on. ``classes`` default to ImageNet's (torchvision's order)."""
+    not at hand (VGG-16 with ImageNet weights): each image labelled with the class ``model``
+    predicts for it, the first ``test_fraction`` of the images the test part, the rest the part
+    patterns are fitted on. Without ``n``: the seven default photos themselves (a handful of
+    images: enough for heat maps, too few for ``rho`` on dense layers, which has one row per
+    image); with ``n``: ``n`` random crops of every shipped photo (``data.photo_crops``, drawn
+    under ``seed``). ``classes`` default to ImageNet's (torchvision's order)."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
-    photos = datasets.photos(size)
+    if n is None:
+        images = datasets.photos(size).images
+    else:
+        crops = datasets.photo_crops(n, size, seed=seed)
+        images = torch.cat([crops.x_train, crops.x_test])
     device = next(model.parameters()).device
-    images = photos.images.to(device)
     with torch.no_grad():
-        predicted = model(images).argmax(1)
+        predicted = torch.cat([model(chunk.to(device)).argmax(1).cpu()
+                               for chunk in images.split(batch_size)])
     n_test = max(1, int(round(len(images) * test_fraction, 9)))
     return datasets.ImageData(images[n_test:], predicted[n_test:], images[:n_test],
                               predicted[:n_test],
@@ -137,9 +145,20 @@ def with_patterns(names: Sequence[str], patterns) -> dict[str, tuple[str, dict[s
 
 
 def attributions(model: nn.Module, inputs: torch.Tensor, target,
-                 methods: Mapping[str, tuple[str, dict[str, Any]]]) -> dict[str, torch.Tensor]:
-    """Every method's attributions of ``inputs`` for ``target``."""
-    return {label: wb.attribute(model, inputs, name, target=target, **options)
+                 methods: Mapping[str, tuple[str, dict[str, Any]]],
+                 batch_size: int | None = None) -> dict[str, torch.Tensor]:
+    """Every method's attributions of ``inputs`` for ``target`` (an int, or one per input),
+    ``batch_size`` inputs per call (all at once when None)."""
+    step = len(inputs) if batch_size is None else batch_size
+    starts = range(0, len(inputs), max(1, step))
+
+    def part(start: int):
+        if isinstance(target, torch.Tensor) and target.dim() > 0:
+            return target[start:start + step]
+        return target
+
+    return {label: torch.cat([wb.attribute(model, inputs[start:start + step], name,
+                                           target=part(start), **options) for start in starts])
             for label, (name, options) in methods.items()}
 
 
@@ -156,18 +175,21 @@ class DegradationStudy:
 def degradation_study(model: nn.Module, images: torch.Tensor, target,
                       methods: Mapping[str, tuple[str, dict[str, Any]]], patch: int = 4,
                       steps: int = 24, replacement: str = "mean",
-                      seed: int = 0) -> DegradationStudy:
+                      seed: int = 0, batch_size: int = 256) -> DegradationStudy:
     """The image degradation experiment (Kindermans et al. 2018, section 6; region perturbation
     of Samek et al. 2017, arXiv 1509.06321): for each method the ``patch`` x ``patch`` regions
     are replaced most relevant first (by the method's relevance summed over the region,
     ``workbench.metrics.degradation``), ``steps`` of them, and the target output is tracked; a
-    random order (from ``seed``) is the baseline. A method that ranks well drops fastest."""
+    random order (from ``seed``) is the baseline. A method that ranks well drops fastest.
+    ``batch_size``: degraded images per forward pass."""
     if "random" in methods:
         raise ValueError("methods: the label 'random' is kept for the random-order baseline")
-    options = dict(patch=patch, steps=steps, replacement=replacement, target=target)
+    options = dict(patch=patch, steps=steps, replacement=replacement, target=target,
+                   batch_size=batch_size)
     results = {label: metrics.degradation(model, images, relevance, order="most_relevant_first",
                                           **options)
-               for label, relevance in attributions(model, images, target, methods).items()}
+               for label, relevance in attributions(model, images, target, methods,
+                                                    batch_size).items()}
     results["random"] = metrics.degradation(model, images, images, order="random", seed=seed,
                                             **options)
     return DegradationStudy({k: r.curve.mean(0) for k, r in results.items()},
@@ -183,7 +205,8 @@ class StudySettings:
     """The sizes of the two quantitative experiments (Kindermans et al. 2018, section 5):
     patterns fitted on ``n_fit`` training images, ``rho`` scored on ``n_quality`` held-out
     images for at most ``max_neurons`` neurons per layer, and the degradation of
-    ``n_degradation`` test images by ``patch`` x ``patch`` regions, ``steps`` of them."""
+    ``n_degradation`` test images by ``patch`` x ``patch`` regions, ``steps`` of them;
+    ``batch_size`` images per forward pass in all three (VGG-16 at 224 pixels wants ~16)."""
 
     n_fit: int = 1500
     n_quality: int = 500
@@ -191,6 +214,7 @@ class StudySettings:
     n_degradation: int = 64
     patch: int = 2
     steps: int = 64
+    batch_size: int = 256
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -238,15 +262,15 @@ def measure_seed(model: nn.Module, data: datasets.ImageData, seed: int,
     fit = data.x_train[_subset(len(data.x_train), settings.n_fit, generator)]
     held_out = data.x_test[_subset(len(data.x_test), settings.n_quality, generator)]
     chosen = _subset(len(data.x_test), settings.n_degradation, generator)
-    patterns = fit_estimators(model, fit, ("w", "a", "a+-", "random"), seed=seed,
-                              progress=progress)
-    rho = signal_quality_of_estimators(model, held_out, patterns,
+    patterns = fit_estimators(model, fit, ("w", "a", "a+-", "random"), settings.batch_size,
+                              seed=seed, progress=progress)
+    rho = signal_quality_of_estimators(model, held_out, patterns, settings.batch_size,
                                        max_neurons=settings.max_neurons, seed=seed,
                                        progress=progress)
     study = degradation_study(model, data.x_test[chosen], data.y_test[chosen],
                               with_patterns(DEGRADATION_METHODS, patterns["a+-"]),
                               patch=settings.patch, steps=settings.steps, replacement="mean",
-                              seed=seed)
+                              seed=seed, batch_size=settings.batch_size)
     return SeedMeasurement(seed, rho, layer_kinds(model), study, model, patterns["a+-"],
                            accuracy)
 
