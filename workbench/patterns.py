@@ -350,16 +350,50 @@ def fit_estimators(model: nn.Module, data, estimators: Sequence[str] = ESTIMATOR
         rng = torch.Generator().manual_seed(1_000_003 * seed + 12_345)
         layers = {}
         for name, m in moments.items():
-            positive, negative = _layer_pattern(estimator, m, calls_matrix[name].double().cpu(),
-                                                rng)
-            shape = weights[name].shape
-            dtype, device = weights[name].dtype, weights[name].device
-            converted = positive.reshape(shape).to(dtype=dtype, device=device)
-            # one tensor where the regimes share the pattern (a linear estimator)
-            layers[name] = LayerPattern(converted, converted if negative is positive else
-                                        negative.reshape(shape).to(dtype=dtype, device=device))
+            weight = weights[name]
+            positive, negative = _blockwise_pattern(estimator, m, calls_matrix[name], rng,
+                                                    weight.dtype, weight.device)
+            layers[name] = LayerPattern(positive.reshape(weight.shape),
+                                        negative.reshape(weight.shape))
         fitted[estimator] = Patterns(estimator, layers)
     return {e: fitted[e] for e in estimators}
+
+
+#: output neurons whose patterns are computed together: the float64 temporaries of a wide layer
+#: (VGG-16's first dense layer: 25,088 x 4,096) stay a block's size
+PATTERN_BLOCK = 512
+
+
+def _output_columns(m: Moments, columns: slice) -> Moments:
+    """The moments of the outputs ``columns`` alone (the input sums are shared)."""
+    per_output = {"sum_y", "sum_yy", "count_pos", "sum_y_pos", "sum_yy_pos"}
+    per_pair = {"sum_xy", "sum_x_pos", "sum_xy_pos"}
+    return Moments(**{k: (v[columns] if k in per_output else v[:, columns] if k in per_pair
+                          else v) for k, v in m.__dict__.items()})
+
+
+def _blockwise_pattern(estimator: str, m: Moments, matrix: torch.Tensor, rng: torch.Generator,
+                       dtype: torch.dtype, device: torch.device
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_layer_pattern`` as ``(out, features)`` tensors of ``dtype`` on ``device``, computed
+    ``PATTERN_BLOCK`` neurons at a time (each neuron's pattern depends on its own moments
+    only, so the blocks give the same numbers); the random estimator draws its directions for
+    the whole layer at once, as it always has. One tensor where the regimes share the pattern
+    (a linear estimator)."""
+    if estimator == "random":
+        positive, _ = _layer_pattern(estimator, m, matrix.double().cpu(), rng)
+        converted = positive.to(dtype=dtype, device=device)
+        return converted, converted
+    positive = torch.empty(matrix.shape, dtype=dtype, device=device)
+    negative = positive if estimator in ("w", "a") else torch.empty_like(positive)
+    for start in range(0, len(matrix), PATTERN_BLOCK):
+        block = slice(start, start + PATTERN_BLOCK)
+        part_positive, part_negative = _layer_pattern(estimator, _output_columns(m, block),
+                                                      matrix[block].double().cpu(), rng)
+        positive[block] = part_positive
+        if negative is not positive:
+            negative[block] = part_negative
+    return positive, negative
 
 
 def _layer_pattern(estimator: str, m: Moments, matrix: torch.Tensor, rng: torch.Generator
