@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-import torch
 
 log = logging.getLogger("widgets")
 
@@ -115,6 +114,8 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
+    import torch  # here, not above: pages without a model (the study's) never load PyTorch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -44,6 +44,9 @@ TASKS = ("forced_choice", "coherence")
 #: the longest token accepted (``token_urlsafe(24)`` has 32 characters)
 MAX_TOKEN_LENGTH = 64
 MAX_SECONDS = 3600.0
+#: the environment variable holding the researcher's secret: when set (``workbench serve`` sets
+#: it on a non-loopback address), the researcher's page needs ``?researcher=<secret>``
+RESEARCHER_SECRET_VARIABLE = "WORKBENCH_STUDY_SECRET"
 
 metadata = sa.MetaData()
 schema_version = sa.Table("schema_version", metadata,
@@ -116,7 +119,7 @@ def _sqlite_settings(connection, _record) -> None:
 def default_database() -> str:
     """``$WORKBENCH_STUDY_DB`` if set, else ``study.sqlite`` beside the model cache
     (``data/``)."""
-    from workbench.models import cache_dir
+    from workbench.paths import cache_dir
 
     return os.environ.get("WORKBENCH_STUDY_DB") or str(cache_dir().parent / "study.sqlite")
 
@@ -378,6 +381,12 @@ def record_answer(engine: Engine, token: str, trial_id: int, answer: int,
 
 def image_png(engine: Engine, token: str, image_id: int) -> bytes:
     """An image of a trial the participant has been shown (PNG bytes)."""
+    return images_png(engine, token, [image_id])[0]
+
+
+def images_png(engine: Engine, token: str, image_ids: Sequence[int]) -> list[bytes]:
+    """Images of trials the participant has been shown (PNG bytes, in the order asked), read
+    at once: a page draws a trial's images with one query."""
     with engine.connect() as connection:
         participant = _participant(connection, token)
         shown = connection.execute(
@@ -386,6 +395,9 @@ def image_png(engine: Engine, token: str, image_id: int) -> bytes:
             .where(trials.c.participant_id == participant.id, trials.c.shown_at.is_not(None)))
         allowed = {i for queries, references in shown
                    for i in json.loads(queries) + json.loads(references)}
-        if image_id not in allowed:
-            raise UnknownParticipant(f"image {image_id!r} is not in this participant's trials")
-        return connection.execute(sa.select(images.c.png).where(images.c.id == image_id)).scalar()
+        refused = [i for i in image_ids if i not in allowed]
+        if refused:
+            raise UnknownParticipant(f"image {refused[0]!r} is not in this participant's trials")
+        found = dict(connection.execute(
+            sa.select(images.c.id, images.c.png).where(images.c.id.in_(set(image_ids)))).all())
+        return [found[i] for i in image_ids]
