@@ -12,6 +12,8 @@ participant page) starts quickly. The first public function or class used loads 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 
 __all__ = ["attribute", "methods", "method_info", "Method", "Option", "default_device",
            "completeness_gap", "masks",
@@ -47,3 +49,18 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__, *_SUBMODULES})
+
+
+class _Package(types.ModuleType):
+    """The package, where ``workbench.methods`` stays the function that lists the methods: the
+    subpackage of the same name (the method declarations) would replace it when first imported,
+    as the import system sets a subpackage as its parent's attribute. The subpackage stays in
+    ``sys.modules``."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "methods" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
