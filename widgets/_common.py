@@ -11,10 +11,12 @@ import functools
 import html
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
+
+if TYPE_CHECKING:  # plotly is imported by the widgets that draw figures
+    import plotly.graph_objects as go
 
 log = logging.getLogger("widgets")
 

@@ -28,12 +28,10 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 from IPython.display import HTML
-import plotly.graph_objects as go
 from sqlalchemy.engine import Engine
 
 from widgets._common import ErrorArea
 from workbench import study
-from workbench.study_results import compare_bases, study_results
 
 PROMPTS = {
     "forced_choice": "The images on top activate one unit of the network most. Which of the two "
@@ -204,6 +202,8 @@ class ResearcherApp(widgets.VBox):
         self.error = ErrorArea()
         self.links = widgets.HTML().add_class("wb-study-links")
         self.table = widgets.HTML().add_class("wb-study-table")
+        import plotly.graph_objects as go  # here: the participant's page needs no plotly
+
         self.figure = go.FigureWidget()
         new_link = widgets.Button(description="New participant link")
         new_link.on_click(self.error.guard(lambda _b: self.add_participant()))
@@ -223,6 +223,10 @@ class ResearcherApp(widgets.VBox):
         return token
 
     def refresh(self) -> None:
+        import plotly.graph_objects as go
+
+        from workbench.study_results import compare_bases, study_results
+
         results = study_results(self.engine, self.study_id)
         if results.empty:
             self.table.value = "<i>No answers yet.</i>"
