@@ -239,12 +239,20 @@ def find_or_create_study(engine: Engine, config: StudyConfig,
                          build: Callable[[], Sequence[DirectionStimuli]]) -> int:
     """The id of the study with ``config``'s name and settings, created from ``build()`` (the
     stimuli, computed only then) if there is none: opening the researcher's page again
-    continues the same study."""
+    continues the same study. Two pages preparing it at the same time may each store one; both
+    then use the first stored, so their participant links belong to one study."""
+    found = _first_study(engine, config)
+    if found is None:
+        create_study(engine, config, build())
+        found = _first_study(engine, config)
+    return found
+
+
+def _first_study(engine: Engine, config: StudyConfig) -> int | None:
     with engine.connect() as connection:
-        found = connection.execute(sa.select(studies.c.id).where(
+        return connection.execute(sa.select(studies.c.id).where(
             studies.c.name == config.name, studies.c.config == _config_text(config))
-            .order_by(studies.c.id.desc())).scalar()
-    return found if found is not None else create_study(engine, config, build())
+            .order_by(studies.c.id)).scalar()
 
 
 def _config(connection, study_id: int) -> dict:
