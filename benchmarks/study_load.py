@@ -263,6 +263,7 @@ async def run_participants(participants: int, trials: int, database: Path,
             "latency_max_s": latencies[-1],
             "open_median_s": statistics.median(p.open_seconds for p in people),
             "think_s": think,
+            "load_average_after": [round(x, 1) for x in os.getloadavg()],
             "cpu_s_per_answer": {part: (after[part] - before.get(part, 0.0)) / len(latencies)
                                  for part in after}}
 
@@ -316,6 +317,8 @@ def report(result: dict, out: Path) -> None:
         "",
         f"Target: p95 trial-to-trial latency under {1000 * TARGET_P95_S:.0f} ms with nothing "
         f"lost, duplicated or misattributed: **{verdict}**.",
+        "",
+        f"Load average (1, 5, 15 min) at the end: {result.get('load_average_after')}.",
         "",
         "Latency is measured in the driving process, from the click or key press to the next "
         "trial's buttons on the page: it includes the answer's round trip to the kernel, its "
