@@ -58,3 +58,27 @@ def test_every_module_imports_on_its_own():
     assert done.returncode == 0, done.stderr
     failures = json.loads(done.stdout.strip().splitlines()[-1])
     assert not failures, "\n".join(f"{name}:\n{error}" for name, error in failures.items())
+
+
+#: Runs in a fresh interpreter: what ``import workbench`` loads, then its public names.
+LAZY_PACKAGE = '''
+import json, sys
+import workbench.study, widgets.study_app
+light = "torch" in sys.modules
+import workbench.methods  # the subpackage first: ``wb.methods`` must stay the function
+import workbench as wb
+print(json.dumps({"torch_before_use": light, "methods": callable(wb.methods),
+                  "listed": "gradient" in wb.methods(), "basis": wb.basis.__name__,
+                  "all": sorted(n for n in wb.__all__ if getattr(wb, n, None) is None)}))
+'''
+
+
+def test_the_package_loads_pytorch_only_when_a_public_name_is_used():
+    """``workbench`` and ``widgets`` load their names on first use (the study's participant
+    page needs neither PyTorch nor the engine); every public name still resolves."""
+    done = subprocess.run([sys.executable, "-c", LAZY_PACKAGE], capture_output=True, text=True,
+                          timeout=300, cwd=PACKAGE_DIR.parent)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "torch_before_use": False, "methods": True, "listed": True, "basis": "workbench.basis",
+        "all": []}

@@ -94,6 +94,18 @@ def test_voila_binds_loopback_without_token_and_requires_one_elsewhere():
         voila_command(port=0)
 
 
+def test_the_study_notebook_checks_its_token_itself_on_a_public_address():
+    """Voilà's token would cover the participants' pages too: the study notebook gets none, and
+    the token goes to its researcher's page (``serve`` hands it to the kernels)."""
+    command, token = voila_command("05_interpretability_study", ip="0.0.0.0")
+    assert token and len(token) >= 24
+    assert not any(c.startswith("--Voila.token") for c in command)
+    command, token = voila_command("05_interpretability_study")
+    assert token is None
+    command, token = voila_command("00_explorer", ip="0.0.0.0")
+    assert f"--Voila.token={token}" in command
+
+
 def test_voila_command_preheats_kernels_on_request():
     command, _ = voila_command(preheat=2)
     assert "--VoilaConfiguration.preheat_kernel=True" in command

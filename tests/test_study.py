@@ -287,3 +287,21 @@ def test_bad_configurations_are_refused(database):
         study.png_bytes(np.zeros((4, 4)))
     with pytest.raises(study.StudyError, match="no study 42"):
         study.join(database, 42)
+
+
+def test_pages_preparing_one_study_at_once_share_the_first_stored(database):
+    """The researcher's page computes the stimuli, then stores the study unless it exists; a
+    second page doing the same meanwhile (here: while the first one's stimuli are built) stores
+    another copy, and both pages then use the first one stored."""
+    config = study.StudyConfig("same", trials_per_participant=4, references_shown=3)
+    other_page = []
+
+    def build_while_another_page_stores_it():
+        other_page.append(study.find_or_create_study(database, config, _stimuli))
+        return _stimuli()
+
+    first = study.find_or_create_study(database, config, build_while_another_page_stores_it)
+    assert other_page == [first] and _row_count(database, study.studies) == 2
+    assert study.find_or_create_study(database, config, _stimuli) == first  # the page reopened
+    assert study.find_or_create_study(
+        database, study.StudyConfig("other", 4, references_shown=3), _stimuli) != first

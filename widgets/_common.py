@@ -11,11 +11,12 @@ import functools
 import html
 import logging
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
-import torch
+
+if TYPE_CHECKING:  # plotly is imported by the widgets that draw figures
+    import plotly.graph_objects as go
 
 log = logging.getLogger("widgets")
 
@@ -115,6 +116,8 @@ def torch_threads(threads: int | None) -> Iterator[None]:
     if threads is None:
         yield
         return
+    import torch  # here, not above: pages without a model (the study's) never load PyTorch
+
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -6,10 +6,20 @@ a late or repeated click can only reach the trial it was made on, which the data
 refuses (nothing is written). An answer is committed before the next trial is drawn.
 
 The notebook ``05_interpretability_study`` serves both: a page opened with
-``?participant=<token>`` is that participant's, any other the researcher's.
+``?participant=<token>`` is that participant's, any other the researcher's. Participants'
+links carry only their own unguessable token, so the study is served without Voilà's token
+(which would cover every page); the researcher's page is guarded by the app instead
+(``researcher_allowed``): where a secret is set (``workbench serve`` sets one on a non-loopback
+address), the page shows nothing of the study without ``?researcher=<secret>``.
+
+A participant can answer with the keyboard (``keyboard_shortcuts``): 1 / 2 or the left / right
+arrow for the first / second query image, 1-5 for a rating. A key only clicks the button on the
+page, so the same rules apply.
 """
 from __future__ import annotations
 
+import base64
+import hmac
 import html
 import os
 import time
@@ -17,12 +27,11 @@ import urllib.parse
 from collections.abc import Callable
 
 import ipywidgets as widgets
-import plotly.graph_objects as go
+from IPython.display import HTML
 from sqlalchemy.engine import Engine
 
 from widgets._common import ErrorArea
 from workbench import study
-from workbench.study_results import compare_bases, study_results
 
 PROMPTS = {
     "forced_choice": "The images on top activate one unit of the network most. Which of the two "
@@ -40,6 +49,50 @@ def participant_from_environment(environ: dict | None = None) -> str | None:
     return values[0] if values else None
 
 
+def researcher_allowed(environ: dict | None = None) -> bool:
+    """Whether the page may show the researcher's view: always where no researcher secret is
+    set (``study.RESEARCHER_SECRET_VARIABLE``), else only with ``?researcher=<secret>`` in the
+    page's query string (compared in constant time)."""
+    env = os.environ if environ is None else environ
+    secret = env.get(study.RESEARCHER_SECRET_VARIABLE, "")
+    if not secret:
+        return True
+    given = urllib.parse.parse_qs(env.get("QUERY_STRING", "")).get("researcher", [""])[0]
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+REFUSAL = ('<p class="wb-study-refused">This study page needs a participant link, or the '
+           "researcher's link (<code>?researcher=...</code>).</p>")
+
+#: keys to buttons: the query images' buttons (``wb-study-choice``) or the ratings'
+#: (``wb-study-rating``), whichever the current trial shows; typing in a field is left alone
+KEYBOARD_SCRIPT = """<script>
+(function () {
+  if (window.wbStudyKeys) { return; }
+  window.wbStudyKeys = true;
+  var choiceKeys = {"1": 0, "ArrowLeft": 0, "2": 1, "ArrowRight": 1};
+  document.addEventListener("keydown", function (event) {
+    var target = event.target && event.target.tagName;
+    if (event.repeat || event.ctrlKey || event.altKey || event.metaKey
+        || target === "INPUT" || target === "TEXTAREA") { return; }
+    var choices = document.querySelectorAll(".wb-study-choice");
+    var buttons = choices.length ? choices : document.querySelectorAll(".wb-study-rating");
+    var index = choices.length ? choiceKeys[event.key] : "12345".indexOf(event.key);
+    if (index === undefined || index < 0 || index >= buttons.length) { return; }
+    event.preventDefault();
+    buttons[index].click();
+  });
+})();
+</script>
+<p class="wb-study-keys"><small>Keys: 1 / 2 (or &larr; / &rarr;) pick an image; 1-5 give a
+rating.</small></p>"""
+
+
+def keyboard_shortcuts() -> HTML:
+    """The page's keyboard answers (``KEYBOARD_SCRIPT``), displayed once beside the app."""
+    return HTML(KEYBOARD_SCRIPT)
+
+
 def page_url_from_environment(environ: dict | None = None) -> str:
     """The URL of the page the kernel serves (Voilà passes ``SERVER_NAME``, ``SERVER_PORT``
     and ``SCRIPT_NAME``), or "" outside Voilà."""
@@ -50,9 +103,12 @@ def page_url_from_environment(environ: dict | None = None) -> str:
     return f"http://{env['SERVER_NAME']}{port}{env.get('SCRIPT_NAME', '')}"
 
 
-def _image(engine: Engine, token: str, image_id: int, width: int) -> widgets.Image:
-    return widgets.Image(value=study.image_png(engine, token, image_id), format="png",
-                         width=width, layout=widgets.Layout(margin="2px"))
+def _pictures(pngs: list[bytes], width: int) -> str:
+    """PNG images as one line of ``<img>`` tags (one HTML widget draws a trial's images: fewer
+    widgets to create per trial, a faster page)."""
+    return "".join(
+        f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" width="{width}" '
+        'style="margin:2px; image-rendering:pixelated" alt="">' for png in pngs)
 
 
 class ParticipantApp(widgets.VBox):
@@ -64,14 +120,25 @@ class ParticipantApp(widgets.VBox):
         self.engine, self.token, self.image_width = engine, token, image_width
         self.error = ErrorArea()
         self.progress = widgets.HTML().add_class("wb-study-progress")
+        self.references = widgets.HTML().add_class("wb-study-references")
+        self.prompt = widgets.HTML()
+        self.queries = widgets.HTML().add_class("wb-study-queries")
+        self.confidence = widgets.ToggleButtons(
+            options=[("unsure", 1), ("2", 2), ("3", 3), ("4", 4), ("sure", 5)], value=3,
+            description="Confidence")
         self.body = widgets.VBox()
+        # one layout and style for every trial's buttons: a new trial creates only its buttons
+        # and their box (3 widget models for a choice, not 8), for a quick next page
+        self._button_layout, self._button_style = widgets.Layout(), widgets.ButtonStyle()
+        self._box_layout = widgets.Layout()
         self.children = [self.progress, self.body, self.error]
         self.trial: study.ShownTrial | None = None
         self._shown_at = time.monotonic()
         self.error.guard(self.show_current)()
 
     def show_current(self) -> None:
-        """Draw the trial the database says is current (or the end)."""
+        """Draw the trial the database says is current (or the end). The images, prompt and
+        confidence stay the same widgets; the answer buttons are new for each trial."""
         self.trial = study.current_trial(self.engine, self.token)
         answered, total = study.progress(self.engine, self.token)
         if self.trial is None:
@@ -80,39 +147,33 @@ class ParticipantApp(widgets.VBox):
                                   .add_class("wb-study-done")]
             return
         trial = self.trial
-        references = widgets.HBox([_image(self.engine, self.token, i, self.image_width)
-                                   for i in trial.references]).add_class("wb-study-references")
-        prompt = widgets.HTML(f"<p>{html.escape(PROMPTS[trial.task])}</p>")
+        pngs = study.images_png(self.engine, self.token, trial.references + trial.queries)
+        self.references.value = _pictures(pngs[:len(trial.references)], self.image_width)
+        self.prompt.value = f"<p>{html.escape(PROMPTS[trial.task])}</p>"
         if trial.task == "forced_choice":
-            answers = self._choice(trial)
+            self.queries.value = _pictures(pngs[len(trial.references):], self.image_width * 2)
+            self.confidence.value = 3
+            answers = self._buttons([f"This one ({i + 1})" for i in range(len(trial.queries))],
+                                    range(len(trial.queries)), trial, "wb-study-choice")
+            shown = [self.references, self.prompt, self.queries, answers, self.confidence]
         else:
             answers = self._buttons([str(v) for v in range(1, 6)], range(1, 6), trial,
                                     "wb-study-rating")
+            shown = [self.references, self.prompt, answers]
         # the position names the answers (pages and tests tell a new trial's buttons apart)
         answers.add_class(f"wb-study-position-{trial.position}")
-        self.body.children = [references, prompt, answers]
+        self.body.children = shown
         self.progress.value = f"Trial {answered + 1} of {total}"
         self._shown_at = time.monotonic()
 
-    def _choice(self, trial: study.ShownTrial) -> widgets.Widget:
-        self.confidence = widgets.ToggleButtons(
-            options=[("unsure", 1), ("2", 2), ("3", 3), ("4", 4), ("sure", 5)], value=3,
-            description="Confidence")
-        options = []
-        for position, image_id in enumerate(trial.queries):
-            button = self._button(f"This one ({position + 1})", position, trial,
-                                  "wb-study-choice")
-            options.append(widgets.VBox([_image(self.engine, self.token, image_id,
-                                                self.image_width * 2), button]))
-        return widgets.VBox([widgets.HBox(options), self.confidence])
-
     def _buttons(self, labels, values, trial, css_class) -> widgets.HBox:
         return widgets.HBox([self._button(label, value, trial, css_class)
-                             for label, value in zip(labels, values)])
+                             for label, value in zip(labels, values)], layout=self._box_layout)
 
     def _button(self, label: str, value: int, trial: study.ShownTrial,
                 css_class: str) -> widgets.Button:
-        button = widgets.Button(description=label).add_class(css_class)
+        button = widgets.Button(description=label, layout=self._button_layout,
+                                style=self._button_style).add_class(css_class)
         button.on_click(self.error.guard(lambda _b: self.answer(trial.trial_id, value)))
         return button
 
@@ -141,6 +202,8 @@ class ResearcherApp(widgets.VBox):
         self.error = ErrorArea()
         self.links = widgets.HTML().add_class("wb-study-links")
         self.table = widgets.HTML().add_class("wb-study-table")
+        import plotly.graph_objects as go  # here: the participant's page needs no plotly
+
         self.figure = go.FigureWidget()
         new_link = widgets.Button(description="New participant link")
         new_link.on_click(self.error.guard(lambda _b: self.add_participant()))
@@ -160,6 +223,10 @@ class ResearcherApp(widgets.VBox):
         return token
 
     def refresh(self) -> None:
+        import plotly.graph_objects as go
+
+        from workbench.study_results import compare_bases, study_results
+
         results = study_results(self.engine, self.study_id)
         if results.empty:
             self.table.value = "<i>No answers yet.</i>"

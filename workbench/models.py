@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from workbench import data as datasets
 from workbench.device import default_device
+from workbench.paths import cache_dir
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -299,14 +300,6 @@ _DERIVED = {
 }
 _TRAINING = ("epochs", "lr", "batch_size")
 _CACHE_FORMAT = 1
-
-
-def cache_dir() -> Path:
-    """``$WORKBENCH_CACHE`` if set, else ``data/cache`` at the repository root."""
-    folder = os.environ.get("WORKBENCH_CACHE")
-    if folder:
-        return Path(folder).expanduser()
-    return Path(__file__).resolve().parents[1] / "data" / "cache"
 
 
 def _resolved(function: Callable, given: dict[str, Any], skip: Sequence[str]) -> dict[str, Any]:

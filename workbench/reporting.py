@@ -14,9 +14,10 @@ import math
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import plotly.graph_objects as go
+if TYPE_CHECKING:  # plotly is imported by whoever makes a figure; light pages skip it
+    import plotly.graph_objects as go
 
 from workbench.claims import Claim, claims_table
 

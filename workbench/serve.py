@@ -7,6 +7,13 @@ tracebacks from the browser are kept. A closed or reloaded page shuts its kernel
 (XSRF checks stay on). ``preheat`` keeps kernels running ahead with the notebook executed, for
 pages that open at once.
 
+The study notebook (``05_interpretability_study``) guards its own researcher's page: its
+participants open links that carry their own unguessable ids, and Voilà's token would have to be
+in those links too, opening every page to them. Served alone on a non-loopback address, it gets
+no Voilà token; the token (generated unless given) becomes the researcher's secret instead
+(``workbench.study.RESEARCHER_SECRET_VARIABLE`` for its kernels, ``?researcher=<token>`` in
+the researcher's link).
+
 Voilà runs as a child in its own session (``workbench.processes.start``): when ``serve`` ends
 (Voilà exited, an error, or a stop signal turned into ``Interrupted`` by
 ``workbench.processes.supervised``), Voilà gets SIGTERM, on which it shuts its kernels down,
@@ -15,6 +22,7 @@ gets SIGTERM if the serving process is killed outright (SIGKILL).
 """
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -23,6 +31,8 @@ from workbench import processes
 from workbench.runner import NOTEBOOK_DIR, notebooks
 
 LOCAL_ADDRESSES = {"127.0.0.1", "localhost", "::1"}
+#: notebooks whose pages check the token themselves (see the module docstring)
+GUARDS_ITS_PAGES = {"05_interpretability_study.ipynb"}
 #: holds ``voila.py``: the hook that issues the ``_xsrf`` cookie on each app page
 VOILA_CONFIG_DIR = Path(__file__).resolve().parent / "voila_config"
 
@@ -35,11 +45,17 @@ def config_file_paths() -> list[str]:
     return [".", *jupyter_config_path(), str(VOILA_CONFIG_DIR)]
 
 
+def guards_its_pages(notebook: str | None) -> bool:
+    """Whether ``notebook`` checks the token itself (``GUARDS_ITS_PAGES``)."""
+    return notebook is not None and notebooks([notebook])[0].name in GUARDS_ITS_PAGES
+
+
 def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int = 8866,
                   token: str | None = None, cull_idle_timeout: int = 600,
                   cull_interval: int = 60, open_browser: bool = False,
                   preheat: int = 0) -> tuple[list[str], str | None]:
-    """The ``voila`` command line, and the token in force (None on a local address).
+    """The ``voila`` command line, and the token in force (None on a local address; for a
+    notebook that guards its pages, the token it checks, not given to Voilà).
 
     ``preheat``: kernels per notebook that Voilà keeps running ahead with the notebook already
     executed (its preheated kernel pool), so that opening the app shows the finished page at
@@ -66,7 +82,7 @@ def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int 
     if preheat:
         command += ["--VoilaConfiguration.preheat_kernel=True",
                     f"--VoilaConfiguration.default_pool_size={preheat}"]
-    if token:
+    if token and not guards_its_pages(notebook):
         command.append(f"--Voila.token={token}")
     return command, token
 
@@ -75,9 +91,16 @@ def serve(notebook: str | None = None, **options) -> int:
     """Run Voilà in the foreground until it exits or this call is interrupted; return its exit
     status. Voilà and its kernels are stopped whichever way this call ends."""
     command, token = voila_command(notebook, **options)
-    if token:
+    environment = None
+    if token and guards_its_pages(notebook):
+        from workbench.study import RESEARCHER_SECRET_VARIABLE
+
+        environment = {**os.environ, RESEARCHER_SECRET_VARIABLE: token}
+        print(f"Researcher's token (open the page with ?researcher=<token>; participant links "
+              f"need none): {token}", flush=True)
+    elif token:
         print(f"Token (required on {options.get('ip')}): {token}", flush=True)
-    voila = processes.start(command, cwd=Path(NOTEBOOK_DIR))
+    voila = processes.start(command, cwd=Path(NOTEBOOK_DIR), env=environment)
     try:
         return voila.wait()
     finally:

@@ -44,6 +44,9 @@ TASKS = ("forced_choice", "coherence")
 #: the longest token accepted (``token_urlsafe(24)`` has 32 characters)
 MAX_TOKEN_LENGTH = 64
 MAX_SECONDS = 3600.0
+#: the environment variable holding the researcher's secret: when set (``workbench serve`` sets
+#: it on a non-loopback address), the researcher's page needs ``?researcher=<secret>``
+RESEARCHER_SECRET_VARIABLE = "WORKBENCH_STUDY_SECRET"
 
 metadata = sa.MetaData()
 schema_version = sa.Table("schema_version", metadata,
@@ -116,7 +119,7 @@ def _sqlite_settings(connection, _record) -> None:
 def default_database() -> str:
     """``$WORKBENCH_STUDY_DB`` if set, else ``study.sqlite`` beside the model cache
     (``data/``)."""
-    from workbench.models import cache_dir
+    from workbench.paths import cache_dir
 
     return os.environ.get("WORKBENCH_STUDY_DB") or str(cache_dir().parent / "study.sqlite")
 
@@ -236,12 +239,20 @@ def find_or_create_study(engine: Engine, config: StudyConfig,
                          build: Callable[[], Sequence[DirectionStimuli]]) -> int:
     """The id of the study with ``config``'s name and settings, created from ``build()`` (the
     stimuli, computed only then) if there is none: opening the researcher's page again
-    continues the same study."""
+    continues the same study. Two pages preparing it at the same time may each store one; both
+    then use the first stored, so their participant links belong to one study."""
+    found = _first_study(engine, config)
+    if found is None:
+        create_study(engine, config, build())
+        found = _first_study(engine, config)
+    return found
+
+
+def _first_study(engine: Engine, config: StudyConfig) -> int | None:
     with engine.connect() as connection:
-        found = connection.execute(sa.select(studies.c.id).where(
+        return connection.execute(sa.select(studies.c.id).where(
             studies.c.name == config.name, studies.c.config == _config_text(config))
-            .order_by(studies.c.id.desc())).scalar()
-    return found if found is not None else create_study(engine, config, build())
+            .order_by(studies.c.id)).scalar()
 
 
 def _config(connection, study_id: int) -> dict:
@@ -378,6 +389,12 @@ def record_answer(engine: Engine, token: str, trial_id: int, answer: int,
 
 def image_png(engine: Engine, token: str, image_id: int) -> bytes:
     """An image of a trial the participant has been shown (PNG bytes)."""
+    return images_png(engine, token, [image_id])[0]
+
+
+def images_png(engine: Engine, token: str, image_ids: Sequence[int]) -> list[bytes]:
+    """Images of trials the participant has been shown (PNG bytes, in the order asked), read
+    at once: a page draws a trial's images with one query."""
     with engine.connect() as connection:
         participant = _participant(connection, token)
         shown = connection.execute(
@@ -386,6 +403,9 @@ def image_png(engine: Engine, token: str, image_id: int) -> bytes:
             .where(trials.c.participant_id == participant.id, trials.c.shown_at.is_not(None)))
         allowed = {i for queries, references in shown
                    for i in json.loads(queries) + json.loads(references)}
-        if image_id not in allowed:
-            raise UnknownParticipant(f"image {image_id!r} is not in this participant's trials")
-        return connection.execute(sa.select(images.c.png).where(images.c.id == image_id)).scalar()
+        refused = [i for i in image_ids if i not in allowed]
+        if refused:
+            raise UnknownParticipant(f"image {refused[0]!r} is not in this participant's trials")
+        found = dict(connection.execute(
+            sa.select(images.c.id, images.c.png).where(images.c.id.in_(set(image_ids)))).all())
+        return [found[i] for i in image_ids]
