@@ -97,7 +97,7 @@ class ShapesData(ImageData):
     distractor_test: torch.Tensor
 
 
-def _split_indices(labels: np.ndarray, test_fraction: float,
+def split_indices(labels: np.ndarray, test_fraction: float,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and test indices; stratified by label when every class allows it."""
     from sklearn.model_selection import train_test_split
@@ -120,7 +120,7 @@ def _image_data(x: np.ndarray | torch.Tensor, y: np.ndarray, classes: Sequence[s
                 test_fraction: float, seed: int) -> ImageData:
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
-    train, test = _split_indices(y.numpy(), test_fraction, seed)
+    train, test = split_indices(y.numpy(), test_fraction, seed)
     return ImageData(x[train], y[train], x[test], y[test], list(classes), name)
 
 
@@ -326,7 +326,7 @@ def shapes(n: int = 2000, size: int = 32, signal_strength: float = 1.0,
     signal = signal_strength * masks.astype(np.float32)
     distractor = (amplitudes[:, None, None] * grating[None]).astype(np.float32)
     x = signal + distractor + noise * rng.standard_normal((n, size, size)).astype(np.float32)
-    train, test = _split_indices(labels, test_fraction, seed)
+    train, test = split_indices(labels, test_fraction, seed)
 
     def part(array: np.ndarray, indices: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array[indices, None]))
