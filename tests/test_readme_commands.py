@@ -132,7 +132,7 @@ def check_methods(words, tmp, done):
 
 def check_benchmark(words, tmp, done):
     out = tmp / "benchmarks"
-    for name in ("methods", "metrics", "composites", "load", "distributed"):
+    for name in ("methods", "metrics", "composites", "contract", "load", "distributed"):
         assert (out / f"{name}.md").is_file(), f"make benchmark wrote no {name}.md"
 
 

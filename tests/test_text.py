@@ -96,3 +96,15 @@ def test_highlighted_tokens_colours_by_sign_and_escapes():
     assert "title=\"-1" in html
     with pytest.raises(ValueError, match="one relevance per token"):
         highlighted_tokens(["a", "b"], torch.zeros(3))
+
+
+def test_explained_sentences_put_their_positive_relevance_on_the_planted_words(text_model):
+    from workbench.experiments import text
+
+    model, _, data = text_model
+    sentences = text.explain_sentences(model, data, n=4)
+    assert [s.words for s in sentences] == [data.words(ids) for ids in data.x_test[:4]]
+    shares = text.planted_share(sentences)
+    assert set(shares) == set(text.METHODS)
+    planted_fraction = float(data.mask_test[:4].float().mean())
+    assert all(share > 0.9 > planted_fraction for share in shares.values())
