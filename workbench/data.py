@@ -35,6 +35,19 @@ SHAPES = ("square", "cross", "ring", "triangle")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
+def train_test_loaders(data, batch_size: int = 64, seed: int = 0,
+                       shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
+    """Train and test ``DataLoader``s of a labelled data set (``x_train``, ``y_train``,
+    ``x_test``, ``y_test``); the train one shuffles, seeded by ``seed``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    generator = torch.Generator().manual_seed(seed)
+    train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=batch_size,
+                       shuffle=shuffle, generator=generator)
+    test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=batch_size)
+    return train, test
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class ImageData:
     """A labelled image data set split into train and test parts.
@@ -68,13 +81,7 @@ class ImageData:
     def loaders(self, batch_size: int = 64, seed: int = 0,
                 shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
         """Train and test ``DataLoader``s; the train one shuffles, seeded by ``seed``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        generator = torch.Generator().manual_seed(seed)
-        train = DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=batch_size,
-                           shuffle=shuffle, generator=generator)
-        test = DataLoader(TensorDataset(self.x_test, self.y_test), batch_size=batch_size)
-        return train, test
+        return train_test_loaders(self, batch_size, seed, shuffle)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}('{self.name}', train={len(self.x_train)}, "

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from workbench.data import split_indices
+from workbench.data import split_indices, train_test_loaders
 
 #: token id 0: padding, the reference (baseline) token; its embedding is kept at zero
 PAD = "<pad>"
@@ -68,13 +68,7 @@ class TokenData:
     def loaders(self, batch_size: int = 64, seed: int = 0,
                 shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
         """Train and test ``DataLoader``s; the train one shuffles, seeded by ``seed``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        generator = torch.Generator().manual_seed(seed)
-        train = DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=batch_size,
-                           shuffle=shuffle, generator=generator)
-        test = DataLoader(TensorDataset(self.x_test, self.y_test), batch_size=batch_size)
-        return train, test
+        return train_test_loaders(self, batch_size, seed, shuffle)
 
     def words(self, ids: torch.Tensor) -> list[str]:
         """The words of one sequence of token ids."""
