@@ -40,6 +40,7 @@ benchmark: $(STAMP) chromium
 	$(PY) -m benchmarks.composites $(if $(SMOKE),--quick --no-memory) $(BENCHMARK_OUT_FLAG)
 	$(PY) -m benchmarks.transformers $(if $(SMOKE),--quick --no-memory --only small_vit) \
 		$(BENCHMARK_OUT_FLAG)
+	$(PY) -m benchmarks.contract $(if $(SMOKE),--quick --no-memory) $(BENCHMARK_OUT_FLAG)
 	$(PY) -m benchmarks.load $(if $(SMOKE),--quick --sessions 1 --changes 1 --no-warmup) \
 		$(BENCHMARK_OUT_FLAG)
 	$(PY) -m benchmarks.distributed $(if $(SMOKE),--quick) $(BENCHMARK_OUT_FLAG)

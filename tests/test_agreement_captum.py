@@ -11,9 +11,10 @@ known difference and asserts it exactly:
   rules agree to round-off, Gauss-Legendre agrees within the float32 rounding of its weights,
   and Captum's ``riemann_trapezoid`` weights sum to ``(n-1)/n`` instead of 1.
 - DeepLIFT: Captum has a special multiplier for max pooling, which keeps summation to delta
-  exact; ours uses the ordinary gradient there (see
-  ``test_deeplift_maxpool_rule_is_where_captum_differs``). On nets with max pooling the tight
-  comparison is made against Captum with its max-pooling rule switched off.
+  exact; ours uses the ordinary gradient there by default (see
+  ``test_deeplift_maxpool_rule_is_where_captum_differs``) and Captum's multiplier with
+  ``max_pool="delta"`` (``test_deeplift_delta_max_pool_matches_captum``). On nets with max
+  pooling the default is compared with Captum with its max-pooling rule switched off.
 - Occlusion: Captum divides by the window counts in float32, so its result is float32.
 """
 from __future__ import annotations
@@ -314,3 +315,54 @@ def test_guided_grad_cam_matches(name, seed, layer):
         x, target=target, interpolate_mode="bilinear")
     close(ours, theirs)
     assert ours.abs().amax() > 0
+
+
+def _conv_pool_conv(seed: int, pool: nn.Module) -> nn.Module:
+    """A max pool between two convolutions, so that Captum's max-pooling hook is not adjacent
+    to another hooked module (captum issue #1104) and really takes effect."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), pool, nn.Conv2d(6, 8, 3, padding=1),
+        nn.ReLU(), nn.Flatten(), nn.LazyLinear(4),
+    ).double().eval()
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_deeplift_delta_max_pool_matches_captum(seed):
+    # max_pool="delta" is Captum's max-pooling multiplier: same values, exact summation to delta
+    model = _conv_pool_conv(seed, nn.MaxPool2d(2))
+    rng = torch.Generator().manual_seed(2000 + seed)
+    x = torch.randn(3, 3, 8, 8, generator=rng, dtype=torch.float64)
+    baseline = 0.5 * torch.randn(3, 3, 8, 8, generator=rng, dtype=torch.float64)
+    target = torch.tensor([0, 1, 2])
+    model(x)  # sizes the lazy layer
+    ours = wb.attribute(model, x, "deeplift_rescale", target=target, baseline=baseline,
+                        max_pool="delta")
+    theirs = DeepLift(copy.deepcopy(model)).attribute(x, baselines=baseline, target=target)
+    close(ours, theirs)
+    torch.testing.assert_close(ours.flatten(1).sum(1), target_delta(model, x, baseline, target),
+                               rtol=1e-9, atol=1e-12)
+    distribution = baseline[:2]
+    ours = wb.attribute(model, x, "deeplift_shap", target=target, baselines=distribution,
+                        max_pool="delta")
+    theirs = captum_attr.DeepLiftShap(copy.deepcopy(model)).attribute(
+        x, baselines=distribution, target=target)
+    close(ours, theirs)
+
+
+def test_deeplift_delta_max_pool_sums_to_delta_with_overlapping_windows():
+    # windows overlap (stride 1): an input that is the maximum of several windows collects
+    # its share from each, and the attributions still sum to f(x) - f(x0) (Captum's unpooling
+    # writes one window's share per position, so it is not compared here)
+    model = _conv_pool_conv(0, nn.MaxPool2d(3, stride=1, padding=1))
+    rng = torch.Generator().manual_seed(7)
+    x = torch.randn(2, 3, 8, 8, generator=rng, dtype=torch.float64)
+    baseline = torch.randn(1, 3, 8, 8, generator=rng, dtype=torch.float64)
+    target = torch.tensor([1, 3])
+    model(x)
+    expected = target_delta(model, x, baseline.expand_as(x), target)
+    delta = wb.attribute(model, x, "deeplift_rescale", target=target, baseline=baseline,
+                         max_pool="delta")
+    torch.testing.assert_close(delta.flatten(1).sum(1), expected, rtol=1e-9, atol=1e-12)
+    gradient = wb.attribute(model, x, "deeplift_rescale", target=target, baseline=baseline)
+    assert (gradient.flatten(1).sum(1) - expected).abs().max() > 1e-3

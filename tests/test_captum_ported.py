@@ -342,18 +342,18 @@ def test_deeplift_relu_linear_batch(inplace):
     _summation_to_delta(net, inputs, baselines, ours)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="DeepLIFT at max pooling: ours takes the ordinary "
-                   "gradient (to the input's argmax), Captum its own max-pooling multiplier; a "
-                   "documented difference (README, 'Defaults that differ from Captum's') with "
-                   "no option to switch")
 def test_deeplift_linear_maxpool_linear():
     """test_lin_maxpool_lin_classification: baselines above the inputs -> the drop lands on
-    the baseline's maximum: [[0, 0, 0, -8], [0, -7, 0, 0]]."""
+    the baseline's maximum: [[0, 0, 0, -8], [0, -7, 0, 0]]. Captum's max-pooling multiplier is
+    ours with ``max_pool="delta"``. The default (the gradient, a documented difference) gives
+    the input's own maximum (ties: the first) its (x - x0), which does not sum to the drop."""
     baselines = t([[1, 2, 3, 9], [4, 8, 6, 7]])
     ours = wb.attribute(LinearMaxPoolLinear(), torch.ones(2, 4), "deeplift_rescale", target=0,
-                        baseline=baselines)
+                        baseline=baselines, max_pool="delta")
     check(ours, [[0.0, 0.0, 0.0, -8.0], [0.0, -7.0, 0.0, 0.0]])
+    default = wb.attribute(LinearMaxPoolLinear(), torch.ones(2, 4), "deeplift_rescale",
+                           target=0, baseline=baselines)
+    check(default, [[0.0, 0.0, 0.0, 0.0], [-3.0, 0.0, 0.0, 0.0]])
 
 
 def test_deepliftshap_batch_4d_input():

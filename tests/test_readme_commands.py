@@ -132,7 +132,8 @@ def check_methods(words, tmp, done):
 
 def check_benchmark(words, tmp, done):
     out = tmp / "benchmarks"
-    for name in ("methods", "metrics", "composites", "transformers", "load", "distributed"):
+    for name in ("methods", "metrics", "composites", "transformers", "contract", "load",
+                 "distributed"):
         assert (out / f"{name}.md").is_file(), f"make benchmark wrote no {name}.md"
 
 

@@ -6,6 +6,7 @@ is marked slow and runs only when that model is already in the cache.
 """
 from __future__ import annotations
 
+import html
 import io
 import math
 
@@ -583,6 +584,40 @@ def test_the_test_set_follows_the_model():
     assert [label for label, _ in explorer.target_dropdown.options][1:] == [
         f"class {c}" for c in explorer.data.classes]
     assert explorer.inspector.model is explorer.model
+
+
+def test_a_text_model_shows_its_sentence_with_highlighted_tokens():
+    # an untrained token classifier on the zoo's planted-word sentences (data from zoo_data)
+    def loader(name):
+        if name == "tokens_cnn":
+            data = models.zoo_data("tokens_cnn")
+            return models.token_cnn(len(data.vocabulary), 2, data.input_shape[0], channels=4,
+                                    seed=0).eval(), {}
+        return tiny_zoo(name)
+
+    explorer = Explorer(model_names=("digits_cnn_relu", "tokens_cnn"),
+                        methods=("integrated_gradients", "deeplift_rescale"), load_model=loader)
+    assert explorer.tokens.layout.display == "none" and not explorer.is_text
+    explorer.model_dropdown.value = "tokens_cnn"
+    assert explorer.status.startswith("ready"), explorer.error_message
+    assert explorer.is_text and explorer.inputs.dtype == torch.int64
+    words = explorer.data.words(explorer.inputs[0])
+    for label in ("integrated_gradients", "deeplift_rescale"):
+        assert explorer.maps[label].shape == (len(words),)
+    expected = wb.attribute(explorer.model, explorer.inputs, "integrated_gradients",
+                            to_layer="embedding").sum(-1)[0]
+    np.testing.assert_allclose(explorer.maps["integrated_gradients"], expected.numpy(),
+                               rtol=1e-5, atol=1e-7)
+    assert explorer.heatmaps.layout.display == "none" and explorer.tokens.layout.display is None
+    assert explorer.tokens.value.count("<tr>") == 2
+    assert all(html.escape(word) in explorer.tokens.value for word in words)
+    assert explorer.figure is None and explorer.inspector is None
+    explorer.index = 3  # another sentence
+    assert explorer.data.words(explorer.inputs[0])[0] in explorer.tokens.value
+    explorer.model_dropdown.value = "digits_cnn_relu"  # back to images: heat maps again
+    assert explorer.status.startswith("ready"), explorer.error_message
+    assert explorer.tokens.layout.display == "none" and explorer.heatmaps.layout.display is None
+    assert explorer.inspector is not None
 
 
 def test_a_model_outside_the_zoo_needs_its_data_set_in_the_info():

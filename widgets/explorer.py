@@ -1,4 +1,6 @@
-"""The Explorer: a zoo model, a test image, and heat maps of several methods side by side.
+"""The Explorer: a zoo model, a test image, and heat maps of several methods side by side; for a
+text model (a test set of token ids, ``workbench.text_data.TokenData``), a test sentence with its
+tokens highlighted per method (attributions at the model's embedding).
 
 >>> app = Explorer()          # doctest: +SKIP
 >>> app                       # doctest: +SKIP  (display in Jupyter or serve with Voilà)
@@ -34,11 +36,13 @@ from workbench.checks import resolve_target
 from workbench.data import ImageData
 from workbench.plots import heatmap_grid, to_map
 from workbench.registry import takes_layer_rules, validate_options
+from workbench.text_data import TokenData
+from workbench.text_view import token_relevance, token_table
 
-#: the zoo models offered, the first shown first: natural-image crops (a VGG-style net and a
-#: vision transformer), then the fast digits nets
+#: the zoo models offered, the first shown first: natural-image crops (a conv net, a vision
+#: transformer), the fast digits nets, shapes, and a text classifier
 DEFAULT_MODELS = ("photos_vgg", "photos_vit", "digits_cnn_relu", "digits_cnn_tanh",
-                  "digits_mlp_relu", "digits_mlp_tanh", "shapes_cnn")
+                  "digits_mlp_relu", "digits_mlp_tanh", "shapes_cnn", "tokens_cnn")
 DEFAULT_METHODS = ("gradient", "integrated_gradients", "lrp_epsilon", "guided_backprop")
 
 #: loads a model by name: ``name -> (model, info)`` as ``workbench.models.zoo`` does
@@ -82,6 +86,15 @@ def _label(method: str, options: Mapping[str, Any]) -> str:
     return f"{method}({', '.join(f'{k}={_format(v)}' for k, v in options.items())})"
 
 
+def _embedding_of(model: nn.Module) -> str:
+    """Dotted name of ``model``'s first ``nn.Embedding``: where a text model is explained."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding):
+            return name
+    raise ValueError(f"the text model ({type(model).__name__}) has no nn.Embedding to be "
+                     "explained at")
+
+
 class Explorer(widgets.VBox):
     """Heat maps of several attribution methods for one test image of a zoo model.
 
@@ -110,7 +123,8 @@ class Explorer(widgets.VBox):
     :class:`HeatmapTiles`, ``wb-heatmaps``: the input, then one tile per column, each with a
     ``wb-heatmap-title``), ``error`` (``wb-error``), the status line (``wb-status``), and
     ``inspector`` (a :class:`LayerInspector` in the ``wb-layers`` accordion; its figure is
-    created when the accordion is first opened).
+    created when the accordion is first opened). For a text model ``tokens`` (``wb-tokens``)
+    replaces ``heatmaps``: the sentence once per column, its tokens highlighted.
     """
 
     def __init__(self, model_names: Sequence[str] = DEFAULT_MODELS,
@@ -159,6 +173,8 @@ class Explorer(widgets.VBox):
         method, options = self._columns[0]
         self.picker = MethodPicker(method=method, options=options)
         self.heatmaps = HeatmapTiles()
+        self.tokens = widgets.HTML(layout=widgets.Layout(display="none"))
+        self.tokens.add_class("wb-tokens")
         self._status = widgets.HTML()
         self._status.add_class("wb-status")
         self.error = ErrorArea("wb-error",
@@ -172,7 +188,8 @@ class Explorer(widgets.VBox):
             widgets.HBox([self.model_dropdown, self.index_slider, self.target_dropdown,
                           self._sample]),
             widgets.HBox([self.column_dropdown, self.add_button, self.remove_button]),
-            self.picker, self.heatmaps, self._status, self.error, self._log, self._layers,
+            self.picker, self.heatmaps, self.tokens, self._status, self.error, self._log,
+            self._layers,
         ])
         self.add_class("wb-explorer")
         self._refresh_columns(0)
@@ -212,13 +229,18 @@ class Explorer(widgets.VBox):
     def figure(self) -> go.Figure | None:
         """A plotly figure of what the tiles show (the input, then each computed map), for
         reports and notebooks; built on each call (the app itself shows PNG tiles)."""
-        if self._data is None or not self._maps:
+        if self._data is None or not self._maps or self.is_text:
             return None
         maps = {label: torch.from_numpy(heat)[None] for label, heat in self._maps.items()}
         return heatmap_grid(self.inputs, maps)
 
     @property
-    def data(self) -> ImageData | None:
+    def is_text(self) -> bool:
+        """Whether the loaded model reads token ids (explained at its embedding)."""
+        return isinstance(self._data, TokenData)
+
+    @property
+    def data(self) -> ImageData | TokenData | None:
         """The data set of the loaded model; images come from its test part."""
         return self._data
 
@@ -249,7 +271,7 @@ class Explorer(widgets.VBox):
 
     @property
     def inputs(self) -> torch.Tensor | None:
-        """The test image shown, shape (1, C, H, W)."""
+        """The test image shown, shape (1, C, H, W) (a text model's sentence: (1, length))."""
         if self._data is None:
             return None
         return self._data.x_test[self.index:self.index + 1]
@@ -277,7 +299,8 @@ class Explorer(widgets.VBox):
 
     @property
     def maps(self) -> dict[str, np.ndarray]:
-        """The (H, W) heat map of each column computed by the last update, by label."""
+        """The (H, W) heat map of each column computed by the last update, by label (a text
+        model's: the relevance per token, (length,))."""
         return {label: heat.copy() for label, heat in self._maps.items()}
 
     @property
@@ -408,6 +431,13 @@ class Explorer(widgets.VBox):
 
     def _inspect(self, model: nn.Module) -> None:
         """Show ``model`` in the layer inspector; a model it cannot show still loads."""
+        if self.is_text:
+            if self.inspector is not None:
+                self.inspector.close()
+            self.inspector = None
+            self._layers.children = [widgets.HTML("no layer inspector for text models: their "
+                                                  "rules are the methods' own")]
+            return
         try:
             if self.inspector is None:
                 self.inspector = LayerInspector(model, self.inputs, defer_figure=True)
@@ -434,8 +464,15 @@ class Explorer(widgets.VBox):
         if key not in self._cache:
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
-            attribution = wb.attribute(self._model, inputs, method, target=self.target, **options)
-            self._cache[key] = to_map(attribution.detach().float().cpu())[0].numpy()
+            if self.is_text:  # token ids: explained at the embedding, reference the padding id
+                attribution = wb.attribute(self._model, inputs, method, target=self.target,
+                                           to_layer=_embedding_of(self._model), **options)
+                heat = token_relevance(attribution.detach().float().cpu())[0]
+            else:
+                attribution = wb.attribute(self._model, inputs, method, target=self.target,
+                                           **options)
+                heat = to_map(attribution.detach().float().cpu())[0]
+            self._cache[key] = heat.numpy()
         return self._cache[key]
 
     def _draw(self, labels: list[str], predicted: int) -> None:
@@ -445,6 +482,13 @@ class Explorer(widgets.VBox):
         target = "predicted" if self.target is None else f"class {classes[self.target]}"
         self._sample.value = html.escape(
             f"label {truth}, predicted {classes[predicted]}; explaining {target}")
+        self.tokens.layout.display = None if self.is_text else "none"
+        self.heatmaps.layout.display = "none" if self.is_text else None
+        if self.is_text:
+            words = self._data.words(self.inputs[0])
+            self.tokens.value = token_table(words, {label: torch.from_numpy(self._maps[label])
+                                                    for label in labels if label in self._maps})
+            return
         image = self.inputs[0].detach().float().cpu().numpy()
         self.heatmaps.show(f"input (label {truth})", image,
                            [(label, self._maps.get(label)) for label in labels])

@@ -35,6 +35,19 @@ SHAPES = ("square", "cross", "ring", "triangle")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
+def train_test_loaders(data, batch_size: int = 64, seed: int = 0,
+                       shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
+    """Train and test ``DataLoader``s of a labelled data set (``x_train``, ``y_train``,
+    ``x_test``, ``y_test``); the train one shuffles, seeded by ``seed``."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    generator = torch.Generator().manual_seed(seed)
+    train = DataLoader(TensorDataset(data.x_train, data.y_train), batch_size=batch_size,
+                       shuffle=shuffle, generator=generator)
+    test = DataLoader(TensorDataset(data.x_test, data.y_test), batch_size=batch_size)
+    return train, test
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class ImageData:
     """A labelled image data set split into train and test parts.
@@ -68,13 +81,7 @@ class ImageData:
     def loaders(self, batch_size: int = 64, seed: int = 0,
                 shuffle: bool = True) -> tuple[DataLoader, DataLoader]:
         """Train and test ``DataLoader``s; the train one shuffles, seeded by ``seed``."""
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
-        generator = torch.Generator().manual_seed(seed)
-        train = DataLoader(TensorDataset(self.x_train, self.y_train), batch_size=batch_size,
-                           shuffle=shuffle, generator=generator)
-        test = DataLoader(TensorDataset(self.x_test, self.y_test), batch_size=batch_size)
-        return train, test
+        return train_test_loaders(self, batch_size, seed, shuffle)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}('{self.name}', train={len(self.x_train)}, "
@@ -97,7 +104,7 @@ class ShapesData(ImageData):
     distractor_test: torch.Tensor
 
 
-def _split_indices(labels: np.ndarray, test_fraction: float,
+def split_indices(labels: np.ndarray, test_fraction: float,
                    seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted train and test indices; stratified by label when every class allows it."""
     from sklearn.model_selection import train_test_split
@@ -120,7 +127,7 @@ def _image_data(x: np.ndarray | torch.Tensor, y: np.ndarray, classes: Sequence[s
                 test_fraction: float, seed: int) -> ImageData:
     x = torch.as_tensor(x, dtype=torch.float32)
     y = torch.as_tensor(np.asarray(y), dtype=torch.int64)
-    train, test = _split_indices(y.numpy(), test_fraction, seed)
+    train, test = split_indices(y.numpy(), test_fraction, seed)
     return ImageData(x[train], y[train], x[test], y[test], list(classes), name)
 
 
@@ -326,7 +333,7 @@ def shapes(n: int = 2000, size: int = 32, signal_strength: float = 1.0,
     signal = signal_strength * masks.astype(np.float32)
     distractor = (amplitudes[:, None, None] * grating[None]).astype(np.float32)
     x = signal + distractor + noise * rng.standard_normal((n, size, size)).astype(np.float32)
-    train, test = _split_indices(labels, test_fraction, seed)
+    train, test = split_indices(labels, test_fraction, seed)
 
     def part(array: np.ndarray, indices: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(array[indices, None]))

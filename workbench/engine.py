@@ -389,6 +389,21 @@ class RuleMode(_GuardingMode):
         with self:
             return attention.DECOMPOSED[func](*args, **kwargs)
 
+    def _max(self, func, args, kwargs, layer):
+        rule = self.rules.max_pool
+        if rule is None:
+            return func(*args, **kwargs)
+        output = func(*args, **kwargs)
+        if not isinstance(output, torch.Tensor):
+            self._unsupported(func, f"the {rule.name} rule takes max operations that return "
+                              "the maxima alone (no indices)")
+        if self.references.recording:
+            self.references.record(args[0])
+            return output
+        reference = self.references.next_for(args[0], self.model, self.method)
+        rest = args[1:]
+        return rule.apply(args[0], reference, lambda pre: func(pre, *rest, **kwargs))
+
     def _passthrough(self, func, args, kwargs, layer):
         return func(*args, **kwargs)
 
@@ -402,7 +417,7 @@ class RuleMode(_GuardingMode):
         OpKind.SOFTMAX: _softmax,
         OpKind.NORMALIZATION: _normalization,
         OpKind.LINEAR: _passthrough,
-        OpKind.MAX: _passthrough,
+        OpKind.MAX: _max,
     }
 
     # -- helpers -------------------------------------------------------------------------------

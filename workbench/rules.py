@@ -230,6 +230,57 @@ def apply_activation(rule: ActivationRule, pre: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------------------------
+# Max pooling
+
+
+class DeltaMaxRule:
+    """DeepLIFT's multiplier for a max operation ``y = max_{i in window} x_i`` that keeps
+    summation to delta (Captum's DeepLIFT at max pooling): the change of each window's output
+    is split in two, ``max(y, y0) - y0`` assigned to the argmax of ``x`` and
+    ``y - max(y, y0)`` to the argmax of the reference ``x0``, and each input's multiplier is
+    its share divided by ``x_i - x0_i``, so that ``sum_i m_i (x_i - x0_i) = y - y0`` per
+    window. Where ``x_i - x0_i`` is (nearly) zero the ordinary gradient is used.
+    The default of ``deeplift_rescale`` is instead the gradient (routing to the argmax of
+    ``x``), as in the original DeepLIFT (Shrikumar et al. 2017, arXiv 1704.02685) and in
+    Ancona et al. 2018's gradient formulation of it.
+    """
+
+    name = "delta_max"
+    needs_reference = True
+
+    def apply(self, pre: torch.Tensor, reference: torch.Tensor,
+              run: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``run(pre)`` (the max operation) with this rule as its backward."""
+        return _DeltaMaxFunction.apply(pre, reference.expand_as(pre), run)
+
+
+class _DeltaMaxFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, pre, reference, run):
+        ctx.save_for_backward(pre, reference)
+        ctx.run = run
+        return run(pre)
+
+    @staticmethod
+    def backward(ctx, grad):
+        pre, reference = ctx.saved_tensors
+        with torch.enable_grad():
+            point = pre.detach().requires_grad_()
+            base = reference.detach().contiguous().requires_grad_()
+            output, output_reference = ctx.run(point), ctx.run(base)
+            top = torch.maximum(output, output_reference).detach()
+            (to_input,) = torch.autograd.grad(output, point,
+                                              grad * (top - output_reference.detach()),
+                                              retain_graph=True)
+            (plain,) = torch.autograd.grad(output, point, grad)
+            (to_reference,) = torch.autograd.grad(output_reference, base,
+                                                  grad * (output.detach() - top))
+        delta = pre - reference
+        shared = (to_input + to_reference) / delta
+        return torch.where(delta.abs() <= tiny(pre.dtype), plain, shared), None, None
+
+
+# ----------------------------------------------------------------------------------------------
 # Weighted layers
 
 
@@ -395,6 +446,9 @@ class Rules:
     composite:
         A ``workbench.composites.Composite`` that gives the per-layer rules of a model (under
         ``layer_affine``); the engine resolves it once per forward pass (:meth:`bound_to`).
+    max_pool:
+        Rule for max pooling and max reductions (:class:`DeltaMaxRule`; ``None``: the gradient,
+        routing to the argmax).
     softmax, product, normalization:
         Rules for transformers' operations (``workbench.transformer_rules``): softmax, products
         of two input-dependent tensors, layer and RMS normalisation. ``None`` (the default):
@@ -408,13 +462,15 @@ class Rules:
     affine: AffineRule | None = None
     layer_affine: Mapping[str, AffineRule] = field(default_factory=dict)
     composite: Any = None
+    max_pool: DeltaMaxRule | None = None
     softmax: Any = None
     product: Any = None
     normalization: Any = None
 
     @property
     def needs_reference(self) -> bool:
-        return self.activation is not None and self.activation.needs_reference
+        return ((self.activation is not None and self.activation.needs_reference)
+                or self.max_pool is not None)
 
     def affine_for(self, layer: str | None) -> AffineRule | None:
         if layer is not None and layer in self.layer_affine:

@@ -19,6 +19,7 @@ from workbench.rules import (
     EpsilonRule,
     GuidedRule,
     RatioRule,
+    DeltaMaxRule,
     RescaleRule,
     Rules,
 )
@@ -61,8 +62,12 @@ def lrp_rules(composite="epsilon_plus", epsilon: float = 1e-6, gamma: float = 0.
                  layer_affine=_checked_layer_rules(layer_rules))
 
 
-def deeplift_rescale_rules() -> Rules:
-    return Rules(activation=RescaleRule())
+#: DeepLIFT's rules at max pooling, by the name of its ``max_pool`` option
+MAX_POOL_RULES = {"gradient": None, "delta": DeltaMaxRule()}
+
+
+def deeplift_rescale_rules(max_pool: str = "gradient") -> Rules:
+    return Rules(activation=RescaleRule(), max_pool=MAX_POOL_RULES[max_pool])
 
 
 def guided_backprop_rules() -> Rules:
@@ -73,6 +78,13 @@ def deconvnet_rules() -> Rules:
     return Rules(activation=DeconvRule())
 
 
+MAX_POOL = Option(
+    "max_pool", "choice", "gradient",
+    "rule at max pooling: 'gradient' (to the input's maximum; the original DeepLIFT and Ancona "
+    "et al.'s formulation, the default so that DeepLIFT stays a modified gradient as notebook "
+    "02 compares it) or 'delta' (the change split between the input's and the baseline's "
+    "maximum: sums to f(x) - f(x0) exactly; Captum's default)",
+    choices=tuple(MAX_POOL_RULES))
 LAYER_RULES = Option("layer_rules", "object", None,
                      "per-layer rule overrides: {layer name: AffineRule}, e.g. z+ in low layers")
 
@@ -100,11 +112,14 @@ def _modified_gradient(name: str, make_rules):
     return run
 
 
-def deeplift_rescale(model, inputs, target, baseline, multiply_by_inputs=True):
+def deeplift_rescale(model, inputs, target, baseline, multiply_by_inputs=True,
+                     max_pool="gradient"):
     """``(x - x0) * g`` with the Rescale multipliers (Shrikumar et al. 2017; Ancona Prop. 2), or
-    the multipliers ``g`` alone when ``multiply_by_inputs`` is False (Captum's option)."""
+    the multipliers ``g`` alone when ``multiply_by_inputs`` is False (Captum's option).
+    ``max_pool``: ``"gradient"`` at max pooling, or ``"delta"`` (``rules.DeltaMaxRule``,
+    Captum's), which keeps summation to delta."""
     baseline = compact_baseline(baseline, inputs)
-    rules = deeplift_rescale_rules()
+    rules = deeplift_rescale_rules(max_pool)
     gradient = modified_gradient(model, inputs, target, rules, method="deeplift_rescale",
                                  baseline=baseline)
     return (inputs - baseline) * gradient if multiply_by_inputs else gradient
@@ -153,8 +168,8 @@ register(Method(
 register(Method(
     "deeplift_rescale", deeplift_rescale,
     "DeepLIFT with the Rescale rule at every elementwise nonlinearity; max pooling takes its "
-    "ordinary gradient (Captum has a special max-pooling multiplier).",
-    options=(BASELINE, MULTIPLY_BY_INPUTS), reference="Shrikumar et al. 2017",
+    "ordinary gradient, or with max_pool='delta' Captum's multiplier (sums to the change).",
+    options=(BASELINE, MULTIPLY_BY_INPUTS, MAX_POOL), reference="Shrikumar et al. 2017",
     rules=deeplift_rescale_rules,
 ))
 register(Method(

@@ -9,7 +9,7 @@ from workbench.arguments import baseline_samples, generator
 from workbench.engine import modified_gradient
 from workbench.forward import target_indices
 from workbench.methods.gradients import BATCH_SIZE, MULTIPLY_BY_INPUTS, NOISE_HELP, noise_scale
-from workbench.methods.rule_based import deeplift_rescale
+from workbench.methods.rule_based import MAX_POOL, deeplift_rescale
 from workbench.registry import Method, Option, register
 
 BASELINES = Option(
@@ -52,17 +52,19 @@ def gradient_shap(model, inputs, target, baselines, n_samples, noise, seed, batc
     return total / n_samples
 
 
-def deeplift_shap(model, inputs, target, baselines, multiply_by_inputs):
+def deeplift_shap(model, inputs, target, baselines, multiply_by_inputs, max_pool="gradient"):
     """DeepLIFT (Rescale) averaged over the baselines: ``mean_k (x - b_k) * m(x, b_k)`` with
     ``m`` the Rescale multipliers against baseline ``b_k`` (Lundberg & Lee 2017, section 4.2,
     "Deep SHAP"; Captum's DeepLiftShap). With ``multiply_by_inputs`` False: the mean
-    multipliers. Each baseline costs one ``deeplift_rescale`` call over all inputs.
+    multipliers. Each baseline costs one ``deeplift_rescale`` call over all inputs;
+    ``max_pool`` is its rule at max pooling.
     """
     references = baseline_samples(baselines, inputs)
     indices = target_indices(model, inputs, target)
     total = torch.zeros_like(inputs)
     for reference in references:
-        total += deeplift_rescale(model, inputs, indices, reference[None], multiply_by_inputs)
+        total += deeplift_rescale(model, inputs, indices, reference[None], multiply_by_inputs,
+                                  max_pool)
     return total / len(references)
 
 
@@ -84,6 +86,6 @@ register(Method(
 register(Method(
     "deeplift_shap", deeplift_shap,
     "DeepLIFT (Rescale) averaged over a distribution of baselines.",
-    options=(BASELINES, MULTIPLY_BY_INPUTS),
+    options=(BASELINES, MULTIPLY_BY_INPUTS, MAX_POOL),
     reference="Lundberg & Lee 2017; Shrikumar et al. 2017",
 ))
