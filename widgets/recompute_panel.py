@@ -20,8 +20,9 @@ from typing import Any
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
+import plotly.io as pio
 
-from widgets._common import ErrorArea, log, sync_figure
+from widgets._common import ErrorArea, log
 
 
 class Cancelled(Exception):
@@ -88,8 +89,9 @@ class RecomputePanel(widgets.VBox):
 
     Key widgets, with CSS classes for browser tests: ``progress`` (``wb-recompute-progress``),
     ``status`` (``wb-recompute-status``: "ready" after each drawn result), ``error``
-    (``wb-error``), the figures' box (``wb-recompute-figures``, plotly ``FigureWidget``s,
-    created with the first result).
+    (``wb-error``), ``output`` (``wb-recompute-figures``: the figures drawn last, which are
+    ``figures``). The figures are outputs, not ``FigureWidget``s: a ``FigureWidget`` created
+    after the page has connected (as a run's first result is) stays blank in Voilà.
     """
 
     def __init__(self, controls: Mapping[str, widgets.ValueWidget], compute: Compute,
@@ -104,9 +106,9 @@ class RecomputePanel(widgets.VBox):
         self.status = widgets.HTML(html.escape(note))
         self.status.add_class("wb-recompute-status")
         self.error = ErrorArea("wb-error")
-        self.figures: list[go.FigureWidget] = []
-        self.figure_box = widgets.VBox([])
-        self.figure_box.add_class("wb-recompute-figures")
+        self.figures: list[go.Figure] = []
+        self.output = widgets.Output()
+        self.output.add_class("wb-recompute-figures")
         self._lock = threading.RLock()
         self._generation = 0
         self._cancel: threading.Event | None = None
@@ -121,7 +123,7 @@ class RecomputePanel(widgets.VBox):
         super().__init__([widgets.HBox(list(self.controls.values()),
                                        layout=widgets.Layout(flex_flow="row wrap")),
                           widgets.HBox([self.progress, self.status]), self.error,
-                          self.figure_box])
+                          self.output])
         self.add_class("wb-recompute-panel")
 
     def values(self) -> dict[str, Any]:
@@ -222,16 +224,13 @@ class RecomputePanel(widgets.VBox):
                 f"ready ({time.monotonic() - started:.1f} s): {shown}")
 
     def _draw(self, figures: Sequence[go.Figure]) -> None:
-        while len(self.figures) < len(figures):
-            self.figures.append(go.FigureWidget())
-        for widget, figure in zip(self.figures, figures, strict=False):
-            with widget.batch_update():
-                widget.data = ()
-                for trace in figure.data:
-                    widget.add_trace(trace)
-                widget.layout = figure.layout
-            sync_figure(widget)
-        self.figure_box.children = tuple(self.figures[:len(figures)])
+        """Show ``figures`` in place of the last ones, as plotly's JSON mimetype outputs (drawn
+        by the page's plotly extension, as the notebook's own figures are)."""
+        renderer = pio.renderers["plotly_mimetype"]
+        self.output.outputs = tuple(
+            {"output_type": "display_data", "metadata": {},
+             "data": renderer.to_mimebundle(figure.to_dict())} for figure in figures)
+        self.figures = list(figures)
 
 
 def _format(value: Any) -> str:
