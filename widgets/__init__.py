@@ -5,6 +5,7 @@ Widgets only compose: they call ``workbench`` and render with ipywidgets and plo
 from widgets.explorer import Explorer
 from widgets.layer_inspector import LayerInspector
 from widgets.method_picker import MethodPicker
+from widgets.recompute_panel import RecomputePanel
 from widgets.toy_generator import ToyGenerator
 
-__all__ = ["Explorer", "LayerInspector", "MethodPicker", "ToyGenerator"]
+__all__ = ["Explorer", "LayerInspector", "MethodPicker", "RecomputePanel", "ToyGenerator"]

@@ -171,7 +171,7 @@ class RecomputePanel(widgets.VBox):
             self.status.value = "computing…"
             self.progress.value = 0
             self.progress.layout.visibility = "visible"
-        thread.start()
+            thread.start()  # under the lock: ``wait`` never sees a thread not yet started
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the latest run has ended (drawn, failed or cancelled); False if
