@@ -91,6 +91,7 @@ def _set(tab, control: str, value: str) -> list[dict]:
 def test_a_control_change_redraws_the_panels_figures(pages, stem):
     tab, page_errors = pages[stem]
     control, first, second = CHANGES[stem]
+    tab.bring_to_front()  # the tab under test in front: no throttling of a background tab
     tab.wait_for_selector(f".wb-recompute-panel .wb-control-{control} select", timeout=240_000)
     assert tab.locator(".wb-recompute-figures .js-plotly-plot").count() == 0  # none computed yet
     before = _set(tab, control, first)
