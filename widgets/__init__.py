@@ -10,7 +10,8 @@ import importlib
 
 #: each component and the module that defines it
 _COMPONENTS = {"Explorer": "widgets.explorer", "LayerInspector": "widgets.layer_inspector",
-               "MethodPicker": "widgets.method_picker", "ToyGenerator": "widgets.toy_generator"}
+               "MethodPicker": "widgets.method_picker", "RecomputePanel": "widgets.recompute_panel",
+               "ToyGenerator": "widgets.toy_generator"}
 
 __all__ = list(_COMPONENTS)
 
