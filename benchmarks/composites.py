@@ -249,8 +249,8 @@ def markdown(s: Settings, timing: dict, memory: dict | None) -> str:
             f"{_mark(row['target_time'], row['target_time_resolved'])} | "
             f"{_fmt_paired(row['paired_floor_ratio'])} | {row['floor_target']} "
             f"({row['floor_kind']}) | {_mark(row['target_floor'], row['target_floor_resolved'])} | "
-            f"{wb_mib if wb_mib is None else round(wb_mib)} | "
-            f"{zn_mib if zn_mib is None else round(zn_mib)} | {mem_ok} | "
+            f"{'-' if wb_mib is None else round(wb_mib)} | "
+            f"{'-' if zn_mib is None else round(zn_mib)} | {mem_ok} | "
             f"{row['min_cosine']:.6f} |")
     return "\n".join(lines) + "\n"
 
