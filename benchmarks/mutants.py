@@ -114,8 +114,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     # -- rules ---------------------------------------------------------------------------------
     Mutation(
         "rules-stabilize-shrinks", "workbench/rules.py",
-        "return values + epsilon * sign",
-        "return values - epsilon * sign",
+        "return values + torch.where(values >= 0, step, -step)",
+        "return values - torch.where(values >= 0, step, -step)",
         "the stabiliser moves denominators towards zero instead of away from it",
         RULES),
     Mutation(

@@ -350,3 +350,41 @@ def test_a_rule_is_a_short_declaration():
 
     with pytest.raises(TypeError, match="declare gives_relevance = True"):
         lrp(Undeclared())
+
+
+SIGNS = {
+    "non_negative": lambda x: x.clamp(min=0),  # after a ReLU: the x- terms are skipped
+    "one_negative": lambda x: _with_one_negative(x.clamp(min=0)),  # must take the full rule
+    "non_positive": lambda x: x.clamp(max=0),  # the x+ terms are skipped
+}
+
+
+def _with_one_negative(x):
+    x = x.clone()
+    x.view(-1)[-1] = -0.75  # one entry of the last sample: the whole batch takes the full rule
+    return x
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d"])
+@pytest.mark.parametrize("rule", ["gamma", "alpha1", "alpha2"])
+@pytest.mark.parametrize("signs", list(SIGNS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_sign_shortcuts_match_the_equation(kind, rule, signs, dtype):
+    """The engine skips the terms of a part of ``x`` that is zero everywhere (checked on the
+    data, not assumed from the layer before): on inputs of one sign, and on inputs with a
+    single negative entry, the rule still equals its matrix form. In float32 a conv net runs
+    channels-last and the clamped weights are built in that order."""
+    model, x, target = case(kind, 3, bias=True)
+    x = SIGNS[signs](x)
+    under_test, top = model[0], model[2]
+    W, b = dense(under_test, x.shape[1:])
+    with torch.no_grad():
+        relevance = under_test(x).reshape(len(x), -1) * top.weight[target]
+    expected = reference(rule, x.reshape(len(x), -1), W, b, relevance)
+    composite = wb.Composite([(wb.composites.ByName("0"), RULES[rule](True)),
+                              (wb.composites.ByName("2"), ZeroRule())])
+    actual = wb.attribute(model.eval().to(dtype), x.to(dtype), "lrp", target=target,
+                          composite=composite)
+    tolerance = {"rtol": 1e-9, "atol": 1e-12} if dtype == torch.float64 else {
+        "rtol": 1e-4, "atol": 1e-5 * expected.abs().max().item()}
+    torch.testing.assert_close(actual.reshape(len(x), -1).double(), expected, **tolerance)

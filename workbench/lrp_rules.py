@@ -10,7 +10,7 @@ input: they hand it to the LRP method directly (:func:`collecting_input_relevanc
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from workbench.collecting import collecting
+from workbench.layout import memory_format_of
 from workbench.rules import BATCHED_DIMS, INPUT_GRADIENTS, AffineCall, AffineRule, stabilize
 
 
@@ -166,8 +167,34 @@ def _masked(kind: str, inputs: torch.Tensor, grad: torch.Tensor) -> torch.Tensor
     """``x_k / x * grad`` for ``x_k`` a part of ``x`` (``0 / 0`` taken as 0)."""
     if kind == "x":
         return grad
-    keep = inputs > 0 if kind == "x+" else inputs < 0
-    return torch.where(keep, grad, 0.0)
+    if kind == "x+":  # grad where x > 0, else 0: one pass
+        return torch.ops.aten.threshold_backward(grad, inputs, 0)
+    return torch.where(inputs < 0, grad, 0.0)
+
+
+def _combination(pairs: Iterable[tuple[float, torch.Tensor]]) -> torch.Tensor:
+    """``sum_k c_k t_k``, one pass per term (no product with 1, no sum starting from 0)."""
+    total = None
+    for c, t in pairs:
+        if total is None:
+            total = t if c == 1 else c * t
+        else:
+            total = torch.add(total, t, alpha=c)
+    return total
+
+
+def _modified_weight(basis: Callable, weight: torch.Tensor, inputs: torch.Tensor
+                     ) -> torch.Tensor:
+    """``basis(weight)``; a clamped conv weight is written straight in the channels-last order
+    oneDNN reads it in when ``inputs`` are channels-last (else it reorders a copy per pass)."""
+    if basis is _same:
+        return weight
+    if (basis in (_positive, _negative) and weight.dim() == 4 and inputs.dim() == 4
+            and memory_format_of(inputs) is torch.channels_last):
+        out = torch.empty_like(weight, memory_format=torch.channels_last)
+        bounds = {"min": 0} if basis is _positive else {"max": 0}
+        return torch.clamp(weight, **bounds, out=out)
+    return basis(weight)
 
 
 class _ProportionalFunction(torch.autograd.Function):
@@ -185,6 +212,7 @@ class _ProportionalFunction(torch.autograd.Function):
         zero = _zero_parts(inputs)
         used_bias = bias if rule.bias else None
         passes: dict[tuple[str, Callable], torch.Tensor] = {}
+        weights: dict[Callable, torch.Tensor] = {}
 
         def run(part: str, basis: Callable) -> torch.Tensor:
             if (part, basis) not in passes:
@@ -193,7 +221,9 @@ class _ProportionalFunction(torch.autograd.Function):
                     passes[part, basis] = (output if bias is None
                                            else output - _bias_map(call, bias, output))
                 else:
-                    passes[part, basis] = call.forward(x_part, basis(weight), None)
+                    if basis not in weights:
+                        weights[basis] = _modified_weight(basis, weight, inputs)
+                    passes[part, basis] = call.forward(x_part, weights[basis], None)
             return passes[part, basis]
 
         plan, factors = [], []
@@ -202,8 +232,8 @@ class _ProportionalFunction(torch.autograd.Function):
                           if not (t.inputs in zero and (t.bias is None or used_bias is None)))
             if not terms:
                 continue
-            denominator = sum(t.sign * _term_output(t, run, used_bias, call, output)
-                              for t in terms)
+            denominator = _combination((t.sign, _term_output(t, run, used_bias, call, output))
+                                       for t in terms)
             factors.append(_where(group, output, output / stabilize(denominator,
                                                                     rule.stabilizer)))
             plan.append((group.weight, terms))
@@ -219,21 +249,25 @@ class _ProportionalFunction(torch.autograd.Function):
             share = grad * factor
             for term in terms:
                 for basis, coefficient in _bases(term.weight).items():
-                    scaled = share * (group_weight * term.sign * coefficient)
+                    c = group_weight * term.sign * coefficient
                     key = (term.inputs, basis)
-                    shares[key] = shares[key] + scaled if key in shares else scaled
+                    if key in shares:
+                        shares[key] = torch.add(shares[key], share, alpha=c)
+                    else:
+                        shares[key] = share if c == 1 else c * share
         by_kind: dict[str, torch.Tensor] = {}
         for (kind, basis), share in shares.items():
-            part = _input_gradient(ctx.call, inputs, basis(weight), share)
+            part = _input_gradient(ctx.call, inputs, _modified_weight(basis, weight, inputs),
+                                   share)
             by_kind[kind] = by_kind[kind] + part if kind in by_kind else part
-        grad_inputs = sum(_masked(kind, inputs, g) for kind, g in by_kind.items())
+        grad_inputs = _combination((1, _masked(kind, inputs, g)) for kind, g in by_kind.items())
         return grad_inputs, None, None, None, None
 
 
 def _term_output(term: Term, run: Callable, bias: torch.Tensor | None, call: AffineCall,
                  output: torch.Tensor) -> torch.Tensor:
     """``forward(x_k, W_k, b_k)`` from the passes ``run(part, basis)``."""
-    value = sum(c * run(term.inputs, basis) for basis, c in _bases(term.weight).items())
+    value = _combination((c, run(term.inputs, basis)) for basis, c in _bases(term.weight).items())
     if bias is not None and term.bias is not None:
         value = value + _bias_map(call, term.bias(bias), output)
     return value
@@ -303,10 +337,13 @@ class _RelevanceFunction(torch.autograd.Function):
 
 
 def _zero_parts(inputs: torch.Tensor) -> frozenset[str]:
-    """The parts of ``inputs`` that are zero everywhere (``x-`` after a ReLU)."""
-    if not (inputs < 0).any():
+    """The parts of ``inputs`` that are zero everywhere (``x-`` after a ReLU): one reduction."""
+    if inputs.numel() == 0:
         return frozenset({"x-"})
-    if not (inputs > 0).any():
+    low, high = torch.aminmax(inputs)
+    if low >= 0:
+        return frozenset({"x-"})
+    if high <= 0:
         return frozenset({"x+"})
     return frozenset()
 
