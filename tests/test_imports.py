@@ -82,3 +82,14 @@ def test_the_package_loads_pytorch_only_when_a_public_name_is_used():
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {
         "torch_before_use": False, "methods": True, "listed": True, "basis": "workbench.basis",
         "all": []}
+
+
+def test_the_registry_knows_every_method_without_the_package_init():
+    """A caller that reads the registry directly (the Explorer, the method picker) finds every
+    method even though ``import workbench`` no longer imports the method declarations."""
+    code = ("from workbench.registry import get_method, methods\n"
+            "print(get_method('gradient').name, 'integrated_gradients' in methods())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=PACKAGE_DIR.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["gradient", "True"]

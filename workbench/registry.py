@@ -355,29 +355,37 @@ def register(method: Method) -> Method:
     return method
 
 
+def _declared() -> dict[str, Method]:
+    """The registry, with every method declared: importing ``workbench.methods`` registers
+    them (``import workbench`` alone no longer does, it loads its names on first use)."""
+    import workbench.methods  # noqa: F401
+
+    return _REGISTRY
+
+
 def methods(model: nn.Module | None = None) -> list[str]:
     """Names of every registered attribution method; with ``model``, those that apply to it
     (``Method.applies_to``: methods for a kind of model only, such as attention rollout, are
     left out for other models)."""
     if model is None:
-        return list(_REGISTRY)
-    return [name for name, method in _REGISTRY.items() if method.applies_to(model)]
+        return list(_declared())
+    return [name for name, method in _declared().items() if method.applies_to(model)]
 
 
 def general_methods() -> list[str]:
     """Names of the methods that apply to every model (no ``requires``)."""
-    return [name for name, method in _REGISTRY.items() if method.requires is None]
+    return [name for name, method in _declared().items() if method.requires is None]
 
 
 def get_method(name: str) -> Method:
     """The method called ``name``; ``ValueError`` listing the known names otherwise."""
     if not isinstance(name, str):
         raise TypeError(f"method must be a method name (str), got {type(name).__name__}")
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+    if name not in _declared():
+        close = difflib.get_close_matches(name, _declared(), n=1)
         hint = f" Did you mean '{close[0]}'?" if close else ""
-        raise ValueError(f"unknown method '{name}'.{hint} Known methods: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]
+        raise ValueError(f"unknown method '{name}'.{hint} Known methods: {', '.join(_declared())}")
+    return _declared()[name]
 
 
 # --- option values beyond one option -------------------------------------------------------
