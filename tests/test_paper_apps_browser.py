@@ -2,11 +2,12 @@
 Chromium opens it, a control of the paper's panel is changed twice, and each change must redraw
 the panel's figures for the new value, with no error text on the page.
 
-The four pages open at once (their kernels run the notebooks side by side); each test then waits
-for its page's panel, the notebook's last cell.
+Each test opens its page and waits for its panel, the notebook's last cell; the pages open one at
+a time, so that a kernel running its notebook shares the cores only with the rest of the suite.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -51,9 +52,8 @@ READY_JS = """
 
 
 @pytest.fixture(scope="module")
-def pages():
-    """The four paper apps, opened at once in one headless Chromium: ``stem -> (tab, its
-    JavaScript errors)``."""
+def app():
+    """Voilà serving the notebooks folder and one headless Chromium: ``(base URL, browser)``."""
     if not Path(CHROMIUM).exists():
         pytest.fail("chromium is not installed (make test installs it with apt-get)")
     from playwright.sync_api import sync_playwright
@@ -63,17 +63,23 @@ def pages():
             executable_path=CHROMIUM, headless=True,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
-            tabs = {}
-            for stem in CHANGES:
-                tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-                errors: list[str] = []
-                tab.on("pageerror", lambda error, errors=errors: errors.append(str(error)))
-                tab.goto(f"{url}voila/render/{stem}.ipynb", wait_until="commit",
-                         timeout=60_000)
-                tabs[stem] = (tab, errors)
-            yield tabs
+            yield url, browser
         finally:
             browser.close()
+
+
+@contextlib.contextmanager
+def opened(app, stem: str):
+    """The paper app ``stem`` in a new tab: ``(tab, its JavaScript errors)``; closed afterwards."""
+    url, browser = app
+    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    tab.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        tab.goto(f"{url}voila/render/{stem}.ipynb", wait_until="commit", timeout=60_000)
+        yield tab, errors
+    finally:
+        tab.close()
 
 
 def _set(tab, control: str, value: str) -> list[dict]:
@@ -88,10 +94,13 @@ def _set(tab, control: str, value: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("stem", list(CHANGES))
-def test_a_control_change_redraws_the_panels_figures(pages, stem):
-    tab, page_errors = pages[stem]
-    control, first, second = CHANGES[stem]
-    tab.bring_to_front()  # the tab under test in front: no throttling of a background tab
+def test_a_control_change_redraws_the_panels_figures(app, stem):
+    with opened(app, stem) as (tab, page_errors):
+        _check_a_control_change(tab, page_errors, *CHANGES[stem])
+
+
+def _check_a_control_change(tab, page_errors: list[str], control: str, first: str,
+                            second: str) -> None:
     tab.wait_for_selector(f".wb-recompute-panel .wb-control-{control} select", timeout=240_000)
     assert tab.locator(".wb-recompute-figures .js-plotly-plot").count() == 0  # none computed yet
     before = _set(tab, control, first)

@@ -234,7 +234,7 @@ def test_voila_stops_when_serve_is_killed_outright(sleeper, tmp_path):
         tree = run.tree()
         assert _kernels(tree), "Voilà started no kernel"
         run.process.kill()
-        left = _left_after_stop(run, tree, 10)
+        left = _left_after_stop(run, tree, 30)
         assert not left, left
         assert _port_is_free(port)
 

@@ -70,8 +70,9 @@ def test_patternnet_with_vgg16_weights_from_a_file(tmp_path, cache):
     for estimator in ("S_w", "S_a", "S_a+-"):
         assert set(rho[estimator]) >= {"features.0", "classifier.0", "classifier.6"}
         assert all(value == value for value in rho[estimator].values())  # no NaN
-    assert {claim["verdict"] for claim in results["claims"]} <= {
-        "holds", "inconclusive", "does not hold"}
+    # one seed in the smoke run: a verdict reads the value and says so
+    verdicts = {claim["verdict"].removesuffix(" (1 seed)") for claim in results["claims"]}
+    assert verdicts <= {"holds", "inconclusive", "does not hold"}, verdicts
 
 
 def test_neurons_vs_pcs_with_alexnet_weights_from_a_file(tmp_path, cache):
