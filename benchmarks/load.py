@@ -366,11 +366,11 @@ class Server:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
+        # the pool's refill delay is `workbench serve`'s unless the diagnostic sets one
+        delay = {} if fill_delay is None else {"refill_delay": fill_delay}
         command, token = voila_command(str(notebook), ip="127.0.0.1", port=self.port,
-                                       cull_idle_timeout=0, preheat=preheat)
+                                       cull_idle_timeout=0, preheat=preheat, **delay)
         assert token is None, "a loopback server needs no token"
-        if fill_delay is not None:  # Voilà's wait before refilling its pool (default 1 s)
-            command.append(f"--VoilaKernelManager.fill_delay={fill_delay}")
         self.command = command
         self.preheat = preheat
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -1307,7 +1307,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="every-app rounds without Voilà's preheated kernels")
     parser.add_argument("--fill-delay", type=float, default=None,
                         help="diagnostic: Voilà's wait before it refills the preheated pool "
-                             "after a page took a kernel, s (Voilà's default 1)")
+                             "after a page took a kernel, s (default: workbench serve's "
+                             "--refill-delay)")
     parser.add_argument("--pool-timeout", type=float, default=300.0,
                         help="wait for the preheated pool to fill, s (default 300)")
     parser.add_argument("--no-warmup", action="store_true", help="skip the warm-up session")

@@ -9,7 +9,7 @@ import pytest
 from conftest import write_notebook
 
 from workbench import runner
-from workbench.serve import VOILA_CONFIG_DIR, voila_command
+from workbench.serve import REFILL_DELAY_S, VOILA_CONFIG_DIR, voila_command
 
 
 PARAMETERS = '''scale: float = 1.0  # a factor
@@ -110,10 +110,16 @@ def test_voila_command_preheats_kernels_on_request():
     command, _ = voila_command(preheat=2)
     assert "--VoilaConfiguration.preheat_kernel=True" in command
     assert "--VoilaConfiguration.default_pool_size=2" in command
-    assert not any("preheat" in c for c in voila_command()[0])
+    # a kernel a page took is replaced after the refill delay, not at once
+    assert f"--VoilaKernelManager.fill_delay={REFILL_DELAY_S}" in command
+    assert "--VoilaKernelManager.fill_delay=5.0" in voila_command(preheat=1, refill_delay=5)[0]
+    assert not any("preheat" in c or "fill_delay" in c for c in voila_command()[0])
     for bad in (-1, 1.5, True):
         with pytest.raises(ValueError, match="preheat"):
             voila_command(preheat=bad)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="refill_delay"):
+            voila_command(preheat=1, refill_delay=bad)
 
 
 def test_voila_pages_get_the_xsrf_cookie_their_shutdown_beacon_needs():

@@ -11,6 +11,7 @@ import sys
 import workbench as wb
 from workbench import processes
 from workbench.registry import OPTION_KINDS
+from workbench.serve import REFILL_DELAY_S
 
 
 def _methods(args: argparse.Namespace) -> int:
@@ -78,7 +79,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     return serve(args.notebook, ip=args.ip, port=args.port, token=args.token,
                  cull_idle_timeout=args.cull_idle_timeout, cull_interval=args.cull_interval,
-                 open_browser=args.open_browser, preheat=args.preheat)
+                 open_browser=args.open_browser, preheat=args.preheat,
+                 refill_delay=args.refill_delay)
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -152,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--preheat", type=int, default=0, metavar="N",
                        help="kernels per notebook kept running ahead with the notebook executed, "
                             "so that a page opens at once (default 0: none)")
+    serve.add_argument("--refill-delay", type=float, default=REFILL_DELAY_S, metavar="S",
+                       help="with --preheat: seconds before a kernel a page took is replaced, "
+                            "so that the replacement's run does not slow the pages opening "
+                            f"(default {REFILL_DELAY_S:.0f})")
 
     audit = commands.add_parser("audit", help="test attribution methods on a model and data: "
                                 "sanity checks, Sensitivity-n, completeness, agreement")

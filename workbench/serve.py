@@ -50,10 +50,15 @@ def guards_its_pages(notebook: str | None) -> bool:
     return notebook is not None and notebooks([notebook])[0].name in GUARDS_ITS_PAGES
 
 
+#: seconds before a preheated pool refills after a page took a kernel (see ``voila_command``)
+REFILL_DELAY_S = 60.0
+
+
 def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int = 8866,
                   token: str | None = None, cull_idle_timeout: int = 600,
                   cull_interval: int = 60, open_browser: bool = False,
-                  preheat: int = 0) -> tuple[list[str], str | None]:
+                  preheat: int = 0,
+                  refill_delay: float = REFILL_DELAY_S) -> tuple[list[str], str | None]:
     """The ``voila`` command line, and the token in force (None on a local address; for a
     notebook that guards its pages, the token it checks, not given to Voilà).
 
@@ -61,11 +66,19 @@ def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int 
     executed (its preheated kernel pool), so that opening the app shows the finished page at
     once instead of after the notebook's run time; each one opened is replaced by a new one
     running ahead. 0 (the default) starts a kernel only when a page is opened.
+
+    ``refill_delay``: seconds Voilà waits, after a page took a preheated kernel, before it starts
+    the replacement (Voilà's ``fill_delay``, 1 s by default there). A replacement runs the whole
+    notebook; started at once it competes for the cores with the pages that are opening, which on
+    2 cores held 8 pages of a paper app at 80-90 s to first paint instead of 25-35 s
+    (benchmarks/results/load.md). A page opened while the pool is empty starts its own kernel.
     """
     if not 0 < port < 65536:
         raise ValueError(f"port must be in 1..65535, got {port}")
     if isinstance(preheat, bool) or not isinstance(preheat, int) or preheat < 0:
         raise ValueError(f"preheat must be a whole number of kernels >= 0, got {preheat!r}")
+    if not refill_delay >= 0:
+        raise ValueError(f"refill_delay must be >= 0 seconds, got {refill_delay!r}")
     if cull_idle_timeout < 0 or cull_interval <= 0:
         raise ValueError("cull_idle_timeout must be >= 0 and cull_interval > 0 (seconds)")
     target = str(notebooks([notebook])[0]) if notebook else str(NOTEBOOK_DIR)
@@ -81,7 +94,8 @@ def voila_command(notebook: str | None = None, ip: str = "127.0.0.1", port: int 
     ]
     if preheat:
         command += ["--VoilaConfiguration.preheat_kernel=True",
-                    f"--VoilaConfiguration.default_pool_size={preheat}"]
+                    f"--VoilaConfiguration.default_pool_size={preheat}",
+                    f"--VoilaKernelManager.fill_delay={float(refill_delay)}"]
     if token and not guards_its_pages(notebook):
         command.append(f"--Voila.token={token}")
     return command, token
