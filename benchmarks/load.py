@@ -533,32 +533,45 @@ def kernel_seconds(status: str | None) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def first_paint_s(events: list[dict[str, Any]]) -> tuple[float | None, dict[str, Any]]:
+#: what a page shows, counted by PAINT_JS
+SHOWN = ("plots", "images", "widgets")
+
+
+def first_paint_s(events: list[dict[str, Any]], expect: dict[str, int] | None = None
+                  ) -> tuple[float | None, dict[str, Any]]:
     """The first moment the page showed as much as its last state shows (every plotly figure
     laid out, at least as many figures, images and widget views, the document loaded), in s
     from navigation start; None if its last state is not loaded, still draws a figure, shows
-    nothing, or shows Voilà's cell error notice."""
+    nothing, or shows Voilà's cell error notice.
+
+    ``expect``: counts the page is known to reach (the same app's page at 1 session); until its
+    last state shows that much, it is not painted. Under load a page can rest for seconds with
+    its figures drawn before its widget views arrive; without the reference that rest would
+    count as the first paint."""
     if not events:
         return None, {}
     last = events[-1]
     shown = last["plots"] + last["images"] + last["widgets"]
     if last["ready"] != "complete" or last["pending"] or not shown or last["failed"]:
         return None, last
+    if expect and any(last[k] < expect.get(k, 0) for k in SHOWN):
+        return None, last
     for event in events:
         if (event["ready"] == "complete" and not event["pending"]
-                and all(event[k] >= last[k] for k in ("plots", "images", "widgets"))):
+                and all(event[k] >= last[k] for k in SHOWN)):
             return event["t"] / 1000, last
     return None, last
 
 
-async def wait_painted(page, session: Session, timeout_s: float) -> None:
+async def wait_painted(page, session: Session, timeout_s: float,
+                       expect: dict[str, int] | None = None) -> None:
     """Wait until what the page shows has not changed for PAINT_QUIET_S and it is painted (see
-    first_paint_s), or ``timeout_s``; record the first paint."""
+    first_paint_s, with ``expect``), or ``timeout_s``; record the first paint."""
     deadline = time.monotonic() + timeout_s
     while True:
         events = await page.evaluate("() => window.__paint ? window.__paint.events : []")
         now = await page.evaluate("() => performance.now()")
-        session.paint_s, session.painted = first_paint_s(events)
+        session.paint_s, session.painted = first_paint_s(events, expect)
         quiet = events and now - events[-1]["t"] > PAINT_QUIET_S * 1000
         if (quiet and session.paint_s is not None) or time.monotonic() > deadline:
             break
@@ -569,7 +582,8 @@ async def wait_painted(page, session: Session, timeout_s: float) -> None:
 
 
 async def open_session(browser, url: str, session: Session, timeout_s: float,
-                       stretch: bool = False, explorer: bool = True) -> None:
+                       stretch: bool = False, explorer: bool = True,
+                       expect: dict[str, int] | None = None) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 1000})
     session.context = context
     await context.add_init_script(OBSERVER_JS)
@@ -603,7 +617,7 @@ async def open_session(browser, url: str, session: Session, timeout_s: float,
     try:
         await page.goto(url, wait_until="commit", timeout=timeout_s * 1000)
         if not explorer:
-            await wait_painted(page, session, timeout_s)
+            await wait_painted(page, session, timeout_s, expect)
             session.errors.extend(await _page_errors(page))
             return
         await page.wait_for_function(
@@ -617,7 +631,8 @@ async def open_session(browser, url: str, session: Session, timeout_s: float,
             timeout=max(1.0, timeout_s - (time.monotonic() - start)) * 1000,
             polling=100)
         session.first_title_s = await page.evaluate("() => window.__wb.firstTitle") / 1000
-        await wait_painted(page, session, max(1.0, timeout_s - (time.monotonic() - start)))
+        await wait_painted(page, session, max(1.0, timeout_s - (time.monotonic() - start)),
+                           expect)
     except Exception as error:  # noqa: BLE001 - reported, the other sessions go on
         session.errors.append(f"first heat map: {type(error).__name__}: {str(error)[:200]}; "
                               f"page: {await _page_state(page)}")
@@ -769,7 +784,8 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 
 async def run_round(playwright, server: Server, n: int, methods: list[str], args,
-                    rng: random.Random, label: str, explorer: bool = True) -> dict[str, Any]:
+                    rng: random.Random, label: str, explorer: bool = True,
+                    expect: dict[str, int] | None = None) -> dict[str, Any]:
     print(f"[{label}] {n} session(s) ...", flush=True)
     idle = server.memory()
     browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -787,7 +803,7 @@ async def run_round(playwright, server: Server, n: int, methods: list[str], args
                            max(30.0, args.deadline_at - time.monotonic() - 70))
         result["open_timeout_s"] = round(open_timeout, 1)
         await asyncio.gather(*(open_session(browser, server.url, s, open_timeout,
-                                            args.stretch_anywidget_timeout, explorer)
+                                            args.stretch_anywidget_timeout, explorer, expect)
                                for s in sessions))
         cpu1 = server.cpu()
         open_memory = server.memory()
@@ -957,7 +973,10 @@ async def run_apps(playwright, args, methods: list[str], rng: random.Random,
     """Every app in ``args.apps`` at each of ``args.app_sessions`` concurrent sessions, each
     round on a fresh server whose preheated pool holds as many kernels as there are sessions
     (``--no-preheat``: none), opened once the pool is ready (Server.wait_pool). The Explorer's pages
-    also make the method changes; the other pages are timed to their first paint."""
+    also make the method changes; the other pages are timed to their first paint. A page at N > 1
+    sessions is painted once it shows at least what the app's page showed at the smallest N
+    (``first_paint_s``'s ``expect``)."""
+    reference: dict[str, dict[str, int]] = {}  # per app: what its page shows, fewest sessions
     for n in args.app_sessions:  # every app at 1 session first, then at the next count
         for app in args.apps:
             label = f"{app} N={n}"
@@ -976,7 +995,10 @@ async def run_apps(playwright, args, methods: list[str], rng: random.Random,
                 await asyncio.sleep(args.settle)
                 loadavg = [round(v, 2) for v in os.getloadavg()]
                 result = await run_round(playwright, server, n, methods if explorer else [],
-                                         args, rng, label, explorer)
+                                         args, rng, label, explorer, reference.get(app))
+                painted = [r["painted"] for r in result["raw"] if r.get("paint_s") is not None]
+                if app not in reference and painted:
+                    reference[app] = {k: min(p[k] for p in painted) for k in SHOWN}
                 result.update(app=app, preheat=preheat, server_start_s=round(up, 2),
                               pool_fill_s=None if fill is None else round(fill, 1),
                               pool_filled=bool(fill is not None or not preheat),
@@ -1321,9 +1343,9 @@ def main(argv: list[str] | None = None) -> int:
                                       else args.sessions).split(",") if v.strip()]
     if args.sessions and min(args.sessions) < 1:
         parser.error("--sessions must list positive integers, e.g. 1,4,8")
-    args.app_sessions = [int(v) for v in (("1" if args.quick else "1,8")
-                                          if args.app_sessions is None else args.app_sessions)
-                         .split(",") if v.strip()]
+    args.app_sessions = sorted(int(v) for v in (("1" if args.quick else "1,8")
+                                                if args.app_sessions is None
+                                                else args.app_sessions).split(",") if v.strip())
     if args.app_sessions and min(args.app_sessions) < 1:
         parser.error("--app-sessions must list positive integers, e.g. 1,8")
     args.apps = [v.strip() for v in ((NOTEBOOK.stem if args.quick else ",".join(APPS))
