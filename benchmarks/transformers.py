@@ -64,9 +64,11 @@ QUICK = Settings(batch=2, large_batch=1, reps=2, large_reps=1)
 
 
 def lxt_available() -> str | None:
-    """None if ``lxt`` imports, else why not."""
+    """None if lxt's efficient AttnLRP imports, else why not. ``make install`` installs lxt
+    without its dependencies (its explicit functions, which the tests compare with, need only
+    torch); ``lxt.efficient`` also needs Hugging Face ``transformers``."""
     try:
-        import lxt  # noqa: F401
+        import lxt.efficient  # noqa: F401
     except Exception as error:  # noqa: BLE001 - any failure to import is reported
         return f"{type(error).__name__}: {error}"
     return None
@@ -191,9 +193,9 @@ def markdown(s: Settings, timing: dict, memory: dict | None, lxt: str | None) ->
         "lxt, peak memory <= lxt's.",
         "",
         "lxt: " + ("installed, compared below." if lxt is None else
-                   f"not importable here ({lxt}); the lxt comparison is not made. The test "
-                   "suite's agreement with lxt (tests/test_transformer_rules.py) is skipped "
-                   "for the same reason."),
+                   f"its efficient AttnLRP does not import here ({lxt}); the lxt comparison "
+                   "is not made. The test suite compares the relevance with lxt's explicit "
+                   "functions, which need only torch (tests/test_transformer_rules.py)."),
         "",
         "| model | batch | contender | median (s) | ratio to floor | time target | "
         "peak MiB |",
