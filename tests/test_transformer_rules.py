@@ -420,6 +420,30 @@ def test_rollout_method_on_token_embeddings_gives_each_token_its_share():
     torch.testing.assert_close(later.sum(-1), attention.attention_rollout(model, x, 3))
 
 
+#: rule-based methods without rules for layer normalisation and attention
+RULED_ONLY = {"lrp_epsilon", "lrp_alpha_beta", "lrp", "deeplift_rescale", "guided_backprop",
+              "deconvnet", "guided_grad_cam", "deeplift_shap", "pattern_net",
+              "pattern_attribution"}
+
+
+def test_every_method_offered_for_a_transformer_runs_on_it():
+    """``wb.methods(model)`` leaves out the methods whose rules stop at a LayerNorm or an
+    attention; every method it offers computes an attribution with its default options."""
+    from conftest import cnn
+
+    model = _tiny_vit()
+    offered = wb.methods(model)
+    assert RULED_ONLY.isdisjoint(offered)
+    assert {"gradient", "cp_lrp", "attn_lrp", "attention_rollout"} <= set(offered)
+    assert RULED_ONLY <= set(wb.methods(cnn())) and RULED_ONLY <= set(wb.general_methods())
+    x = torch.randn(2, 3, 8, 8, dtype=D)
+    for name in offered:
+        attribution = wb.attribute(model, x, name, target=0)
+        assert attribution.shape == x.shape and torch.isfinite(attribution).all(), name
+    with pytest.raises(NotImplementedError, match="no rule for the operation 'layer_norm'"):
+        wb.attribute(model, x, "lrp_epsilon", target=0)
+
+
 def test_rollout_applies_to_attention_models_only_and_says_so():
     from conftest import cnn
 

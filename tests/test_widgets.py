@@ -659,3 +659,25 @@ def test_picker_offers_attention_rollout_only_for_models_with_attention():
     assert picker.method == wb.methods(conv)[0] and seen[-1] == picker.method
     with pytest.raises(ValueError, match="applies to"):
         MethodPicker(methods=["attention_rollout"], model=conv)
+
+
+def test_the_explorer_on_a_transformer_runs_the_columns_that_apply_and_names_the_others():
+    def loader(name):
+        if name == "digits_norm":  # a transformer's LayerNorm in an MLP
+            torch.manual_seed(0)
+            return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 16),
+                                       torch.nn.LayerNorm(16), torch.nn.ReLU(),
+                                       torch.nn.Linear(16, 10)).eval(), dict(DIGITS_INFO)
+        return tiny_zoo(name)
+
+    explorer = Explorer(model_names=("digits_cnn_relu", "digits_norm"),
+                        methods=("gradient", "lrp_epsilon", "attn_lrp"), load_model=loader)
+    assert set(explorer.maps) == {"gradient", "lrp_epsilon", "attn_lrp"}
+    explorer.model_dropdown.value = "digits_norm"
+    assert explorer.status.startswith("ready: 2 methods"), explorer.error_message
+    assert "do not apply to digits_norm" in explorer.status
+    assert set(explorer.maps) == {"gradient", "attn_lrp"}
+    assert "lrp_epsilon applies to models without layer normalisation" in explorer.error_message
+    explorer.model_dropdown.value = "digits_cnn_relu"  # the column comes back with the model
+    assert set(explorer.maps) == {"gradient", "lrp_epsilon", "attn_lrp"}
+    assert explorer.status.startswith("ready: 3 methods"), explorer.error_message

@@ -346,11 +346,16 @@ class Explorer(widgets.VBox):
             return
         start = time.perf_counter()
         inputs, labels = self.inputs, self.labels
-        maps, failures = {}, []
+        maps, failures, inapplicable = {}, [], []
         with torch_threads(self._threads):
             with torch.no_grad():
                 predicted = int(resolve_target(None, self._model(inputs))[0])
             for label, (method, options) in zip(labels, self._columns):
+                info = wb.method_info(method)
+                if not info.applies_to(self._model):
+                    inapplicable.append(f"{label}: {method} applies to "
+                                        f"{info.requires.description} only")
+                    continue
                 try:
                     maps[label] = self._heat_map(method, options, inputs)
                 except Exception as error:  # noqa: BLE001 - shown, the other columns still run
@@ -360,9 +365,15 @@ class Explorer(widgets.VBox):
         self._draw(labels, predicted)
         seconds = time.perf_counter() - start
         if failures:
-            self.error.show("\n".join(failures))
+            self.error.show("\n".join(failures + inapplicable))
             self._set_status(f"failed: {len(failures)} of {len(labels)} methods "
                              "(see the error below)")
+        elif inapplicable:
+            self.error.show("\n".join(inapplicable))
+            self._set_status(f"ready: {len(labels) - len(inapplicable)} methods in "
+                             f"{seconds:.2f} s; {len(inapplicable)} do not apply to "
+                             f"{self._loaded_name} (see below; pick another method for the "
+                             "column)")
         else:
             self.error.clear()
             self._set_status(f"ready: {len(labels)} methods in {seconds:.2f} s")

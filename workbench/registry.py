@@ -305,12 +305,15 @@ class Requirement:
 
     ``met_by(model)`` says from the model's modules alone (no forward pass) whether it is of
     this kind; lists of methods (``methods(model)``, the method picker) offer the method only
-    for such models. Calling the method on another model raises ``ValueError``.
+    for such models. Calling the method on another model raises an error that says why.
     """
 
     name: str
     description: str
     met_by: Callable[[nn.Module], bool] = field(repr=False)
+    #: whether every plain network (dense and convolutional layers, batch normalisation,
+    #: elementwise activations, pooling) meets it: the method then counts as general
+    plain: bool = False
 
 
 @dataclass(frozen=True)
@@ -373,8 +376,12 @@ def methods(model: nn.Module | None = None) -> list[str]:
 
 
 def general_methods() -> list[str]:
-    """Names of the methods that apply to every model (no ``requires``)."""
-    return [name for name, method in _declared().items() if method.requires is None]
+    """Names of the methods that apply to every plain network (dense and convolutional layers,
+    batch normalisation, elementwise activations, pooling): no ``requires``, or one that every
+    such network meets (``Requirement.plain``, such as the rule-based methods' need for layers
+    they have rules for)."""
+    return [name for name, method in _declared().items()
+            if method.requires is None or method.requires.plain]
 
 
 def get_method(name: str) -> Method:

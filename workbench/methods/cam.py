@@ -9,6 +9,7 @@ from torch import nn
 from workbench.checks import resolve_target
 from workbench.forward import target_indices, tracked_copy
 from workbench.model_layers import Layer, captured_outputs, find_layer, single_output
+from workbench.methods.rule_based import RULED_MODULES
 from workbench.registry import Method, Option, get_method, register
 
 _CONVOLUTIONS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -68,5 +69,5 @@ register(Method(
     "guided_grad_cam", guided_grad_cam,
     "Guided Backprop times the upsampled Grad-CAM map.",
     options=(Option("layer", "layer", None, "module or dotted name (None: the last conv layer)"),),
-    reference="Selvaraju et al. 2017",
+    reference="Selvaraju et al. 2017", requires=RULED_MODULES,
 ))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from workbench.engine import modified_gradient
 from workbench.forward import target_scores
 from workbench.patterns import pattern_rules
+from workbench.methods.rule_based import RULED_MODULES
 from workbench.registry import Method, Option, register
 
 PATTERNS = Option("patterns", "object", None, "learned patterns: wb.fit_patterns(model, data)",
@@ -26,10 +27,10 @@ def _pattern_method(name: str, mode: str):
 register(Method(
     "pattern_net", _pattern_method("pattern_net", "net"),
     "The signal the model detects, back-projected with learned patterns.",
-    options=(PATTERNS,), reference="Kindermans et al. 2018",
+    options=(PATTERNS,), reference="Kindermans et al. 2018", requires=RULED_MODULES,
 ))
 register(Method(
     "pattern_attribution", _pattern_method("pattern_attribution", "attribution"),
     "Relevance backpropagated with weights times learned patterns.",
-    options=(PATTERNS,), reference="Kindermans et al. 2018",
+    options=(PATTERNS,), reference="Kindermans et al. 2018", requires=RULED_MODULES,
 ))

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from torch import nn
+
 from workbench import composites
 from workbench.arguments import compact_baseline
 from workbench.engine import modified_gradient
 from workbench.lrp_rules import AlphaBetaRule, collecting_input_relevance
 from workbench.methods.gradients import BASELINE, MULTIPLY_BY_INPUTS
-from workbench.registry import Method, Option, register
+from workbench.registry import Method, Option, Requirement, register
 from workbench.rules import (
     AffineRule,
     DeconvRule,
@@ -29,6 +31,24 @@ from workbench.transformer_rules import (
     SoftmaxTaylorRule,
     UniformRule,
 )
+
+
+#: modules whose operations the rule-based methods other than cp_lrp and attn_lrp have no rule
+#: for: layer and RMS normalisation (an input-dependent scale) and attention (softmax and a
+#: product of two input-dependent tensors)
+UNRULED_MODULES: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm, nn.MultiheadAttention, *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()))
+
+
+def _has_only_ruled_modules(model: nn.Module) -> bool:
+    return not any(isinstance(module, UNRULED_MODULES) for module in model.modules())
+
+
+#: what lrp_*, deeplift_rescale, guided_backprop, deconvnet and the methods built on them need
+RULED_MODULES = Requirement(
+    "ruled_modules", "models without layer normalisation or attention modules (nn.LayerNorm, "
+    "nn.RMSNorm, nn.MultiheadAttention): for transformers use cp_lrp or attn_lrp",
+    _has_only_ruled_modules, plain=True)
 
 
 def _checked_layer_rules(layer_rules: Mapping[str, AffineRule] | None) -> dict[str, AffineRule]:
@@ -131,7 +151,7 @@ register(Method(
     options=(Option("epsilon", "float", 1e-6,
                     "stabiliser added to each layer's output (Captum's default: 1e-9)",
                     minimum=0.0), LAYER_RULES),
-    reference="Bach et al. 2015", rules=lrp_epsilon_rules,
+    reference="Bach et al. 2015", rules=lrp_epsilon_rules, requires=RULED_MODULES,
 ))
 register(Method(
     "lrp_alpha_beta", _relevance("lrp_alpha_beta", lrp_alpha_beta_rules),
@@ -142,7 +162,7 @@ register(Method(
                minimum=0.0),
         LAYER_RULES,
     ),
-    reference="Bach et al. 2015", rules=lrp_alpha_beta_rules,
+    reference="Bach et al. 2015", rules=lrp_alpha_beta_rules, requires=RULED_MODULES,
 ))
 register(Method(
     "lrp", _relevance("lrp", lrp_rules),
@@ -163,24 +183,24 @@ register(Method(
         Option("bias", "bool", True, "whether biases take part in the rules' denominators"),
         LAYER_RULES,
     ),
-    reference="Bach et al. 2015; Montavon et al. 2019", rules=lrp_rules,
+    reference="Bach et al. 2015; Montavon et al. 2019", rules=lrp_rules, requires=RULED_MODULES,
 ))
 register(Method(
     "deeplift_rescale", deeplift_rescale,
     "DeepLIFT with the Rescale rule at every elementwise nonlinearity; max pooling takes its "
     "ordinary gradient, or with max_pool='delta' Captum's multiplier (sums to the change).",
     options=(BASELINE, MULTIPLY_BY_INPUTS, MAX_POOL), reference="Shrikumar et al. 2017",
-    rules=deeplift_rescale_rules,
+    rules=deeplift_rescale_rules, requires=RULED_MODULES,
 ))
 register(Method(
     "guided_backprop", _modified_gradient("guided_backprop", guided_backprop_rules),
     "Gradient with only positive signals passed back through ReLUs.",
-    reference="Springenberg et al. 2015", rules=guided_backprop_rules,
+    reference="Springenberg et al. 2015", rules=guided_backprop_rules, requires=RULED_MODULES,
 ))
 register(Method(
     "deconvnet", _modified_gradient("deconvnet", deconvnet_rules),
     "Backward pass with ReLU applied to the signal instead of the gradient mask.",
-    reference="Zeiler & Fergus 2014", rules=deconvnet_rules,
+    reference="Zeiler & Fergus 2014", rules=deconvnet_rules, requires=RULED_MODULES,
 ))
 
 

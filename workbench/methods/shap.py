@@ -9,7 +9,7 @@ from workbench.arguments import baseline_samples, generator
 from workbench.engine import modified_gradient
 from workbench.forward import target_indices
 from workbench.methods.gradients import BATCH_SIZE, MULTIPLY_BY_INPUTS, NOISE_HELP, noise_scale
-from workbench.methods.rule_based import MAX_POOL, deeplift_rescale
+from workbench.methods.rule_based import MAX_POOL, RULED_MODULES, deeplift_rescale
 from workbench.registry import Method, Option, register
 
 BASELINES = Option(
@@ -87,5 +87,5 @@ register(Method(
     "deeplift_shap", deeplift_shap,
     "DeepLIFT (Rescale) averaged over a distribution of baselines.",
     options=(BASELINES, MULTIPLY_BY_INPUTS, MAX_POOL),
-    reference="Lundberg & Lee 2017; Shrikumar et al. 2017",
+    reference="Lundberg & Lee 2017; Shrikumar et al. 2017", requires=RULED_MODULES,
 ))
