@@ -8,13 +8,13 @@ OUT ?= output
 
 .PHONY: install reproduce test chromium benchmark mutation clean
 
+# lxt (test-only): the AttnLRP authors' package, whose explicit relevance functions the tests
+# compare with; they need only torch, so lxt's declared dependencies (transformers,
+# bitsandbytes, open_clip) are left out
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test,dev]'
-	# test-only: the AttnLRP authors' lxt, whose explicit relevance functions the tests compare
-	# with; they need only torch, and lxt's declared dependencies (transformers, bitsandbytes,
-	# open_clip) are not wanted here
 	$(PY) -m pip install --no-deps 'lxt==2.1'
 	touch $(STAMP)
 

@@ -361,15 +361,15 @@ class Server:
 
     def __init__(self, log_path: Path, notebook: Path = NOTEBOOK, preheat: int = 0,
                  fill_delay: float | None = None) -> None:
-        from workbench.serve import voila_command
+        from workbench.serve import REFILL_DELAY_S, voila_command
 
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         # the pool's refill delay is `workbench serve`'s unless the diagnostic sets one
-        delay = {} if fill_delay is None else {"refill_delay": fill_delay}
-        command, token = voila_command(str(notebook), ip="127.0.0.1", port=self.port,
-                                       cull_idle_timeout=0, preheat=preheat, **delay)
+        command, token = voila_command(
+            str(notebook), ip="127.0.0.1", port=self.port, cull_idle_timeout=0, preheat=preheat,
+            refill_delay=REFILL_DELAY_S if fill_delay is None else fill_delay)
         assert token is None, "a loopback server needs no token"
         self.command = command
         self.preheat = preheat
