@@ -472,9 +472,15 @@ MUTATIONS: tuple[Mutation, ...] = (
         METRICS),
     Mutation(
         "metrics-degradation-off-by-one", "workbench/metrics.py",
-        "removed = torch.gt(done.view(1, -1, 1, 1, 1), position[here, None],",
-        "removed = torch.ge(done.view(1, -1, 1, 1, 1), position[here, None],",
+        "removed = torch.gt(done.view(1, -1, 1, 1, 1), position[samples, None],",
+        "removed = torch.ge(done.view(1, -1, 1, 1, 1), position[samples, None],",
         "degradation removes one region more than the step says",
+        METRICS),
+    Mutation(
+        "metrics-degradation-zero-off-by-one", "workbench/metrics.py",
+        "kept = torch.le(done.view(1, -1, 1, 1, 1), position[samples, None],",
+        "kept = torch.lt(done.view(1, -1, 1, 1, 1), position[samples, None],",
+        "degradation by zeros keeps one region fewer than the step says",
         METRICS),
     Mutation(
         "metrics-blur-radius-floor", "workbench/image_filters.py",

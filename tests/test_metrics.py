@@ -338,6 +338,24 @@ def test_degradation_matches_the_reference_loop(order, replacement):
     np.testing.assert_allclose(result.curve.numpy(), expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_degradation_passes_cut_across_samples_give_the_reference_loop(channels):
+    """Passes of any size, cutting a sample's steps at any row, and the zero baseline (kept
+    features multiplied in, in the channels-last batch of a float32 conv net) give the curve
+    of one forward pass per step."""
+    torch.manual_seed(0)
+    model = cnn(nn.ReLU) if channels == 3 else nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 4)).eval()
+    x = batch(3, channels, 8, 8).float()
+    attributions = wb.attribute(model, x, "gradient_x_input", target=[3, 1, 0])
+    expected = reference_degradation(model, x, attributions, "most_relevant_first", (2, 2), 7,
+                                     "baseline", [3, 1, 0], baseline=0.0)
+    curves = [degradation(model, x, attributions, patch=2, steps=7, replacement="baseline",
+                          target=[3, 1, 0], batch_size=size).curve for size in (1, 3, 5, 8, 64)]
+    for curve in curves:
+        np.testing.assert_allclose(curve.numpy(), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_first_point_is_the_output_and_channel_summed_attributions_are_accepted():
     model, x = cnn(nn.ReLU), batch(3, 3, 8, 8).float()
     attributions = wb.attribute(model, x, "gradient")

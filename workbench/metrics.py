@@ -388,8 +388,8 @@ def degradation(  # noqa: PLR0913 (see above)
     seed:
         Seed of the CPU generator for ``order="random"``.
     batch_size:
-        Perturbed images per forward pass (at most): a pass takes ``batch_size // steps``
-        whole samples, or ``batch_size`` steps of one sample when ``steps > batch_size``.
+        Perturbed images per forward pass (at most): the ``N * steps`` images, sample after
+        sample, are cut into passes of ``batch_size`` (a pass may span parts of two samples).
 
     Returns
     -------
@@ -425,36 +425,78 @@ def degradation(  # noqa: PLR0913 (see above)
     position = position.view(n_samples, 1, grid_h, 1, grid_w, 1)
     position = position.expand(-1, -1, -1, patch_h, -1, patch_w).reshape(n_samples, 1, height,
                                                                           width)
-    blend = _blend(inputs, replaced)
+    write = _region_writer(inputs, replaced, position, zero=replacement == "baseline")
 
     indices, scores = target_scores(model, inputs, target, batch_size)
-    # a pass covers whole samples (all their steps) or, for long curves, part of one sample
-    steps_per_pass = min(steps, batch_size)
-    samples_per_pass = max(1, batch_size // steps)
-    batch = _batch_buffer(model, inputs, samples_per_pass * steps_per_pass)
+    # the perturbed images of all samples, sample after sample and step after step, are cut
+    # into passes of batch_size rows (a pass may end inside a sample's curve)
+    total = n_samples * steps
+    rows_per_pass = min(total, batch_size)
+    batch = _batch_buffer(model, inputs, rows_per_pass)
     # one channel: the weights are built in the batch buffer and blended in place
     weights = batch if inputs.shape[1] == 1 else torch.empty(
-        samples_per_pass * steps_per_pass, 1, height, width, dtype=inputs.dtype,
-        device=inputs.device)
-    outputs = torch.empty(n_samples, steps, dtype=scores.dtype, device=inputs.device)
-    for start in range(0, n_samples, samples_per_pass):
-        here = slice(start, min(start + samples_per_pass, n_samples))
-        k = here.stop - here.start
-        for first in range(0, steps, steps_per_pass):
-            last = min(first + steps_per_pass, steps)
-            rows = k * (last - first)
-            done = torch.arange(first + 1, last + 1, dtype=inputs.dtype, device=inputs.device)
-            # 1 where the patch's position is below the number of patches replaced, else 0
-            removed = torch.gt(done.view(1, -1, 1, 1, 1), position[here, None],
-                               out=weights[:rows].view(k, last - first, 1, height, width))
-            perturbed = batch[:rows]
-            blend(inputs[here, None], replaced[here, None], removed,
-                  out=perturbed.view(k, last - first, *inputs.shape[1:]))
-            output = predict(model, perturbed).view(k, last - first, -1)
-            outputs[here, first:last] = output.gather(
-                2, indices[here, None, None].expand(k, last - first, 1))[..., 0]
+        rows_per_pass, 1, height, width, dtype=inputs.dtype, device=inputs.device)
+    done = torch.arange(1, steps + 1, dtype=inputs.dtype, device=inputs.device)
+    row_targets = indices.repeat_interleave(steps)
+    outputs = torch.empty(total, dtype=scores.dtype, device=inputs.device)
+    for first in range(0, total, rows_per_pass):
+        last = min(first + rows_per_pass, total)
+        for samples, replaced_steps, rows in _pass_segments(first, last, steps):
+            shape = (samples.stop - samples.start, replaced_steps.stop - replaced_steps.start)
+            write(samples, done[replaced_steps], weights[rows].view(*shape, 1, height, width),
+                  batch[rows].view(*shape, *inputs.shape[1:]))
+        output = predict(model, batch[:last - first])
+        outputs[first:last] = output.gather(1, row_targets[first:last, None])[:, 0]
+    outputs = outputs.view(n_samples, steps)
     curve = torch.cat([scores[:, None], outputs], dim=1)
     return DegradationCurve(curve, ranking, order)
+
+
+def _pass_segments(first: int, last: int, steps: int):
+    """The rows ``first..last-1`` of the sample-major list of perturbed images (``steps`` per
+    sample) as blocks of whole samples or runs of one sample's steps: ``(samples, steps,
+    rows)`` slices, ``rows`` counted from ``first``."""
+    row = first
+    while row < last:
+        sample, step = divmod(row, steps)
+        if step == 0 and last - row >= steps:
+            count = (last - row) // steps
+            end = row + count * steps
+            yield slice(sample, sample + count), slice(0, steps), slice(row - first, end - first)
+        else:
+            end = min(last, (sample + 1) * steps)
+            yield (slice(sample, sample + 1), slice(step, step + end - row),
+                   slice(row - first, end - first))
+        row = end
+
+
+def _region_writer(inputs: torch.Tensor, replaced: torch.Tensor, position: torch.Tensor,
+                   zero: bool):
+    """``write(samples, done, weights, out)``: the images of ``samples`` with every patch whose
+    ``position`` in the ranking is below ``done`` (one count per step) replaced, into ``out``
+    ``(k, steps, C, H, W)``; ``weights`` ``(k, steps, 1, H, W)`` is room for the 0/1 weights
+    (it may be ``out`` itself for one channel).
+
+    A replacement by zeros (``zero`` and ``replaced`` all +0.0, ``inputs`` without -0.0)
+    multiplies by the weights kept (``0 + x * keep``: +0.0 where replaced, ``x`` where kept), one
+    operand fewer than the blend of ``_blend``."""
+    if (zero and not _has_negative_zero(inputs) and not _has_negative_zero(replaced)
+            and not bool(replaced.any())):
+        nothing = torch.zeros((), dtype=inputs.dtype, device=inputs.device)
+
+        def write_zeros(samples: slice, done: torch.Tensor, weights: torch.Tensor,
+                        out: torch.Tensor) -> None:
+            kept = torch.le(done.view(1, -1, 1, 1, 1), position[samples, None], out=weights)
+            torch.addcmul(nothing, inputs[samples, None], kept, out=out)
+        return write_zeros
+    blend = _blend(inputs, replaced)
+
+    def write_blend(samples: slice, done: torch.Tensor, weights: torch.Tensor,
+                    out: torch.Tensor) -> None:
+        # 1 where the patch's position is below the number of patches replaced, else 0
+        removed = torch.gt(done.view(1, -1, 1, 1, 1), position[samples, None], out=weights)
+        blend(inputs[samples, None], replaced[samples, None], removed, out=out)
+    return write_blend
 
 
 def _ranking(attributions: torch.Tensor, order: str, seed: int | None,
