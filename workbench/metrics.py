@@ -156,30 +156,34 @@ def _sensitivity(model, inputs, attributions: Sequence[torch.Tensor], ns: list[i
     group_totals = group_attributions.sum(-1, keepdim=True)
 
     rng = generator(seed)
-    samples_per_pass = max(1, batch_size // n_subsets)
-    batch = _batch_buffer(model, inputs, samples_per_pass * n_subsets)
-    write = _subset_writer(inputs, baseline, batch, groups if feature_mask is not None else None,
-                           n_subsets)
+    # the masked inputs of all samples, sample after sample and subset after subset, are cut
+    # into passes of batch_size rows (a pass may end inside a sample's subsets)
+    rows_per_pass = min(n_samples * n_subsets, batch_size)
+    batch = _batch_buffer(model, inputs, rows_per_pass)
+    write = _subset_writer(inputs, baseline, batch, groups if feature_mask is not None else None)
     correlations = torch.empty(len(attributions), len(ns), n_samples, dtype=inputs.dtype,
                                device=device)
     outputs = torch.empty(n_samples, n_subsets, dtype=scores.dtype, device=device)
+    row_targets = indices.repeat_interleave(n_subsets)
     for j, size in enumerate(ns):
         # subsets are drawn for as many samples at once as memory allows (the draws do not
         # depend on the chunks); memory of a draw: its items (int64), 16-bit integers per group
         per_sample = n_subsets * (draw_count(size, n_groups) + n_groups // 4 + 1)
-        samples_per_draw = max(samples_per_pass, _DRAW_ELEMENTS // per_sample)
+        samples_per_draw = max(1, _DRAW_ELEMENTS // per_sample)
         for first in range(0, n_samples, samples_per_draw):
             drawn = slice(first, min(first + samples_per_draw, n_samples))
             count = drawn.stop - drawn.start
             items, complement = random_subsets(count * n_subsets, size, n_groups, rng)
             items = items.to(device).view(count, n_subsets, items.shape[1])
-            for start in range(drawn.start, drawn.stop, samples_per_pass):
-                here = slice(start, min(start + samples_per_pass, drawn.stop))
-                masked = write(here, items[here.start - first:here.stop - first], complement)
-                output = predict(model, masked, batch_size).view(len(masked) // n_subsets,
-                                                                 n_subsets, -1)
-                outputs[here] = output.gather(2, indices[here, None, None].expand(
-                    -1, n_subsets, 1))[..., 0]
+            drawn_outputs = outputs[drawn].view(-1)
+            for start in range(0, count * n_subsets, rows_per_pass):
+                stop = min(start + rows_per_pass, count * n_subsets)
+                for samples, subsets, rows in _pass_segments(start, stop, n_subsets):
+                    write(slice(first + samples.start, first + samples.stop),
+                          items[samples, subsets], complement, rows)
+                output = predict(model, batch[:stop - start])
+                targets = row_targets[first * n_subsets + start:first * n_subsets + stop]
+                drawn_outputs[start:stop] = output.gather(1, targets[:, None])[:, 0]
             # attribution sums over the subsets (the total minus the left-out features' sum)
             sums = group_attributions[:, drawn, None, :].expand(-1, -1, n_subsets, -1).gather(
                 3, items.expand(len(attributions), -1, -1, -1)).sum(-1)
@@ -191,10 +195,11 @@ def _sensitivity(model, inputs, attributions: Sequence[torch.Tensor], ns: list[i
 
 
 def _subset_writer(inputs: torch.Tensor, baseline: torch.Tensor, batch: torch.Tensor,
-                   groups: torch.Tensor | None, n_subsets: int):
-    """``write(here, items, complement)``: the masked inputs of samples ``here``, one per
-    subset, in the first rows of ``batch`` (returned): the items of ``random_subsets`` (the
-    features or ``groups`` removed, or for a complement the ones kept) take the baseline.
+                   groups: torch.Tensor | None):
+    """``write(samples, items, complement, rows)``: the masked inputs of ``samples``, one per
+    subset of ``items`` ``(k, subsets, m)``, into the ``rows`` of ``batch``: the items of
+    ``random_subsets`` (the features or ``groups`` removed, or for a complement the ones kept)
+    take the baseline.
 
     Without groups, one copy of the kept values into the batch, then the removed ones written
     over it (``scatter_``: a cost in the subset's size); with groups, 0/1 weights per group,
@@ -205,15 +210,13 @@ def _subset_writer(inputs: torch.Tensor, baseline: torch.Tensor, batch: torch.Te
                               device=inputs.device)
         blend = _blend(inputs, baseline)
 
-        def write_groups(here: slice, items: torch.Tensor, complement: bool) -> torch.Tensor:
-            rows = len(items) * n_subsets
-            removal = weights[:rows].view(*items.shape[:2], -1)
+        def write_groups(samples: slice, items: torch.Tensor, complement: bool,
+                         rows: slice) -> None:
+            removal = weights[rows].view(*items.shape[:2], -1)
             removal.fill_(float(complement)).scatter_(2, items, float(not complement))
-            masked = batch[:rows]
-            blend(inputs[here, None], baseline[here, None],
+            blend(inputs[samples, None], baseline[samples, None],
                   removal[..., groups].view(*items.shape[:2], *sample_shape),
-                  out=masked.view(*items.shape[:2], *sample_shape))
-            return masked
+                  out=batch[rows].view(*items.shape[:2], *sample_shape))
         return write_groups
 
     features = sample_shape.numel()
@@ -221,22 +224,22 @@ def _subset_writer(inputs: torch.Tensor, baseline: torch.Tensor, batch: torch.Te
     flat_batch = batch.as_strided((len(batch), features), (features, 1))
     places = None if batch.is_contiguous() else _memory_places(batch).to(inputs.device)
     flat_inputs, flat_baseline = inputs.flatten(1), baseline.flatten(1)
-    sample_of_row = torch.arange(len(batch) // n_subsets, device=inputs.device)
-    sample_of_row = sample_of_row.repeat_interleave(n_subsets)
 
-    def write_features(here: slice, items: torch.Tensor, complement: bool) -> torch.Tensor:
-        rows = len(items) * n_subsets
+    def write_features(samples: slice, items: torch.Tensor, complement: bool,
+                       rows: slice) -> None:
         kept, removed = (flat_baseline, flat_inputs) if complement else (
             flat_inputs, flat_baseline)
+        k, subsets = items.shape[:2]
         if places is None:
-            torch.index_select(kept, 0, sample_of_row[:rows] + here.start, out=flat_batch[:rows])
+            flat_batch[rows].view(k, subsets, features).copy_(
+                kept[samples, None].expand(-1, subsets, -1))
         else:  # (the copy in the logical layout, each element to its place)
-            batch[:rows].view(*items.shape[:2], *sample_shape).copy_(
-                kept[here, None].view(-1, 1, *sample_shape).expand(-1, n_subsets, *sample_shape))
-        flat_batch[:rows].view(*items.shape[:2], features).scatter_(
+            batch[rows].view(k, subsets, *sample_shape).copy_(
+                kept[samples, None].view(-1, 1, *sample_shape).expand(-1, subsets,
+                                                                      *sample_shape))
+        flat_batch[rows].view(k, subsets, features).scatter_(
             2, items if places is None else places[items],
-            removed[here, None].expand(-1, n_subsets, -1).gather(2, items))
-        return batch[:rows]
+            removed[samples, None].expand(-1, subsets, -1).gather(2, items))
     return write_features
 
 
