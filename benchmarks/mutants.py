@@ -483,6 +483,12 @@ MUTATIONS: tuple[Mutation, ...] = (
         "degradation by zeros keeps one region fewer than the step says",
         METRICS),
     Mutation(
+        "views-rows-spread-by-sample", "workbench/model_views.py",
+        "return value.index_select(0, samples.to(value.device))",
+        "return value.index_select(0, samples.to(value.device).sort().values)",
+        "a layer view gives the batch's rows the samples in sorted order, not their own",
+        _tests("model_views")),
+    Mutation(
         "metrics-blur-radius-floor", "workbench/image_filters.py",
         "radius = int(3 * sigma + 0.5)",
         "radius = int(3 * sigma)",

@@ -180,6 +180,45 @@ def test_layer_integrated_gradients_on_an_embedding_of_token_ids_match_captum(te
     _close(ours, theirs)
 
 
+class MaskedText(Text):
+    """``Text`` whose positions with token 0 (padding) are left out after the convolution:
+    the token ids matter beyond the embedding."""
+
+    def forward(self, tokens):
+        hidden = self.relu(self.conv(self.embedding(tokens).transpose(1, 2)))
+        return self.fc((hidden * (tokens != 0)[:, None]).mean(2))
+
+
+@pytest.mark.parametrize("batch_size", [5, 256])
+def test_layer_views_explain_all_samples_at_once_with_each_rows_own_inputs(batch_size):
+    """Integrated gradients at a layer run on batches that mix samples and path points (passes
+    of 5 rows cut across both); every row gets its own sample's token ids and forward argument,
+    as Captum's LayerIntegratedGradients gives them."""
+    torch.manual_seed(2)
+    model, tokens = MaskedText().double().eval(), torch.randint(0, 20, (4, 7))
+    tokens[:, -2:] = 0
+    ours = wb.attribute(model, tokens, "integrated_gradients", target=[0, 1, 2, 1],
+                        to_layer="embedding", baseline=0, steps=12, batch_size=batch_size)
+    theirs = LayerIntegratedGradients(model, model.embedding).attribute(
+        tokens, baselines=torch.zeros_like(tokens), target=[0, 1, 2, 1], n_steps=12)
+    _close(ours, theirs)
+
+    torch.manual_seed(0)
+    two, (x1, x2) = TwoInputs().double().eval(), (torch.randn(6, 4), torch.randn(6, 3))
+    x1, x2 = x1.double(), x2.double()
+    scale = torch.rand(6, 1, dtype=torch.double) + 0.5
+    _close(wb.attribute(two, (x1, x2), "integrated_gradients", target=3, to_layer="a",
+                        forward_args=(scale,), steps=10, batch_size=batch_size),
+           LayerIntegratedGradients(two, two.a).attribute(
+               (x1, x2), target=3, additional_forward_args=(scale,), n_steps=10),
+           atol=1e-7)  # (Captum's path in a float32 step: relative 1.5e-8 apart)
+    # noise-free SmoothGrad is the layer's gradient, each row with its own scale
+    _close(wb.attribute(two, (x1, x2), "smoothgrad", target=3, to_layer="a", forward_args=scale,
+                        noise=0.0, n_samples=3, batch_size=batch_size),
+           LayerGradientXActivation(two, two.a, multiply_by_inputs=False).attribute(
+               (x1, x2), target=3, additional_forward_args=(scale,)))
+
+
 def test_layer_integrated_gradients_are_complete_in_the_layers_space(text):
     """Sum over the embedding's features = f(x) - f(baseline tokens), up to the quadrature."""
     model, tokens = text

@@ -13,15 +13,17 @@ is never changed).
 - **Feature masks per sample** (one row each, grouping the samples' features differently, as
   Captum allows): each sample is explained on its own with its row.
 - **forward_args**: passed to the model after the inputs, unchanged. A tensor whose first
-  dimension is the batch size is the sample's own argument: each sample is then explained on
-  its own (its argument repeated to whatever number of rows a method evaluates).
+  dimension is the batch size is the sample's own argument: every row a method evaluates gets
+  its sample's argument. Methods that name the samples of their rows
+  (``Method.rows_by_sample``: gradient, Gradient x Input, integrated gradients, SmoothGrad)
+  explain all samples at once; the others explain each sample on its own.
 - **to_layer**: the variable is the layer's output (``layer_input=True``: its input) on the
   sample; the model runs on the sample's inputs with the layer's output replaced by the
   variable. The inputs may then be integers (token ids explained at the embedding's output).
   ``baseline``/``baselines`` are given in input space, as in Captum's layer methods: the
   variable's baseline is the layer's output on the baseline inputs. Other options (feature
-  masks, occlusion windows, the z-box bounds) are in the layer's space. Each sample is
-  explained on its own.
+  masks, occlusion windows, the z-box bounds) are in the layer's space. As for per-sample
+  forward arguments, methods with ``rows_by_sample`` explain all samples at once.
 - **neuron** ``(layer, index)``: the score explained is one unit of a hidden layer's output
   (``index`` over the non-batch dimensions, or a function of the layer's output returning one
   value per sample) instead of an output class.
@@ -44,6 +46,7 @@ from workbench.checks import Target, check_inputs, expand_target
 from workbench.model_layers import Layer, describe, find_layer
 from workbench.progress import bar
 from workbench.registry import Method
+from workbench.sample_rows import current_rows
 
 #: methods that read the model's own structure or the input's geometry, with the reason
 NOT_ON_VIEWS = {
@@ -148,6 +151,15 @@ def _rows(value: torch.Tensor, rows: int) -> torch.Tensor:
     return value.expand(rows, *value.shape[1:])
 
 
+def _spread(value: torch.Tensor, rows: int) -> torch.Tensor:
+    """``value`` (one row per sample) for a batch of ``rows`` rows: each row its sample's, where
+    the method named the samples of its rows (``workbench.sample_rows``), else as ``_rows``."""
+    samples = current_rows()
+    if samples is not None and len(samples) == rows and len(value) > 1:
+        return value.index_select(0, samples.to(value.device))
+    return _rows(value, rows)
+
+
 @dataclass
 class _View:
     """The call of the model for one group of samples: ``parts`` (the inputs), ``args`` (the
@@ -164,12 +176,12 @@ class _View:
 
     def arguments(self, rows: int) -> tuple[Any, ...]:
         """The forward arguments for a call on ``rows`` rows: the samples' own ones spread."""
-        return tuple(_rows(a, rows) if own else a for a, own in zip(self.args, self.batched))
+        return tuple(_spread(a, rows) if own else a for a, own in zip(self.args, self.batched))
 
     def call_arguments(self, variable: torch.Tensor) -> tuple[Any, ...]:
         rows = len(variable)
         if self.layer is not None:  # the inputs are constants; the variable enters at the layer
-            return (*(_rows(p, rows) for p in self.parts), *self.arguments(rows))
+            return (*(_spread(p, rows) for p in self.parts), *self.arguments(rows))
         return (*unflatten(variable, self.parts), *self.arguments(rows))
 
     @contextlib.contextmanager
@@ -379,7 +391,12 @@ def _options_for(view: _View, values: dict[str, Any], method: Method, n: int,
     for name, value in values.items():
         if view.layer is not None:
             if name in BASELINE_OPTIONS:
-                adapted[name] = view.at_layer(_baseline_inputs(value, view.parts, name, n, rows))
+                start = _baseline_inputs(value, view.parts, name, n, rows)
+                if name == "baseline" and any(view.batched) and len(start[0]) == 1:
+                    # the layer's baseline for each sample with its own forward arguments
+                    start = tuple(b.expand(len(p), *b.shape[1:]) for b, p in zip(start,
+                                                                                 view.parts))
+                adapted[name] = view.at_layer(start)
             elif kinds.get(name) == "mask" and isinstance(value, torch.Tensor) \
                     and len(value) == n and n > 1:
                 adapted[name] = value[rows]
@@ -431,7 +448,9 @@ def attribute_view(method: Method, model: nn.Module, inputs: torch.Tensor | tupl
     if unit is not None and (target is not None or score is not None):
         raise ValueError("target must be None with neuron: the neuron is what is explained")
     targets = expand_target(target, n, parts[0].device)
-    per_sample = layer is not None or any(_batched(a, n) for a in args) \
+    # rows spread over a batch by sample need the method to name them (Method.rows_by_sample)
+    per_sample = (not method.rows_by_sample and (
+        layer is not None or any(_batched(a, n) for a in args))) \
         or masks_differ_per_sample(method, values, n)
     groups = [slice(i, i + 1) for i in range(n)] if per_sample and n > 1 else [slice(None)]
     results = []

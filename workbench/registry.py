@@ -321,6 +321,9 @@ class Method:
     """An attribution method: ``run(model, inputs, target, **options) -> attributions``.
 
     ``requires``: the kind of model the method applies to only (``None``: every model).
+    ``rows_by_sample``: the method calls the model only on its inputs in their order, or on
+    batches whose rows it names with ``workbench.sample_rows.rows_of``; views of a layer or of
+    per-sample forward arguments then explain all samples at once (else one at a time).
     """
 
     name: str
@@ -330,6 +333,7 @@ class Method:
     reference: str = ""
     rules: Callable[..., Any] | None = field(default=None, repr=False)
     requires: Requirement | None = None
+    rows_by_sample: bool = False
 
     def applies_to(self, model: nn.Module) -> bool:
         """Whether the method applies to ``model`` (it meets ``requires``, if any)."""

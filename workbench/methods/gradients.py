@@ -2,6 +2,8 @@
 SmoothGrad."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -10,6 +12,7 @@ from workbench.engine import modified_gradient
 from workbench.forward import target_indices
 from workbench.layout import batch_like, fast_format
 from workbench.registry import Method, Option, register
+from workbench.sample_rows import rows_of
 
 BASELINE = Option("baseline", "baseline", 0.0, "reference input: a number or a tensor")
 BATCH_SIZE = Option("batch_size", "int", 256, "samples per forward/backward pass (memory bound)",
@@ -36,7 +39,7 @@ def gradient_x_input(model, inputs, target):
 def path_points(steps: int, quadrature: str) -> tuple[np.ndarray, np.ndarray]:
     """Points ``alpha`` in [0, 1] and weights of a quadrature of ``int_0^1 g(alpha) d alpha``."""
     if quadrature == "gausslegendre":
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        nodes, weights = _gauss_legendre(steps)
         return (nodes + 1) / 2, weights / 2
     if quadrature == "riemann_trapezoid":
         if steps < 2:
@@ -46,6 +49,13 @@ def path_points(steps: int, quadrature: str) -> tuple[np.ndarray, np.ndarray]:
         return np.linspace(0, 1, steps), weights
     offset = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}[quadrature]
     return (np.arange(steps) + offset) / steps, np.full(steps, 1 / steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _gauss_legendre(steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [-1, 1] (an eigenvalue problem: computed once per
+    number of steps; callers get new arrays from them)."""
+    return np.polynomial.legendre.leggauss(steps)
 
 
 def integrated_gradients(model, inputs, target, baseline, steps, batch_size, quadrature,
@@ -77,7 +87,8 @@ def integrated_gradients(model, inputs, target, baseline, steps, batch_size, qua
                            out=batch_like(inputs, len(rows), layout))
         points.mul_(alpha).add_(start)
         del start  # not kept alive through the forward and backward pass
-        grads = modified_gradient(model, points, indices[samples])
+        with rows_of(samples):
+            grads = modified_gradient(model, points, indices[samples])
         total.index_add_(0, samples, grads.mul_(weights_per_row[rows].view(shape)))
         del points, grads  # not alive while the next chunk's are built
     return (inputs - baseline) * total if multiply_by_inputs else total
@@ -107,7 +118,8 @@ def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
         points = torch.add(inputs.detach()[chunk], draws,
                            out=batch_like(inputs, len(chunk), layout))
         del draws
-        total.index_add_(0, chunk, modified_gradient(model, points, indices[chunk]))
+        with rows_of(chunk):
+            total.index_add_(0, chunk, modified_gradient(model, points, indices[chunk]))
         del points
     return total / n_samples
 
@@ -115,9 +127,9 @@ def smoothgrad(model, inputs, target, n_samples, noise, seed, batch_size):
 register(Method("gradient", gradient,
                 "Gradient of the target score (saliency), signed: Captum's Saliency takes its "
                 "absolute value by default (abs=True); take .abs() for that.",
-                reference="Simonyan et al. 2014"))
+                reference="Simonyan et al. 2014", rows_by_sample=True))
 register(Method("gradient_x_input", gradient_x_input, "Input times the gradient.",
-                reference="Shrikumar et al. 2016; Ancona et al. 2018"))
+                reference="Shrikumar et al. 2016; Ancona et al. 2018", rows_by_sample=True))
 register(Method(
     "integrated_gradients", integrated_gradients,
     "Input minus baseline times the gradient averaged along the straight path.",
@@ -131,6 +143,7 @@ register(Method(
         MULTIPLY_BY_INPUTS,
     ),
     reference="Sundararajan et al. 2017",
+    rows_by_sample=True,
 ))
 register(Method(
     "smoothgrad", smoothgrad, "Gradient averaged over noisy copies of the input.",
@@ -141,4 +154,5 @@ register(Method(
         BATCH_SIZE,
     ),
     reference="Smilkov et al. 2017",
+    rows_by_sample=True,
 ))
