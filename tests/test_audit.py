@@ -162,3 +162,40 @@ def test_tensor_files_and_factories_load(tmp_path):
     loaded, line = specs.load_model(str(tmp_path / "model.pt"))
     assert line.startswith("TorchScript")
     assert torch.allclose(loaded(_images()), _linear()(_images()))
+
+
+def test_region_perturbation_gap_is_the_closed_form_on_a_linear_model():
+    """On ``w . x`` replacing a patch by its mean changes the output by the patch's
+    ``sum w (x - mean)``, whatever else was replaced: the MoRF and LeRF curves are cumulative
+    sums of these effects sorted, and a map that holds them exactly ranks best; its negative
+    swaps the two orders (the gap changes sign)."""
+    from workbench.auditing.measure import region_perturbation
+
+    model, x = _linear(), _images(n=3)
+    target = torch.zeros(3, dtype=torch.long)
+    weight = model[1].weight[0].detach().view(1, 1, 8, 8)
+    means = x.view(3, 1, 4, 2, 4, 2).mean((3, 5), keepdim=True).expand(
+        3, 1, 4, 2, 4, 2).reshape(3, 1, 8, 8)
+    oracle = weight * (x - means)  # each pixel's share of its patch's effect
+    effects = oracle.view(3, 4, 2, 4, 2).sum((2, 4)).flatten(1).numpy()
+    start = model(x)[:, 0].detach().numpy()
+
+    def area(curve):
+        return (curve[:, 1:-1].sum(1) + (curve[:, 0] + curve[:, -1]) / 2) / (curve.shape[1] - 1)
+
+    def curve(order):
+        drops = np.sort(effects, axis=1)[:, ::order].cumsum(1)
+        return np.concatenate([start[:, None], start[:, None] - drops], axis=1)
+
+    scale = np.abs(effects.sum(1)).mean()
+    expected = (area(curve(1)) - area(curve(-1))).mean() / scale
+    budget = Budget(**{**vars(TINY), "degradation_grid": 4})
+    found = region_perturbation(model, x, {"oracle": oracle, "negated": -oracle}, target,
+                                budget, seed=0)
+    assert found["patch"] == [2, 2] and expected > 0
+    assert found["gap"]["oracle"] == pytest.approx(expected, rel=1e-9)
+    assert found["gap"]["negated"] == pytest.approx(-expected, rel=1e-9)
+    np.testing.assert_allclose(found["curves"]["oracle"]["most_relevant_first"],
+                               curve(-1).mean(0), rtol=1e-9)
+    assert found["random"][0] == pytest.approx(start.mean()) and \
+        found["random"][-1] == pytest.approx((start - effects.sum(1)).mean())

@@ -4,6 +4,9 @@
   arXiv 1810.03292, section 3.1), with the paper's similarity metrics
   (``workbench.randomization.map_similarity``);
 - Sensitivity-n (Ancona et al. 2018, arXiv 1711.06104, section 4) over patches of pixels;
+- region perturbation (Samek et al. 2017, arXiv 1509.06321): the target output while patches
+  are replaced by their mean, most relevant first (MoRF), least relevant first (LeRF) and in a
+  random order, and the area between the LeRF and MoRF curves;
 - the completeness gap (``workbench.completeness_gap``) against the zero baseline;
 - the pairwise agreement of the methods' maps (signed Spearman rank correlation): Ancona et
   al. 2018 (section 3) show Gradient * Input, DeepLIFT-Rescale and epsilon-LRP coincide on ReLU
@@ -35,7 +38,8 @@ Methods = Mapping[str, tuple[str, dict[str, Any]]]
 class Budget:
     """How much an audit measures: images per seed, Integrated Gradients' steps, how many
     stages of each randomization test are explained (None: every layer), the fractions of
-    patches Sensitivity-n removes, its subsets per size and the patch side in pixels."""
+    patches Sensitivity-n removes, its subsets per size and the patch side in pixels, and the
+    patches per image side of region perturbation (every one of them is replaced)."""
 
     images: int
     ig_steps: int
@@ -44,16 +48,19 @@ class Budget:
     sensitivity_fractions: tuple[float, ...]
     sensitivity_subsets: int
     patch: int
+    degradation_grid: int = 4
 
 
 BUDGETS = {
     "smoke": Budget(images=4, ig_steps=8, cascading_stages=2, independent_stages=2,
-                    sensitivity_fractions=(0.1, 0.3), sensitivity_subsets=16, patch=8),
+                    sensitivity_fractions=(0.1, 0.3), sensitivity_subsets=16, patch=8,
+                    degradation_grid=4),
     "quick": Budget(images=8, ig_steps=16, cascading_stages=4, independent_stages=3,
-                    sensitivity_fractions=(0.05, 0.2, 0.5), sensitivity_subsets=32, patch=8),
+                    sensitivity_fractions=(0.05, 0.2, 0.5), sensitivity_subsets=32, patch=8,
+                    degradation_grid=4),
     "full": Budget(images=64, ig_steps=50, cascading_stages=None, independent_stages=None,
                    sensitivity_fractions=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9),
-                   sensitivity_subsets=100, patch=8),
+                   sensitivity_subsets=100, patch=8, degradation_grid=8),
 }
 
 
@@ -114,6 +121,43 @@ def sensitivity(model: nn.Module, inputs: torch.Tensor, maps: Mapping[str, torch
                                           feature_mask=mask)
     return {"ns": ns, "features": groups,
             "curves": {label: curve.mean().tolist() for label, curve in curves.items()}}
+
+
+def degradation_patch(height: int, width: int, grid: int) -> tuple[int, int]:
+    """Region perturbation's patch ``(h, w)``: the image cut into ``grid`` x ``grid`` patches,
+    or the largest smaller grid that divides both sides."""
+    for cells in range(min(grid, height, width), 0, -1):
+        if height % cells == 0 and width % cells == 0:
+            return height // cells, width // cells
+    return height, width
+
+
+def region_perturbation(model: nn.Module, inputs: torch.Tensor,
+                        maps: Mapping[str, torch.Tensor], target: torch.Tensor, budget: Budget,
+                        seed: int) -> dict[str, Any]:
+    r"""Region perturbation of every method, all patches replaced by their mean in turn:
+    ``{"curves": {label: {order: mean curve}}, "random": mean curve, "gap": {label: value}}``.
+
+    ``gap`` is the area between the LeRF and the MoRF curve, :math:`A_{LeRF} - A_{MoRF}`
+    (``DegradationCurve.area``), relative to the mean over the inputs of
+    :math:`|f(x) - f(\bar x)|`, the change once every patch is replaced: 0 for a ranking no
+    better than chance, up to 1 when the output falls at the first patch MoRF removes and
+    stays until the last patch LeRF removes. The random order (from ``seed``) is shared."""
+    patch = degradation_patch(*inputs.shape[-2:], budget.degradation_grid)
+    options = dict(patch=patch, replacement="mean", target=target)
+    random = metrics.degradation(model, inputs, next(iter(maps.values())), order="random",
+                                 seed=seed, **options)
+    scale = float((random.curve[:, 0] - random.curve[:, -1]).abs().mean())
+    scale = max(scale, torch.finfo(random.curve.dtype).tiny)
+    curves, gap = {}, {}
+    for label, values in maps.items():
+        found = {order: metrics.degradation(model, inputs, values, order=order, **options)
+                 for order in ("most_relevant_first", "least_relevant_first")}
+        curves[label] = {order: r.curve.mean(0).tolist() for order, r in found.items()}
+        gap[label] = float((found["least_relevant_first"].area
+                            - found["most_relevant_first"].area).mean()) / scale
+    return {"patch": list(patch), "curves": curves, "random": random.curve.mean(0).tolist(),
+            "gap": gap}
 
 
 def relative_completeness_gap(model: nn.Module, inputs: torch.Tensor,

@@ -49,6 +49,8 @@ def figures(measured, inputs: torch.Tensor, targets: torch.Tensor,
         result["Sensitivity-n"] = plots.curves(
             first["ns"], series, f"Sensitivity-n (mean over seeds; {first['features']} patches)",
             "patches removed (n)", "Pearson correlation")
+    if measured.degradation:
+        result["region perturbation"] = _degradation_figure(measured.degradation)
     agreement = measured.mean_agreement()
     if agreement:
         result["agreement"] = plots.correlation_matrix(
@@ -60,6 +62,25 @@ def figures(measured, inputs: torch.Tensor, targets: torch.Tensor,
         result["example maps"] = plots.heatmap_grid(
             inputs[chosen], maps, title="Example maps (first seed's first inputs)")
     return result
+
+
+def _degradation_figure(per_seed: list[dict[str, Any]]) -> go.Figure:
+    """MoRF and LeRF curves of every method and the random order, each the mean over the
+    seeds."""
+    def mean(curves: list[list[float]]) -> list[float]:
+        return [sum(values) / len(values) for values in zip(*curves)]
+
+    first = per_seed[0]
+    series = {f"{label} {short}": mean([d["curves"][label][order] for d in per_seed])
+              for label in first["curves"]
+              for order, short in (("most_relevant_first", "MoRF"),
+                                   ("least_relevant_first", "LeRF"))}
+    series["random order"] = mean([d["random"] for d in per_seed])
+    patch = "x".join(map(str, first["patch"]))
+    return plots.curves(range(len(first["random"])), series,
+                        f"Region perturbation: {patch} patches replaced by their mean, most "
+                        "(MoRF) or least (LeRF) relevant first (mean over seeds)",
+                        "patches replaced", "target output")
 
 
 def verdict_table(rows: list[dict[str, Any]]) -> pd.DataFrame:

@@ -4,7 +4,8 @@ For every method that runs on the model, at each seed (a random subset of the im
 re-initialisations and random subsets of patches drawn under it): the cascading and independent
 model parameter randomization tests and, given a net trained on permuted labels, the data
 randomization test (Adebayo et al. 2018, arXiv 1810.03292); Sensitivity-n (Ancona et al. 2018,
-arXiv 1711.06104); the completeness gap; the methods' pairwise agreement. The tests and their
+arXiv 1711.06104); region perturbation, MoRF against LeRF (Samek et al. 2017, arXiv
+1509.06321); the completeness gap; the methods' pairwise agreement. The tests and their
 thresholds are ``workbench.auditing.verdicts.TESTS``; the measurements
 ``workbench.auditing.measure``; the written report ``workbench.auditing.page``.
 """
@@ -168,6 +169,7 @@ class Measured:
     randomization_error: str = ""
     data_randomization: dict[str, list[float]] = field(default_factory=dict)
     sensitivity: list[dict[str, Any]] = field(default_factory=list)
+    degradation: list[dict[str, Any]] = field(default_factory=list)
     completeness: dict[str, list[float]] = field(default_factory=dict)
     agreement: list[dict[str, Any]] = field(default_factory=list)
     seeds: list[int] = field(default_factory=list)
@@ -176,6 +178,7 @@ class Measured:
     def summary(self) -> dict[str, Any]:
         """The measurements as plain values for ``results.json``."""
         summary = {"sensitivity_n": dict(zip(map(str, self.seeds), self.sensitivity)),
+                   "region_perturbation": dict(zip(map(str, self.seeds), self.degradation)),
                    "completeness_relative_gap": self.completeness,
                    "data_randomization_spearman_abs": self.data_randomization,
                    "agreement": self.mean_agreement()}
@@ -209,7 +212,8 @@ def _measure_seeds(model, inputs, all_targets, runs, seeds, spec, random_labels_
     measured = Measured(seeds=list(seeds))
     if not runs:
         return measured
-    steps = ["maps", "cascading", "independent", "Sensitivity-n", "completeness"]
+    steps = ["maps", "cascading", "independent", "Sensitivity-n", "region perturbation",
+             "completeness"]
     bar = tqdm(total=len(seeds) * len(steps), desc="audit", disable=not progress)
     with bar:
         for seed in seeds:
@@ -238,6 +242,10 @@ def _measure_seeds(model, inputs, all_targets, runs, seeds, spec, random_labels_
                     measured.data_randomization.setdefault(label, []).append(float(value))
             bar.set_postfix(seed=seed, stage="Sensitivity-n")
             measured.sensitivity.append(measure.sensitivity(model, x, maps, t, spec, seed))
+            bar.update()
+            bar.set_postfix(seed=seed, stage="region perturbation")
+            measured.degradation.append(measure.region_perturbation(model, x, maps, t, spec,
+                                                                    seed))
             bar.update()
             bar.set_postfix(seed=seed, stage="completeness")
             for label, gap in measure.relative_completeness_gap(model, x, maps, t).items():
@@ -279,6 +287,8 @@ def _verdict_rows(runs, skipped, measured: Measured, seeds, has_random_labels) -
         sensitivity = [float(np.nanmean(s["curves"][label])) if np.isfinite(
             s["curves"][label]).any() else float("nan") for s in measured.sensitivity]
         rows.append(verdicts.verdict("Sensitivity-n", label, sensitivity, seeds))
+        rows.append(verdicts.verdict("region perturbation", label,
+                                     [d["gap"][label] for d in measured.degradation], seeds))
         if name in verdicts.COMPLETE_METHODS:
             rows.append(verdicts.verdict("completeness", label, measured.completeness[label],
                                          seeds))

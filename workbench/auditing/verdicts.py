@@ -58,6 +58,15 @@ TESTS = {test.name: test for test in (
          0.5, True, "halfway between no relation (0) and Sensitivity-n itself (1), which only "
          "a linear model attains for every n (Ancona et al., Prop. 1)",
          "Ancona et al. 2018, arXiv 1711.06104, sec. 4"),
+    Test("region perturbation",
+         "replacing the least relevant patches first keeps the output higher than replacing "
+         "the most relevant first",
+         "area between the LeRF and MoRF curves over the change once every patch is replaced, "
+         "mean over the inputs",
+         0.0, True, "0 is what a ranking no better than chance gives on average (both orders "
+         "then follow the random one)",
+         "Samek et al. 2017, arXiv 1509.06321; the LeRF - MoRF area as in Achtibat et al. "
+         "2024, arXiv 2402.05602"),
     Test("completeness",
          "the attributions sum to the change of the output from the zero baseline",
          "|sum a - (f(x) - f(0))| / |f(x) - f(0)|, mean over the inputs",
