@@ -10,7 +10,7 @@ from torch import nn
 
 import workbench as wb
 from conftest import cnn, method_options
-from workbench import layout
+from workbench import layout, models
 
 EXTRA = {"occlusion": {"window": (3, 2, 2)}}
 
@@ -68,6 +68,9 @@ def test_a_conv_net_gets_a_channels_last_batch_and_other_inputs_are_left_alone()
     assert model.seen == [False]
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 2))  # no convolution: no copy
     assert layout.fast_format(mlp, x) is None
+    # a vision transformer's patch convolution alone does not make it a conv net
+    vit = models.vit(3, 4, 8, patch=4, depth=1, seed=0).eval()
+    assert layout.fast_format(vit, x) is None
 
 
 def test_a_model_that_needs_nchw_memory_is_run_in_it_and_remembered(channels_last_off):

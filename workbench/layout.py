@@ -27,7 +27,7 @@ Result = TypeVar("Result")
 _enabled = True
 #: models that failed on a channels-last batch (weakly held: nothing is kept alive)
 _refused: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-#: models known to have (or not have) a Conv2d: walked once
+#: models known to be (or not be) conv nets without attention: walked once
 _has_conv: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
 
 
@@ -39,9 +39,9 @@ def set_channels_last(enabled: bool) -> None:
 
 def fast_format(model: nn.Module, batch: torch.Tensor) -> torch.memory_format | None:
     """The memory format ``model`` runs ``batch`` fastest in: ``torch.channels_last`` for a 4-D
-    float32 CPU batch and a model in eval mode with a Conv2d that has not refused it (oneDNN
-    present), ``torch.contiguous_format`` for a model that has refused it, ``None`` (as it is)
-    otherwise.
+    float32 CPU batch and a model in eval mode with a Conv2d and no attention module that has
+    not refused it (oneDNN present), ``torch.contiguous_format`` for a model that has refused
+    it, ``None`` (as it is) otherwise.
     Callers that build a batch themselves can build it in this format and save a copy."""
     if not (_enabled and batch.dim() == 4 and batch.dtype == torch.float32
             and batch.device.type == "cpu" and torch.backends.mkldnn.is_available()):
@@ -54,8 +54,18 @@ def fast_format(model: nn.Module, batch: torch.Tensor) -> torch.memory_format | 
         return None
     has_conv = _has_conv.get(model)
     if has_conv is None:
-        has_conv = _has_conv[model] = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        has_conv = _has_conv[model] = _conv_net(model)
     return torch.channels_last if has_conv else None
+
+
+def _conv_net(model: nn.Module) -> bool:
+    """Whether ``model`` has a Conv2d and no attention: a vision transformer's one patch
+    convolution gains nothing from channels-last, and the refusal watch of
+    :func:`run_in_fast_layout` would then cost a Python call on every operation of its
+    attention blocks."""
+    modules = list(model.modules())
+    return (any(isinstance(m, nn.Conv2d) for m in modules)
+            and not any(isinstance(m, nn.MultiheadAttention) for m in modules))
 
 
 def run_in_fast_layout(model: nn.Module, batch: torch.Tensor,
