@@ -93,6 +93,19 @@ def _set(tab, control: str, value: str) -> list[dict]:
     return tab.evaluate(FIGURES_JS)
 
 
+def _wait_shown(tab, selector: str, timeout_ms: int) -> None:
+    """Wait for ``selector``; on a timeout, fail with what the page shows instead (Voilà's
+    error notice, a traceback, or how far the notebook got), not only the selector."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    try:
+        tab.wait_for_selector(selector, timeout=timeout_ms)
+    except PlaywrightTimeoutError:
+        text = tab.evaluate("() => document.body ? document.body.innerText : ''")
+        raise AssertionError(f"{selector} not shown within {timeout_ms / 1000:.0f} s; the page "
+                             f"ends with: {text[-2000:]!r}") from None
+
+
 @pytest.mark.parametrize("stem", list(CHANGES))
 def test_a_control_change_redraws_the_panels_figures(app, stem):
     with opened(app, stem) as (tab, page_errors):
@@ -101,7 +114,7 @@ def test_a_control_change_redraws_the_panels_figures(app, stem):
 
 def _check_a_control_change(tab, page_errors: list[str], control: str, first: str,
                             second: str) -> None:
-    tab.wait_for_selector(f".wb-recompute-panel .wb-control-{control} select", timeout=240_000)
+    _wait_shown(tab, f".wb-recompute-panel .wb-control-{control} select", 240_000)
     assert tab.locator(".wb-recompute-figures .js-plotly-plot").count() == 0  # none computed yet
     before = _set(tab, control, first)
     after = _set(tab, control, second)
