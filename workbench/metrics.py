@@ -230,13 +230,9 @@ def _subset_writer(inputs: torch.Tensor, baseline: torch.Tensor, batch: torch.Te
         kept, removed = (flat_baseline, flat_inputs) if complement else (
             flat_inputs, flat_baseline)
         k, subsets = items.shape[:2]
-        if places is None:
-            flat_batch[rows].view(k, subsets, features).copy_(
-                kept[samples, None].expand(-1, subsets, -1))
-        else:  # (the copy in the logical layout, each element to its place)
-            batch[rows].view(k, subsets, *sample_shape).copy_(
-                kept[samples, None].view(-1, 1, *sample_shape).expand(-1, subsets,
-                                                                      *sample_shape))
+        # the kept values, copied in the logical layout (each element to its place in memory)
+        batch[rows].view(k, subsets, *sample_shape).copy_(
+            kept[samples, None].view(-1, 1, *sample_shape).expand(-1, subsets, *sample_shape))
         flat_batch[rows].view(k, subsets, features).scatter_(
             2, items if places is None else places[items],
             removed[samples, None].expand(-1, subsets, -1).gather(2, items))
