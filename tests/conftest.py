@@ -126,6 +126,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+class ServerURL(str):
+    """A server's base URL that can also show the end of the server's log (for a failure's
+    message: a kernel that died and restarted, a websocket that dropped)."""
+
+    def __new__(cls, url: str, log) -> ServerURL:
+        made = super().__new__(cls, url)
+        made._log = log
+        return made
+
+    def log_tail(self, characters: int = 3000) -> str:
+        """The last ``characters`` of the server's log so far (read without moving the file's
+        offset, which the server shares)."""
+        import os
+
+        fd = self._log.fileno()
+        size = os.fstat(fd).st_size
+        start = max(0, size - 4 * characters)
+        return os.pread(fd, size - start, start).decode(errors="replace")[-characters:]
+
+
 @contextlib.contextmanager
 def voila_server(target: str | None, cwd, timeout: float = 90.0, preheat: int = 0,
                  preheated_kernels: int = 0, preheat_timeout: float = 240.0):
@@ -147,7 +167,7 @@ def voila_server(target: str | None, cwd, timeout: float = 90.0, preheat: int = 
     log = tempfile.TemporaryFile()  # a file, not a pipe: nobody reads Voila's log while it runs
     server = processes.start(command, cwd=cwd, env={**os.environ, "WORKBENCH_SMOKE": "1"},
                              stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
+    url = ServerURL(f"http://127.0.0.1:{port}/", log)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import warnings
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,12 @@ ERRORS_JS = """
   .map(e => e.textContent.trim()).filter(t => t)
 """
 
+# ``selector`` shown, or a widget that the page's widget manager cannot show (no wait for it)
+SHOWN_OR_BROKEN_JS = """
+(selector) => document.querySelector(selector) !== null
+  || (document.body !== null && document.body.innerText.includes('Error displaying widget'))
+"""
+
 # The status line once it reports the run for ``name=value`` as drawn.
 READY_JS = """
 (expected) => { const s = document.querySelector('.wb-recompute-status');
@@ -75,6 +82,11 @@ def opened(app, stem: str):
     tab = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
+    # the console's errors, for a failure's message (the widget manager logs there why a widget
+    # could not be shown); not checked, the page's own errors are
+    tab.console_errors = []
+    tab.on("console", lambda message: message.type == "error"
+           and tab.console_errors.append(message.text[:500]))
     try:
         tab.goto(f"{url}voila/render/{stem}.ipynb", wait_until="commit", timeout=60_000)
         yield tab, errors
@@ -93,28 +105,53 @@ def _set(tab, control: str, value: str) -> list[dict]:
     return tab.evaluate(FIGURES_JS)
 
 
-def _wait_shown(tab, selector: str, timeout_ms: int) -> None:
-    """Wait for ``selector``; on a timeout, fail with what the page shows instead (Voilà's
-    error notice, a traceback, or how far the notebook got), not only the selector."""
+class WidgetNotShown(AssertionError):
+    """The page's widget manager could not show a widget ("Error displaying widget")."""
+
+
+def _wait_shown(tab, selector: str, timeout_ms: int, server) -> None:
+    """Wait for ``selector``; on a timeout, or at once when the page shows a widget that its
+    widget manager could not show, fail with what the page shows instead (Voilà's error notice,
+    a traceback, or how far the notebook got), the console's errors and the end of the
+    ``server``'s log, not only the selector."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
     try:
-        tab.wait_for_selector(selector, timeout=timeout_ms)
+        tab.wait_for_function(SHOWN_OR_BROKEN_JS, arg=selector, timeout=timeout_ms)
+        failure = None if tab.query_selector(selector) is not None else WidgetNotShown
     except PlaywrightTimeoutError:
-        text = tab.evaluate("() => document.body ? document.body.innerText : ''")
-        raise AssertionError(f"{selector} not shown within {timeout_ms / 1000:.0f} s; the page "
-                             f"ends with: {text[-2000:]!r}") from None
+        failure = AssertionError
+    if failure is None:
+        return
+    text = tab.evaluate("() => document.body ? document.body.innerText : ''")
+    raise failure(
+        f"{selector} not shown within {timeout_ms / 1000:.0f} s; the page ends with: "
+        f"{text[-1500:]!r}\nconsole errors: {tab.console_errors[-10:]!r}\nthe server's log "
+        f"ends with: {server.log_tail()}")
+
+
+def _wait_panel(tab, selector: str, server) -> None:
+    """Wait for the panel's ``selector``. A page whose widget manager could not show a widget
+    (seen twice in CI under load: the panel read "Error displaying widget: model not found",
+    never reproduced here) is reported as a warning with its diagnostics and opened once more,
+    a fresh kernel running the notebook again; a second failure fails the test."""
+    try:
+        _wait_shown(tab, selector, 240_000, server)
+    except WidgetNotShown as error:
+        warnings.warn(f"opening the page again: {error}", stacklevel=2)
+        tab.reload(wait_until="commit", timeout=60_000)
+        _wait_shown(tab, selector, 240_000, server)
 
 
 @pytest.mark.parametrize("stem", list(CHANGES))
 def test_a_control_change_redraws_the_panels_figures(app, stem):
     with opened(app, stem) as (tab, page_errors):
-        _check_a_control_change(tab, page_errors, *CHANGES[stem])
+        _check_a_control_change(tab, page_errors, app[0], *CHANGES[stem])
 
 
-def _check_a_control_change(tab, page_errors: list[str], control: str, first: str,
+def _check_a_control_change(tab, page_errors: list[str], server, control: str, first: str,
                             second: str) -> None:
-    _wait_shown(tab, f".wb-recompute-panel .wb-control-{control} select", 240_000)
+    _wait_panel(tab, f".wb-recompute-panel .wb-control-{control} select", server)
     assert tab.locator(".wb-recompute-figures .js-plotly-plot").count() == 0  # none computed yet
     before = _set(tab, control, first)
     after = _set(tab, control, second)
