@@ -1139,10 +1139,13 @@ def apps_markdown(report: dict[str, Any]) -> list[str]:
         "- *first paint*: navigation start to the first moment the page showed everything it "
         f"shows once nothing has changed for {PAINT_QUIET_S:g} s: every plotly figure laid out "
         "(`.main-svg`), as many decoded images in cell outputs and rendered widget views, the "
-        "document loaded, and no Voilà cell error notice. *update*: the Explorer's method "
-        "changes, timed as in the Explorer section below. *pool filled in*: server start to "
-        "the pool ready (N kernels that have run the notebook and idle, `wait_preheated`); "
-        "the pages are opened after it.",
+        "document loaded, and no Voilà cell error notice. A preheated kernel attaches a PNG "
+        "snapshot to each notebook figure (`workbench.snapshots`): the page shows it as an "
+        "image (counted with the images) and builds the interactive figure when the pointer "
+        "enters it; a figure without one (a live widget's) is laid out at once. *update*: the "
+        "Explorer's method changes, timed as in the Explorer section below. *pool filled in*: "
+        "server start to the pool ready (N kernels that have run the notebook and idle, "
+        "`wait_preheated`); the pages are opened after it.",
         "- The paper apps' pages take no update here: their controls are timed once they have "
         "some (`-`).",
     ]

@@ -31,8 +31,11 @@ DRAWN_JS = """
 () => ({
   plots: [...document.querySelectorAll('.js-plotly-plot')]
            .filter(plot => plot.querySelector('.main-svg')).length,
-  images: [...document.querySelectorAll('.jp-OutputArea img')]
+  images: [...document.querySelectorAll('.jp-OutputArea img:not(.plot-img)')]
            .filter(image => image.complete && image.naturalWidth > 0).length,
+  snapshots: [...document.querySelectorAll('.jp-RenderedPlotly img.plot-img')]
+           .filter(image => image.complete && image.naturalWidth > 0
+                            && getComputedStyle(image).display !== 'none').length,
 })
 """
 
@@ -93,7 +96,8 @@ class OfflinePage:
 
         try:
             self.page.wait_for_function(
-                f"() => {{ const d = ({DRAWN_JS})(); return d.plots + d.images >= {at_least}; }}",
+                f"() => {{ const d = ({DRAWN_JS})(); "
+                f"return d.plots + d.images + d.snapshots >= {at_least}; }}",
                 timeout=timeout_ms)
         except PlaywrightTimeout:
             pass
@@ -192,5 +196,13 @@ def test_preheated_app_paints_every_figure_at_once(batch, preheated_base_url, of
     offline.page.wait_for_timeout(1000)  # whatever else the page shows, it shows by now
     paint_s, shown = first_paint_s(offline.page.evaluate("() => window.__paint.events"))
     assert paint_s is not None, shown
-    assert drawn["plots"] >= len(figures), (drawn, figures)
+    # the preheated kernel attached a PNG snapshot to every figure (workbench.snapshots): the
+    # page shows the snapshots and builds no figure until the pointer enters one
+    assert drawn["snapshots"] >= len(figures), (drawn, figures)
+    assert drawn["plots"] == 0, drawn
     assert not shown["failed"], shown
+    snapshot = offline.page.locator(".jp-RenderedPlotly img.plot-img").first
+    snapshot.evaluate("image => image.scrollIntoView()")
+    box = snapshot.bounding_box()
+    offline.page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    offline.page.wait_for_function(f"() => ({DRAWN_JS})().plots >= 1", timeout=30_000)

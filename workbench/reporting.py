@@ -31,15 +31,41 @@ def smoke_requested(smoke: bool) -> bool:
 
 
 def display_figure(figure: go.Figure) -> None:
-    """Show ``figure`` as the output of the running notebook cell (plotly's JSON mimetype);
-    does nothing outside IPython."""
+    """Show ``figure`` as the output of the running notebook cell (plotly's JSON mimetype),
+    with a PNG snapshot that the page shows until the pointer enters the figure where
+    ``workbench.snapshots.requested()`` (a preheated Voilà kernel); does nothing outside
+    IPython."""
     try:
         from IPython import get_ipython
     except ImportError:  # not in a notebook
         return
     if get_ipython() is None:
         return
-    figure.show(renderer="plotly_mimetype", validate=False)
+    from workbench import snapshots
+
+    if not snapshots.requested():
+        figure.show(renderer="plotly_mimetype", validate=False)
+        return
+    from IPython.display import display
+
+    display(figure_bundle(figure, snapshot=True), raw=True)
+
+
+def figure_bundle(figure: go.Figure, snapshot: bool) -> dict[str, str | dict]:
+    """The output mimebundle of ``figure``: plotly's JSON, and with ``snapshot`` its PNG
+    (base64, ``workbench.snapshots.png_snapshot``) where one can be drawn."""
+    import base64
+
+    import plotly.io as pio
+
+    from workbench import snapshots
+
+    as_dict = figure.to_dict()
+    bundle = pio.renderers["plotly_mimetype"].to_mimebundle(as_dict)
+    png = snapshots.png_snapshot(as_dict) if snapshot else None
+    if png is not None:
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
+    return bundle
 
 
 def display_table(table: Any) -> None:
