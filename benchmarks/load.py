@@ -335,7 +335,7 @@ def wait_preheated(server: subprocess.Popen, kernels: int, timeout: float,
                    quiet_s: float = 3.0) -> float | None:
     """Seconds until a preheating Voilà ``server`` has ``kernels`` kernels that have run their
     notebook: Voilà starts a pool kernel and runs the notebook in it at once, so a kernel is
-    done when its CPU time stands still (the kernels' total grows under 0.05 s per kernel for
+    done when its CPU time and its children's stand still (the kernels' total grows under 0.05 s per kernel for
     ``quiet_s``); None if not within ``timeout``. Voilà's "Kernel pool ... is filled" log line
     comes when the kernels have started, before they have run anything."""
     start = time.monotonic()
@@ -346,7 +346,10 @@ def wait_preheated(server: subprocess.Popen, kernels: int, timeout: float,
         pids = [pid for pid in descendants(server.pid)
                 if any("ipykernel" in a for a in cmdline(pid))]
         if len(pids) >= kernels:
-            used = sum(cpu_seconds(pid) for pid in pids)
+            # with their children: a kernel waiting for the browser that draws its figures'
+            # snapshots (workbench.snapshots) is still running its notebook
+            used = sum(cpu_seconds(pid) + sum(cpu_seconds(child) for child in descendants(pid))
+                       for pid in pids)
             now = time.monotonic()
             if last is None or used - last[1] > 0.05 * len(pids):
                 last = (now, used)
