@@ -335,9 +335,10 @@ def wait_preheated(server: subprocess.Popen, kernels: int, timeout: float,
                    quiet_s: float = 3.0) -> float | None:
     """Seconds until a preheating Voilà ``server`` has ``kernels`` kernels that have run their
     notebook: Voilà starts a pool kernel and runs the notebook in it at once, so a kernel is
-    done when its CPU time and its children's stand still (the kernels' total grows under 0.05 s per kernel for
-    ``quiet_s``); None if not within ``timeout``. Voilà's "Kernel pool ... is filled" log line
-    comes when the kernels have started, before they have run anything."""
+    done when its CPU time and its children's stand still (the kernels' total grows under
+    0.05 s per kernel for ``quiet_s``); None if not within ``timeout``. Voilà's "Kernel pool
+    ... is filled" log line comes when the kernels have started, before they have run
+    anything."""
     start = time.monotonic()
     last: tuple[float, float] | None = None  # (when, kernels' CPU seconds)
     while time.monotonic() - start < timeout:
