@@ -1,5 +1,5 @@
 """Time and memory of Captum's call contract on the workbench against Captum itself: integrated
-gradients at a text model's embedding (``to_layer``; Captum's ``LayerIntegratedGradients``) and
+gradients at a text model's embedding (``layer``; Captum's ``LayerIntegratedGradients``) and
 GradientSHAP (``gradient_shap``; Captum's ``GradientShap``).
 
 Run from the repository root::
@@ -80,9 +80,9 @@ def contenders(s: Settings) -> list[Contender]:
 
     return [
         Contender("layer_ig_text", "workbench", lambda: wb.attribute(
-            text_model, ids, "integrated_gradients", target=label, to_layer="embedding",
+            text_model, ids, "integrated_gradients", target=label, layer="embedding",
             baseline=0, steps=s.ig_steps), "layer_ig_text",
-            "wb.attribute(to_layer='embedding'), Gauss-Legendre"),
+            "wb.attribute(layer='embedding'), Gauss-Legendre"),
         Contender("layer_ig_text", "captum", lambda: layer_ig.attribute(
             ids, baselines=torch.zeros_like(ids), target=label, n_steps=s.ig_steps),
             "layer_ig_text", "captum LayerIntegratedGradients, Gauss-Legendre"),

@@ -132,7 +132,7 @@ def test_ablation_multi_input_with_tensor_baselines():
 
 @pytest.mark.xfail(strict=True, raises=TypeError,
                    reason="perturbation methods take floating-point inputs only "
-                   "(integer inputs are explained at a layer, to_layer=); Captum ablates "
+                   "(integer inputs are explained at a layer, layer=); Captum ablates "
                    "integer inputs to integer outputs")
 def test_ablation_integer_inputs():
     """test_simple_ablation_int_to_int: ``1 - relu(1 - x)`` on integers -> [[-3, 0, 0]]."""
@@ -273,23 +273,23 @@ def test_kernel_shap_multi_input_with_masks(baseline, expected):
 ])
 def test_layer_gradient_x_activation(layer, expected):
     check(wb.attribute(ThreeLayer(), t([[0.0, 100.0, 0.0]]), "gradient_x_input", target=0,
-                      to_layer=layer), expected)
+                      layer=layer), expected)
 
 
 def test_layer_gradient_x_activation_relu():
     """test_simple_relu_gradient_activation."""
     check(wb.attribute(ThreeLayer(), t([[3.0, 4.0, 0.0]]), "gradient_x_input", target=0,
-                       to_layer="relu"), [[0.0, 8.0, 8.0, 8.0]])
+                       layer="relu"), [[0.0, 8.0, 8.0, 8.0]])
 
 
 def test_layer_gradient_x_activation_multi_input():
     """test_simple_gradient_activation_multi_input_linear2 and ..._relu."""
     net = ThreeInputs()
     inputs = (t([[0.0, 10.0, 0.0]]), t([[0.0, 10.0, 0.0]]), t([[0.0, 5.0, 0.0]]))
-    check(wb.attribute(net, inputs, "gradient_x_input", target=0, to_layer="model.linear2",
+    check(wb.attribute(net, inputs, "gradient_x_input", target=0, layer="model.linear2",
                        forward_args=(4,)), [[392.0, 0.0]])
     check(wb.attribute(net, (t([[0.0, 10.0, 1.0]]), t([[0.0, 4.0, 5.0]])), "gradient_x_input",
-                       target=0, to_layer=net.model.relu, forward_args=(torch.zeros(1, 3), 5)),
+                       target=0, layer=net.model.relu, forward_args=(torch.zeros(1, 3), 5)),
           [[90.0, 101.0, 101.0, 101.0]])
 
 
@@ -299,7 +299,7 @@ def test_layer_gradient_x_activation_on_an_embedding():
     torch.manual_seed(0)
     net = TwoEmbeddings()
     t1, t2 = torch.tensor([[2], [5], [0], [1]]), torch.tensor([[3], [0], [0], [2]])
-    ours = wb.attribute(net, t1, "gradient_x_input", target=0, to_layer="embedding1",
+    ours = wb.attribute(net, t1, "gradient_x_input", target=0, layer="embedding1",
                         forward_args=t2)
     theirs = LayerGradientXActivation(net, net.embedding1).attribute((t1, t2), target=0)
     check(ours, theirs)
@@ -317,7 +317,7 @@ RELU_LINEAR_INPUTS = ([[-10.0, 1.0, -5.0]], [[3.0, 3.0, 1.0]])
 def test_layer_deeplift_at_a_layer_input(layer, options, expected):
     inputs = tuple(t(x) for x in RELU_LINEAR_INPUTS)
     ours = wb.attribute(ReLULinear(inplace=True), inputs, "deeplift_rescale", target=0,
-                        to_layer=layer, layer_input=True, baseline=(0.0, 0.0), **options)
+                        layer=layer, attribute_to="input", baseline=(0.0, 0.0), **options)
     check(ours, expected)
 
 
@@ -325,21 +325,21 @@ def test_layer_deeplift_batch_at_the_layers_input_and_output():
     """test_linear_layer_deeplift_batch: three equal rows; l3's input [0, 15], output [15]."""
     inputs = (t(RELU_LINEAR_INPUTS[0] * 3), t(RELU_LINEAR_INPUTS[1] * 3))
     net = ReLULinear(inplace=True)
-    check(wb.attribute(net, inputs, "deeplift_rescale", target=0, to_layer="l3",
-                       layer_input=True), [[0.0, 15.0]] * 3)
-    check(wb.attribute(net, inputs, "deeplift_rescale", target=0, to_layer="l3"), [[15.0]] * 3)
+    check(wb.attribute(net, inputs, "deeplift_rescale", target=0, layer="l3",
+                       attribute_to="input"), [[0.0, 15.0]] * 3)
+    check(wb.attribute(net, inputs, "deeplift_rescale", target=0, layer="l3"), [[15.0]] * 3)
 
 
 def test_layer_deepliftshap_at_a_layer_input():
     """test_relu_layer_deepliftshap: three zero references -> [0, 15]."""
     inputs = tuple(t(x) for x in RELU_LINEAR_INPUTS)
-    ours = wb.attribute(ReLULinear(), inputs, "deeplift_shap", target=0, to_layer="relu",
-                        layer_input=True, baselines=(torch.zeros(3, 3), torch.zeros(3, 3)))
+    ours = wb.attribute(ReLULinear(), inputs, "deeplift_shap", target=0, layer="relu",
+                        attribute_to="input", baselines=(torch.zeros(3, 3), torch.zeros(3, 3)))
     check(ours, [[0.0, 15.0]])
 
 
 @pytest.mark.xfail(strict=True, raises=ValueError,
-                   reason="to_layer needs a layer returning one tensor: Captum "
+                   reason="layer= needs a layer returning one tensor: Captum "
                    "attributes to each tensor of a layer's tuple output (MultiRelu)")
 def test_layer_attribution_to_a_layer_with_two_outputs():
     """test_relu_layer_deeplift_multiple_output: a module returning two ReLU outputs."""
@@ -359,7 +359,7 @@ def test_layer_attribution_to_a_layer_with_two_outputs():
             return self.inner.linear2(first + second)
 
     ours = wb.attribute(Net(), t([[-10.0, 1.0, -5.0]]), "deeplift_rescale", target=0,
-                        to_layer="multi_relu")
+                        layer="multi_relu")
     check(ours, ([[0.0, -1.0, -1.0, -1.0]], [[0.0, -1.0, -1.0, -1.0]]))
 
 
@@ -371,7 +371,7 @@ def test_layer_integrated_gradients_on_an_embedding(multiply_by_inputs):
     net = TwoEmbeddings()
     t1 = torch.tensor([[2, 5, 0, 1], [3, 1, 1, 0]])
     t2, t3 = torch.tensor([[0, 2, 4, 1], [2, 3, 5, 7]]), torch.tensor([[3, 5, 6, 7], [2, 3, 0, 1]])
-    ours = wb.attribute(net, t1, "integrated_gradients", target=0, to_layer="embedding1",
+    ours = wb.attribute(net, t1, "integrated_gradients", target=0, layer="embedding1",
                         forward_args=(t2, t3), baseline=0, steps=16, quadrature="riemann_right",
                         multiply_by_inputs=multiply_by_inputs)
     theirs = LayerIntegratedGradients(net, net.embedding1, multiply_by_inputs=multiply_by_inputs
@@ -411,7 +411,7 @@ def test_neuron_gradient_multi_input():
 def test_neuron_gradient_at_a_layers_input():
     """test_simple_gradient_input_relu_inplace: unit 0 of the in-place ReLU's input."""
     check(wb.attribute(ThreeLayer(inplace=True), t([[0.0, 5.0, 4.0]]), "gradient",
-                       neuron=("relu", (0,)), layer_input=True), [[1.0, 1.0, 1.0]])
+                       neuron=("relu", (0,)), attribute_to="input"), [[1.0, 1.0, 1.0]])
 
 
 @pytest.mark.parametrize("x, layer, index, options, expected", [

@@ -172,7 +172,7 @@ def test_tuple_inputs_with_a_baseline_per_sample_satisfy_completeness(two):
 
 def test_layer_integrated_gradients_on_an_embedding_of_token_ids_match_captum(text):
     model, tokens = text
-    ours = wb.attribute(model, tokens, "integrated_gradients", target=1, to_layer="embedding",
+    ours = wb.attribute(model, tokens, "integrated_gradients", target=1, layer="embedding",
                         baseline=0)
     theirs = LayerIntegratedGradients(model, model.embedding).attribute(
         tokens, baselines=torch.zeros_like(tokens), target=1)
@@ -198,7 +198,7 @@ def test_layer_views_explain_all_samples_at_once_with_each_rows_own_inputs(batch
     model, tokens = MaskedText().double().eval(), torch.randint(0, 20, (4, 7))
     tokens[:, -2:] = 0
     ours = wb.attribute(model, tokens, "integrated_gradients", target=[0, 1, 2, 1],
-                        to_layer="embedding", baseline=0, steps=12, batch_size=batch_size)
+                        layer="embedding", baseline=0, steps=12, batch_size=batch_size)
     theirs = LayerIntegratedGradients(model, model.embedding).attribute(
         tokens, baselines=torch.zeros_like(tokens), target=[0, 1, 2, 1], n_steps=12)
     _close(ours, theirs)
@@ -207,13 +207,13 @@ def test_layer_views_explain_all_samples_at_once_with_each_rows_own_inputs(batch
     two, (x1, x2) = TwoInputs().double().eval(), (torch.randn(6, 4), torch.randn(6, 3))
     x1, x2 = x1.double(), x2.double()
     scale = torch.rand(6, 1, dtype=torch.double) + 0.5
-    _close(wb.attribute(two, (x1, x2), "integrated_gradients", target=3, to_layer="a",
+    _close(wb.attribute(two, (x1, x2), "integrated_gradients", target=3, layer="a",
                         forward_args=(scale,), steps=10, batch_size=batch_size),
            LayerIntegratedGradients(two, two.a).attribute(
                (x1, x2), target=3, additional_forward_args=(scale,), n_steps=10),
            atol=1e-7)  # (Captum's path in a float32 step: relative 1.5e-8 apart)
     # noise-free SmoothGrad is the layer's gradient, each row with its own scale
-    _close(wb.attribute(two, (x1, x2), "smoothgrad", target=3, to_layer="a", forward_args=scale,
+    _close(wb.attribute(two, (x1, x2), "smoothgrad", target=3, layer="a", forward_args=scale,
                         noise=0.0, n_samples=3, batch_size=batch_size),
            LayerGradientXActivation(two, two.a, multiply_by_inputs=False).attribute(
                (x1, x2), target=3, additional_forward_args=(scale,)))
@@ -223,7 +223,7 @@ def test_layer_integrated_gradients_are_complete_in_the_layers_space(text):
     """Sum over the embedding's features = f(x) - f(baseline tokens), up to the quadrature."""
     model, tokens = text
     model.relu = nn.Tanh()  # smooth: the quadrature converges fast
-    ours = wb.attribute(model, tokens, "integrated_gradients", target=2, to_layer="embedding",
+    ours = wb.attribute(model, tokens, "integrated_gradients", target=2, layer="embedding",
                         baseline=3, steps=100)
     delta = model(tokens)[:, 2] - model(torch.full_like(tokens, 3))[:, 2]
     torch.testing.assert_close(ours.sum((1, 2)), delta.detach(), atol=1e-5, rtol=0)
@@ -231,24 +231,42 @@ def test_layer_integrated_gradients_are_complete_in_the_layers_space(text):
 
 def test_layer_deeplift_and_gradient_x_activation_match_captum(text):
     model, tokens = text
-    _close(wb.attribute(model, tokens, "deeplift_rescale", target=0, to_layer="conv",
+    _close(wb.attribute(model, tokens, "deeplift_rescale", target=0, layer="conv",
                         baseline=0),
            LayerDeepLift(model, model.conv).attribute(tokens, baselines=torch.zeros_like(tokens),
                                                       target=0))
-    for layer_input in (False, True):
-        _close(wb.attribute(model, tokens, "gradient_x_input", target=0, to_layer=model.relu,
-                            layer_input=layer_input),
+    for attribute_to in ("output", "input"):
+        _close(wb.attribute(model, tokens, "gradient_x_input", target=0, layer=model.relu,
+                            attribute_to=attribute_to),
                LayerGradientXActivation(model, model.relu).attribute(
-                   tokens, target=0, attribute_to_layer_input=layer_input))
+                   tokens, target=0, attribute_to_layer_input=attribute_to == "input"))
 
 
 def test_a_conv_layer_of_an_image_net_matches_captum():
     model = cnn()
     x = torch.randn(5, 3, 8, 8)
-    ours = wb.attribute(model, x, "gradient_x_input", target=2, to_layer="3")
+    ours = wb.attribute(model, x, "gradient_x_input", target=2, layer="3")
     theirs = LayerGradientXActivation(model, model[3]).attribute(x, target=2)
     assert ours.shape == (5, 8, 4, 4)
     _close(ours, theirs, atol=1e-5)
+
+
+def test_grad_cams_layer_is_its_own_option_and_the_earlier_spelling_still_works():
+    """``layer=`` is Grad-CAM's own layer (Captum's LayerGradCam takes it the same way);
+    ``to_layer=``/``layer_input=`` (the earlier spelling) give the same result with a warning."""
+    model = cnn()
+    x = torch.randn(4, 3, 8, 8)
+    at_first = wb.attribute(model, x, "grad_cam", target=1, layer="0")
+    at_last = wb.attribute(model, x, "grad_cam", target=1)
+    assert not torch.allclose(at_first, at_last)
+    _close(at_first, wb.attribute(model, x, "grad_cam", target=1, layer=model[0]))
+    with pytest.warns(FutureWarning, match="is now"):
+        earlier = wb.attribute(model, x, "gradient_x_input", target=2, to_layer="3",
+                               layer_input=True)
+    _close(earlier, wb.attribute(model, x, "gradient_x_input", target=2, layer="3",
+                                 attribute_to="input"))
+    with pytest.raises(TypeError, match="not both"), pytest.warns(FutureWarning):
+        wb.attribute(model, x, "gradient", target=2, to_layer="3", layer="3")
 
 
 # --- neurons -------------------------------------------------------------------------------
@@ -287,25 +305,31 @@ def test_a_conv_neuron_by_index_and_by_function():
 # --- refusals and cleanliness --------------------------------------------------------------
 
 @pytest.mark.parametrize("call, error, message", [
-    (lambda m, x, t: wb.attribute(m, t, "gradient", target=0), TypeError, "to_layer"),
-    (lambda m, x, t: wb.attribute(m, t.double(), "grad_cam", to_layer="conv"), ValueError,
+    (lambda m, x, t: wb.attribute(m, t, "gradient", target=0), TypeError, "layer=<the embedding>"),
+    (lambda m, x, t: wb.attribute(m, t.double(), "grad_cam", neuron=("conv", 1)), ValueError,
      "grad_cam cannot"),
+    (lambda m, x, t: wb.attribute(m, t, "grad_cam", layer="conv"), TypeError,
+     "grad_cam takes floating-point inputs"),
+    (lambda m, x, t: wb.attribute(m, t.double(), "grad_cam", layer="conv", attribute_to="input"),
+     ValueError, "grad_cam explains its layer's output"),
+    (lambda m, x, t: wb.attribute(m, t, "gradient", layer="conv", attribute_to="in"),
+     ValueError, "attribute_to must be 'output' or 'input'"),
     (lambda m, x, t: wb.attribute(m, t, "gradient", target=0, neuron=("conv", (1, 1)),
-                                  to_layer="embedding"),
+                                  layer="embedding"),
      ValueError, "target must be None with neuron"),
     (lambda m, x, t: wb.attribute(m, t, "gradient", neuron=("conv", (9, 1)),
-                                  to_layer="embedding"),
+                                  layer="embedding"),
      ValueError, r"neuron index \(9, 1\) does not fit"),
-    (lambda m, x, t: wb.attribute(m, t, "gradient", neuron=("conv", 1.5), to_layer="embedding"),
+    (lambda m, x, t: wb.attribute(m, t, "gradient", neuron=("conv", 1.5), layer="embedding"),
      TypeError, "neuron index"),
-    (lambda m, x, t: wb.attribute(m, t, "gradient", to_layer="nope"), ValueError, "to_layer"),
-    (lambda m, x, t: wb.attribute(m, t.double(), "gradient", layer_input=True), ValueError,
-     "layer_input=True needs to_layer"),
+    (lambda m, x, t: wb.attribute(m, t, "gradient", layer="nope"), ValueError, "layer"),
+    (lambda m, x, t: wb.attribute(m, t.double(), "gradient", attribute_to="input"), ValueError,
+     "attribute_to='input' needs layer"),
     (lambda m, x, t: wb.attribute(m, (t.double(), t[:2].double()), "gradient"), ValueError,
      "share their batch size"),
     (lambda m, x, t: wb.attribute(m, (t.double(), t.double()), "integrated_gradients",
                                   baseline=(0.0,)), ValueError, "one entry per input"),
-    (lambda m, x, t: wb.attribute(m, t, "integrated_gradients", to_layer="embedding",
+    (lambda m, x, t: wb.attribute(m, t, "integrated_gradients", layer="embedding",
                                   baseline=0.5), TypeError, "token id"),
 ])
 def test_bad_calls_name_the_argument(text, call, error, message):
@@ -324,7 +348,7 @@ def test_hooks_are_removed_and_inputs_kept_when_the_model_raises(two):
     assert _no_hooks(model)
     for x, kept in zip(inputs, before):
         assert torch.equal(x, kept)
-    wb.attribute(model, inputs, "gradient", target=0, to_layer="head.0", forward_args=2.0)
+    wb.attribute(model, inputs, "gradient", target=0, layer="head.0", forward_args=2.0)
     assert _no_hooks(model)
 
 

@@ -57,7 +57,7 @@ def test_relevance_at_the_embedding_falls_on_the_planted_words(text_model, metho
     planted words than on the filler."""
     model, _, data = text_model
     x, y, mask = data.x_test[:12], data.y_test[:12], data.mask_test[:12]
-    attributions = wb.attribute(model, x, method, target=y, to_layer="embedding", baseline=0)
+    attributions = wb.attribute(model, x, method, target=y, layer="embedding", baseline=0)
     relevance = token_relevance(attributions)
     assert relevance.shape == x.shape
     top = relevance.argmax(1)
@@ -69,12 +69,12 @@ def test_text_attributions_agree_with_captum(text_model):
     captum = pytest.importorskip("captum.attr")
     model, _, data = text_model
     x, y = data.x_test[:6], data.y_test[:6]
-    ours = wb.attribute(model, x, "integrated_gradients", target=y, to_layer="embedding",
+    ours = wb.attribute(model, x, "integrated_gradients", target=y, layer="embedding",
                         baseline=0, steps=20)
     theirs = captum.LayerIntegratedGradients(model, model.embedding).attribute(
         x, baselines=torch.zeros_like(x), target=y, n_steps=20)
     torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
-    ours = wb.attribute(model, x, "deeplift_rescale", target=y, to_layer="embedding",
+    ours = wb.attribute(model, x, "deeplift_rescale", target=y, layer="embedding",
                         baseline=0)
     theirs = captum.LayerDeepLift(model, model.embedding).attribute(
         x, baselines=torch.zeros_like(x), target=y)

@@ -596,16 +596,19 @@ def test_a_text_model_shows_its_sentence_with_highlighted_tokens():
         return tiny_zoo(name)
 
     explorer = Explorer(model_names=("digits_cnn_relu", "tokens_cnn"),
-                        methods=("integrated_gradients", "deeplift_rescale"), load_model=loader)
+                        methods=("integrated_gradients", "deeplift_rescale", "grad_cam"),
+                        load_model=loader)
     assert explorer.tokens.layout.display == "none" and not explorer.is_text
     explorer.model_dropdown.value = "tokens_cnn"
-    assert explorer.status.startswith("ready"), explorer.error_message
+    # Grad-CAM explains a conv layer of the model itself, never token ids at the embedding
+    assert explorer.status.startswith("failed: 1 of 3"), explorer.error_message
+    assert "grad_cam cannot explain token ids" in explorer.error_message
     assert explorer.is_text and explorer.inputs.dtype == torch.int64
     words = explorer.data.words(explorer.inputs[0])
     for label in ("integrated_gradients", "deeplift_rescale"):
         assert explorer.maps[label].shape == (len(words),)
     expected = wb.attribute(explorer.model, explorer.inputs, "integrated_gradients",
-                            to_layer="embedding").sum(-1)[0]
+                            layer="embedding").sum(-1)[0]
     np.testing.assert_allclose(explorer.maps["integrated_gradients"], expected.numpy(),
                                rtol=1e-5, atol=1e-7)
     assert explorer.heatmaps.layout.display == "none" and explorer.tokens.layout.display is None
@@ -615,7 +618,7 @@ def test_a_text_model_shows_its_sentence_with_highlighted_tokens():
     explorer.index = 3  # another sentence
     assert explorer.data.words(explorer.inputs[0])[0] in explorer.tokens.value
     explorer.model_dropdown.value = "digits_cnn_relu"  # back to images: heat maps again
-    assert explorer.status.startswith("ready"), explorer.error_message
+    assert explorer.status.startswith("ready: 3 methods"), explorer.error_message
     assert explorer.tokens.layout.display == "none" and explorer.heatmaps.layout.display is None
     assert explorer.inspector is not None
 

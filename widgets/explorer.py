@@ -34,6 +34,7 @@ from widgets.method_picker import MethodPicker
 from workbench import models
 from workbench.checks import resolve_target
 from workbench.data import ImageData
+from workbench.model_views import NOT_ON_VIEWS
 from workbench.plots import heatmap_grid, to_map
 from workbench.registry import takes_layer_rules, validate_options
 from workbench.text_data import TokenData
@@ -476,8 +477,11 @@ class Explorer(widgets.VBox):
             if len(self._cache) >= _CACHE_SIZE:
                 self._cache.clear()
             if self.is_text:  # token ids: explained at the embedding, reference the padding id
+                if method in NOT_ON_VIEWS:
+                    raise ValueError(f"{method} cannot explain token ids at the embedding: "
+                                     f"{NOT_ON_VIEWS[method]}")
                 attribution = wb.attribute(self._model, inputs, method, target=self.target,
-                                           to_layer=_embedding_of(self._model), **options)
+                                           layer=_embedding_of(self._model), **options)
                 heat = token_relevance(attribution.detach().float().cpu())[0]
             else:
                 attribution = wb.attribute(self._model, inputs, method, target=self.target,

@@ -1,6 +1,7 @@
 """The one entry point: ``attribute(model, inputs, method, target=..., **options)``."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -10,13 +11,14 @@ import workbench.methods  # noqa: F401  (registers the methods)
 from workbench.checks import OutputShapeError, Target, check_model, check_model_and_inputs
 from workbench.layout import like
 from workbench.model_layers import Layer
-from workbench.model_views import attribute_view, masks_differ_per_sample, output_score
+from workbench.model_views import (NOT_ON_VIEWS, attribute_view, masks_differ_per_sample,
+                                   output_score)
 from workbench.registry import get_method
 
 
 def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...], method: str, *,
-              target: Target = None, forward_args: Any = None, to_layer: Layer | None = None,
-              layer_input: bool = False, neuron: tuple[Layer, Any] | None = None,
+              target: Target = None, forward_args: Any = None, layer: Layer | None = None,
+              attribute_to: str = "output", neuron: tuple[Layer, Any] | None = None,
               **options) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """Attribution of ``model``'s target score to each input feature.
 
@@ -28,7 +30,7 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
     inputs:
         Floating-point tensor of shape ``(N, ...)``, or a tuple of them (the model takes them
         as its positional arguments; attributions come back as a tuple); left unchanged.
-        Integer tensors (token ids) with ``to_layer``.
+        Integer tensors (token ids) with ``layer``.
     method:
         A name from ``workbench.methods()``.
     target:
@@ -40,9 +42,11 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
     forward_args:
         Further positional arguments of the model, passed unchanged after the inputs (a tuple,
         or one value; None: none); Captum's ``additional_forward_args``.
-    to_layer, layer_input:
-        Explain a layer's output (its input with ``layer_input=True``) instead of the inputs:
-        a module of ``model`` or its dotted name; Captum's layer attributions.
+    layer, attribute_to:
+        Explain a layer's output (``attribute_to="output"``) or its input
+        (``attribute_to="input"``) instead of the inputs: a module of ``model`` or its dotted
+        name; Captum's layer attributions (``attribute_to_layer_input``). For Grad-CAM and
+        guided Grad-CAM, which always explain a layer, ``layer`` is their own option.
     neuron:
         ``(layer, index)``: explain one unit of a hidden layer's output instead of an output
         class (``target`` must be None); Captum's neuron attributions.
@@ -52,19 +56,30 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
     Returns
     -------
     Tensor of the inputs' shape, dtype, device and memory layout (a tuple for a tuple of
-    inputs; the layer's shape with ``to_layer``). ``workbench.model_views`` says how the last
+    inputs; the layer's shape with ``layer``). ``workbench.model_views`` says how the last
     four arguments work.
     """
     spec = get_method(method)
+    layer, attribute_to = _renamed_layer_options(options, layer, attribute_to)
+    if any(option.name == "layer" for option in spec.options):  # Grad-CAM's own layer
+        if isinstance(inputs, torch.Tensor) and not inputs.is_floating_point():
+            raise TypeError(f"{spec.name} takes floating-point inputs, got dtype {inputs.dtype}: "
+                            f"{NOT_ON_VIEWS[spec.name]}, so token ids cannot be explained at "
+                            "their embedding with it")
+        if attribute_to != "output":
+            raise ValueError(f"{spec.name} explains its layer's output: attribute_to must be "
+                             f"'output', got {attribute_to!r}")
+        if layer is not None:
+            options = {**options, "layer": layer}
+        layer = None
     values = spec.bind(options)
-    view = dict(forward_args=forward_args, to_layer=to_layer, layer_input=layer_input,
-                neuron=neuron)
+    view = dict(forward_args=forward_args, layer=layer, attribute_to=attribute_to, neuron=neuron)
     if callable(target):
         check_model(model)
         return attribute_view(spec, model, inputs, None, values, score=target, **view)
     try:
-        if isinstance(inputs, tuple) or forward_args is not None or to_layer is not None \
-                or layer_input or neuron is not None \
+        if isinstance(inputs, tuple) or forward_args is not None or layer is not None \
+                or attribute_to != "output" or neuron is not None \
                 or (isinstance(inputs, torch.Tensor)
                     and masks_differ_per_sample(spec, values, len(inputs))):
             check_model(model)
@@ -77,6 +92,22 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
         score = output_score(target, error.shape)
         return attribute_view(spec, model, inputs, None, values, score=score, **view)
     return like(result.detach().to(dtype=inputs.dtype, device=inputs.device), inputs)
+
+
+def _renamed_layer_options(options: dict[str, Any], layer: Layer | None,
+                           attribute_to: str) -> tuple[Layer | None, str]:
+    """``layer`` and ``attribute_to``, read from the earlier spellings ``to_layer`` and
+    ``layer_input`` (removed from ``options``, with a ``FutureWarning``) where those are given."""
+    if "to_layer" in options:
+        warnings.warn("to_layer= is now layer=", FutureWarning, stacklevel=3)
+        if layer is not None:
+            raise TypeError("give layer= or to_layer=, not both")
+        layer = options.pop("to_layer")
+    if "layer_input" in options:
+        warnings.warn("layer_input= is now attribute_to='input' or 'output'", FutureWarning,
+                      stacklevel=3)
+        attribute_to = "input" if options.pop("layer_input") else attribute_to
+    return layer, attribute_to
 
 
 def _raise_for_larger_output(model: nn.Module, inputs: torch.Tensor) -> None:

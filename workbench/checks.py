@@ -43,7 +43,7 @@ def check_inputs(inputs: torch.Tensor) -> None:
         raise TypeError(
             f"inputs must be a floating-point tensor, got dtype {inputs.dtype}; "
             "convert with inputs.float(), or explain integer inputs (token ids) at a layer with "
-            "to_layer=<the embedding>"
+            "layer=<the embedding>"
         )
     if inputs.dim() < 2:
         raise ValueError(

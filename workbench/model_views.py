@@ -17,7 +17,7 @@ is never changed).
   its sample's argument. Methods that name the samples of their rows
   (``Method.rows_by_sample``: gradient, Gradient x Input, integrated gradients, SmoothGrad)
   explain all samples at once; the others explain each sample on its own.
-- **to_layer**: the variable is the layer's output (``layer_input=True``: its input) on the
+- **layer**: the variable is the layer's output (``attribute_to="input"``: its input) on the
   sample; the model runs on the sample's inputs with the layer's output replaced by the
   variable. The inputs may then be integers (token ids explained at the embedding's output).
   ``baseline``/``baselines`` are given in input space, as in Captum's layer methods: the
@@ -424,26 +424,27 @@ def masks_differ_per_sample(method: Method, values: dict[str, Any], n: int) -> b
 
 def attribute_view(method: Method, model: nn.Module, inputs: torch.Tensor | tuple,
                    target: Target, values: dict[str, Any], *, forward_args: Any = None,
-                   to_layer: Layer | None = None, layer_input: bool = False,
+                   layer: Layer | None = None, attribute_to: str = "output",
                    neuron: tuple[Layer, Selector] | None = None,
                    score: Callable[[torch.Tensor], torch.Tensor] | None = None,
                    ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     """``method`` on the view of ``model`` that the arguments describe (module docstring);
-    the attributions have the inputs' structure, or the layer's shape with ``to_layer``.
+    the attributions have the inputs' structure, or the layer's shape with ``layer``.
     ``score``: a function of the model's output giving the one score per sample explained
     (then ``target`` is None)."""
     if method.name in NOT_ON_VIEWS:
-        raise ValueError(f"{method.name} cannot take several inputs, forward_args, to_layer or "
+        raise ValueError(f"{method.name} cannot take several inputs, forward_args, layer or "
                          f"neuron: {NOT_ON_VIEWS[method.name]}")
-    if not isinstance(layer_input, bool):
-        raise TypeError(f"layer_input must be a bool, got {layer_input!r}")
-    if layer_input and to_layer is None:
-        raise ValueError("layer_input=True needs to_layer (the layer whose input is explained)")
+    if attribute_to not in ("output", "input"):
+        raise ValueError(f"attribute_to must be 'output' or 'input', got {attribute_to!r}")
+    layer_input = attribute_to == "input"
+    if layer_input and layer is None:
+        raise ValueError("attribute_to='input' needs layer (the layer whose input is explained)")
     parts = inputs if isinstance(inputs, tuple) else (inputs,)
-    n = _check_parts(parts, integers_allowed=to_layer is not None)
+    n = _check_parts(parts, integers_allowed=layer is not None)
     args = () if forward_args is None else (
         forward_args if isinstance(forward_args, tuple) else (forward_args,))
-    layer = find_layer(model, to_layer, "to_layer") if to_layer is not None else None
+    layer = find_layer(model, layer, "layer") if layer is not None else None
     unit = neuron_of(model, neuron) if neuron is not None else None
     if unit is not None and (target is not None or score is not None):
         raise ValueError("target must be None with neuron: the neuron is what is explained")

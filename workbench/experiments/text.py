@@ -30,7 +30,7 @@ def explain_sentences(model: nn.Module, data: TokenData, n: int,
     (at the embedding, reference: the padding token)."""
     ids, labels = data.x_test[:n], data.y_test[:n]
     relevance = {method: token_relevance(wb.attribute(model, ids, method, target=labels,
-                                                      to_layer="embedding", baseline=0))
+                                                      layer="embedding", baseline=0))
                  for method in methods}
     return [ExplainedSentence(data.words(ids[i]), data.classes[int(labels[i])],
                               data.mask_test[i], {m: r[i] for m, r in relevance.items()})

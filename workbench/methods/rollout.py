@@ -4,7 +4,7 @@ arXiv 2005.00928, section 3) as an attribution method, for models that run atten
 The rollout row of one output token (a class token) gives each token a share of it; the
 method spreads each token's share evenly over the input features the token is made of:
 
-- inputs ``(N, T', D)`` (token embeddings, e.g. at an embedding layer with ``to_layer``): token
+- inputs ``(N, T', D)`` (token embeddings, e.g. at an embedding layer with ``layer``): token
   ``t`` is row ``t``; with ``T' = T - prefix_tokens`` the model prepends ``prefix_tokens``
   tokens (a class token) that are not inputs;
 - images ``(N, C, H, W)``: the tokens after the ``prefix_tokens`` are a row-major grid of
