@@ -329,8 +329,8 @@ MUTATIONS: tuple[Mutation, ...] = (
         CAM),
     Mutation(
         "grad-cam-no-relu", "workbench/methods/cam.py",
-        "cam = F.relu((weights * activation).sum(dim=1, keepdim=True))",
-        "cam = (weights * activation).sum(dim=1, keepdim=True)",
+        "return F.relu(cam) if relu_attributions else cam",
+        "return cam",
         "Grad-CAM without the final ReLU",
         CAM),
     Mutation(

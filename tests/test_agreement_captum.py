@@ -306,6 +306,31 @@ def test_grad_cam_matches_layer_grad_cam(name, seed, layer):
 
 
 @all_cases(CNNS)
+@pytest.mark.parametrize("relu", [True, False])
+def test_grad_cams_layer_sized_map_matches_layer_grad_cam(name, seed, relu):
+    """``upsample=False``: the layer-sized map; ``relu_attributions`` as Captum's."""
+    model, x, _, target = case(name, seed)
+    ours = wb.attribute(model, x, "grad_cam", target=target, layer="3", upsample=False,
+                        relu_attributions=relu)
+    theirs = LayerGradCam(model, model[3]).attribute(x, target=target, relu_attributions=relu)
+    assert ours.shape == theirs.shape == (len(x), 1, 4, 4)
+    close(ours, theirs)
+    assert relu == bool((ours >= 0).all())  # without the ReLU some cells are negative
+
+
+@all_cases(CNNS)
+@pytest.mark.parametrize("mode", ["nearest", "bicubic", "area"])
+def test_grad_cams_interpolate_mode_matches_captums(name, seed, mode):
+    model, x, _, target = case(name, seed)
+    ours = wb.attribute(model, x, "grad_cam", target=target, interpolate_mode=mode)
+    cam = LayerGradCam(model, model[3]).attribute(x, target=target, relu_attributions=True)
+    close(ours, LayerAttribution.interpolate(cam, tuple(x.shape[2:]), mode).expand_as(x))
+    guided = wb.attribute(model, x, "guided_grad_cam", target=target, interpolate_mode=mode)
+    close(guided, GuidedGradCam(model, model[3]).attribute(x, target=target,
+                                                           interpolate_mode=mode))
+
+
+@all_cases(CNNS)
 @pytest.mark.parametrize("layer", ["3", "0"])
 def test_guided_grad_cam_matches(name, seed, layer):
     # Captum's GuidedGradCam: its guided backprop times its Grad-CAM upsampled to the input

@@ -121,6 +121,11 @@ def test_grad_cam_layer_errors():
         wb.attribute(mlp(nn.ReLU), torch.randn(2, 8), "grad_cam", target=0)
     with pytest.raises(ValueError, match="channel and spatial"):
         wb.attribute(model, x, "grad_cam", target=0, layer="6")
+    with pytest.raises(ValueError, match="'interpolate_mode' 'trilinear' cannot resize a map of "
+                                         "2 spatial"):
+        wb.attribute(model, x, "grad_cam", target=0, layer="3", interpolate_mode="trilinear")
+    with pytest.raises(ValueError, match="interpolate_mode' of grad_cam must be one of"):
+        wb.attribute(model, x, "grad_cam", target=0, interpolate_mode="cubic")
 
 
 def test_grad_cam_refuses_a_layer_that_runs_twice():

@@ -487,6 +487,10 @@ class Explorer(widgets.VBox):
                 attribution = wb.attribute(self._model, inputs, method, target=self.target,
                                            **options)
                 heat = to_map(attribution.detach().float().cpu())[0]
+                if heat.shape != inputs.shape[-2:]:
+                    raise ValueError(f"{method} returned a map of shape {tuple(heat.shape)}, "
+                                     f"not the image's {tuple(inputs.shape[-2:])}: the "
+                                     "Explorer draws maps over the image (upsample=False?)")
             self._cache[key] = heat.numpy()
         return self._cache[key]
 

@@ -56,7 +56,8 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
     Returns
     -------
     Tensor of the inputs' shape, dtype, device and memory layout (a tuple for a tuple of
-    inputs; the layer's shape with ``layer``). ``workbench.model_views`` says how the last
+    inputs; the layer's shape with ``layer``; Grad-CAM's layer-sized map with its
+    ``upsample=False``). ``workbench.model_views`` says how the last
     four arguments work.
     """
     spec = get_method(method)
@@ -91,7 +92,8 @@ def attribute(model: nn.Module, inputs: torch.Tensor | tuple[torch.Tensor, ...],
     except OutputShapeError as error:  # not (N, classes): explain the score target picks
         score = output_score(target, error.shape)
         return attribute_view(spec, model, inputs, None, values, score=score, **view)
-    return like(result.detach().to(dtype=inputs.dtype, device=inputs.device), inputs)
+    result = result.detach().to(dtype=inputs.dtype, device=inputs.device)
+    return like(result, inputs) if result.shape == inputs.shape else result  # e.g. a layer's map
 
 
 def _renamed_layer_options(options: dict[str, Any], layer: Layer | None,
