@@ -8,7 +8,8 @@ Taylor bias, Achtibat et al. 2024, Prop. 3.1, recorded at each softmax as ``sum 
 R_in``) sums to the explained score; for CP-LRP (Ali et al. 2022, section 3) the softmax drops
 nothing. Checked on random transformers (hypothesis: depth, heads, pre/post norm, LayerNorm /
 RMSNorm, GELU / SiLU, gated MLP, patch or token inputs, class token) and on the zoo's trained
-vision transformer, whose relevance at the pixels the same formulation reproduces.
+vision and text transformers, whose relevance at the pixels (at the embedding) the same
+formulation reproduces.
 """
 from __future__ import annotations
 
@@ -231,15 +232,30 @@ def _from_torchvision(vit) -> tuple[Architecture, dict, dict]:
     """The architecture, weights and biases of a torchvision ``VisionTransformer`` (float64),
     under this file's names."""
     state = {k: v.detach().double() for k, v in vit.state_dict().items()}
-    layers = len(vit.encoder.layers)
-    heads = vit.encoder.layers[0].self_attention.num_heads
-    a = Architecture(depth=layers, heads=heads, width=vit.hidden_dim, eps=1e-6,
-                     patch=vit.patch_size, class_token=True)
-    weights = {"patch": state["conv_proj.weight"], "final": state["encoder.ln.weight"],
-               "head": state["heads.head.weight"]}
-    biases = {"patch": state["conv_proj.bias"], "class_token": state["class_token"][0, 0],
-              "position": state["encoder.pos_embedding"][0], "final": state["encoder.ln.bias"],
-              "head": state["heads.head.bias"]}
+    a, weights, biases = _encoder(vit.encoder, state, vit.hidden_dim, patch=vit.patch_size)
+    weights.update({"patch": state["conv_proj.weight"], "head": state["heads.head.weight"]})
+    biases.update({"patch": state["conv_proj.bias"], "class_token": state["class_token"][0, 0],
+                   "head": state["heads.head.bias"]})
+    return a, weights, biases
+
+
+def _from_token_transformer(model) -> tuple[Architecture, dict, dict]:
+    """The same for the zoo's text transformer, whose inputs here are its embedding's output."""
+    state = {k: v.detach().double() for k, v in model.state_dict().items()}
+    a, weights, biases = _encoder(model.encoder, state, model.head.in_features, patch=None)
+    weights["head"] = state["head.weight"]
+    biases.update({"class_token": state["class_token"][0, 0], "head": state["head.bias"]})
+    return a, weights, biases
+
+
+def _encoder(encoder, state: dict, width: int, patch: int | None):
+    """torchvision's ViT ``Encoder`` (pre-norm blocks, LayerNorm eps 1e-6) under this file's
+    names: its architecture, weights and biases (position embedding and final norm included)."""
+    layers = len(encoder.layers)
+    a = Architecture(depth=layers, heads=encoder.layers[0].self_attention.num_heads,
+                     width=width, eps=1e-6, patch=patch, class_token=True)
+    weights = {"final": state["encoder.ln.weight"]}
+    biases = {"position": state["encoder.pos_embedding"][0], "final": state["encoder.ln.bias"]}
     for i in range(layers):
         source = f"encoder.layers.encoder_layer_{i}."
         for ours, theirs in (("norm1", "ln_1"), ("norm2", "ln_2"), ("up", "mlp.0"),
@@ -249,6 +265,26 @@ def _from_torchvision(vit) -> tuple[Architecture, dict, dict]:
         weights[f"{i}.qkv"] = state[f"{source}self_attention.in_proj_weight"]
         biases[f"{i}.qkv"] = state[f"{source}self_attention.in_proj_bias"]
     return a, weights, biases
+
+
+@pytest.mark.parametrize("method", ["cp_lrp", "attn_lrp"])
+def test_relevance_is_conserved_on_the_zoo_text_transformer(method):
+    """On the trained ``tokens_transformer``, explained at its embedding: the bias-input form
+    on the embedded sentences gives the same relevance as the engine on the token ids, and its
+    ledger balances."""
+    from workbench import models
+
+    model, _ = models.zoo("tokens_transformer", progress=False)
+    model = model.double().eval()
+    ids = models.zoo_data("tokens_transformer").x_test[:3]
+    target = torch.tensor([1, 0, 1])
+    a, weights, biases = _from_token_transformer(model)
+    with torch.no_grad():
+        embedded = model.embedding(ids)
+    relevance = check_conservation(a, weights, biases, embedded, method, target)
+    expected = wb.attribute(model, ids, method, target=target, layer="embedding", epsilon=0.0)
+    torch.testing.assert_close(relevance, expected, rtol=1e-7,
+                               atol=1e-9 * float(expected.abs().max()))
 
 
 @pytest.mark.parametrize("method", ["cp_lrp", "attn_lrp"])

@@ -623,6 +623,25 @@ def test_a_text_model_shows_its_sentence_with_highlighted_tokens():
     assert explorer.inspector is not None
 
 
+def test_the_text_transformer_is_explained_at_its_embedding_by_the_transformer_rules():
+    def loader(name):
+        data = models.zoo_data(name)
+        return models.token_transformer(len(data.vocabulary), 2, data.input_shape[0], width=8,
+                                        depth=1, heads=2, mlp_width=8, seed=0).eval(), {}
+
+    explorer = Explorer(model_names=("tokens_transformer",),
+                        methods=("attn_lrp", "integrated_gradients", "lrp_epsilon"),
+                        load_model=loader)
+    assert explorer.is_text
+    assert explorer.status.startswith("ready: 2 methods"), explorer.error_message
+    assert "lrp_epsilon" in explorer.error_message  # no rule for LayerNorm: named, not run
+    expected = wb.attribute(explorer.model, explorer.inputs, "attn_lrp",
+                            layer="embedding").sum(-1)[0]
+    np.testing.assert_allclose(explorer.maps["attn_lrp"], expected.numpy(), rtol=1e-5,
+                               atol=1e-7)
+    assert explorer.tokens.value.count("<tr>") == 2
+
+
 def test_a_model_outside_the_zoo_needs_its_data_set_in_the_info():
     def loader(name):
         return tiny_model(), {}  # no settings and not a zoo name: no data set to guess

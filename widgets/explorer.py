@@ -41,9 +41,10 @@ from workbench.text_data import TokenData
 from workbench.text_view import token_relevance, token_table
 
 #: the zoo models offered, the first shown first: natural-image crops (a conv net, a vision
-#: transformer), the fast digits nets, shapes, and a text classifier
+#: transformer), the fast digits nets, shapes, and two text classifiers (a CNN, a transformer)
 DEFAULT_MODELS = ("photos_vgg", "photos_vit", "digits_cnn_relu", "digits_cnn_tanh",
-                  "digits_mlp_relu", "digits_mlp_tanh", "shapes_cnn", "tokens_cnn")
+                  "digits_mlp_relu", "digits_mlp_tanh", "shapes_cnn", "tokens_cnn",
+                  "tokens_transformer")
 DEFAULT_METHODS = ("gradient", "integrated_gradients", "lrp_epsilon", "guided_backprop")
 
 #: loads a model by name: ``name -> (model, info)`` as ``workbench.models.zoo`` does

@@ -30,11 +30,19 @@ def explain_sentences(model: nn.Module, data: TokenData, n: int,
     (at the embedding, reference: the padding token)."""
     ids, labels = data.x_test[:n], data.y_test[:n]
     relevance = {method: token_relevance(wb.attribute(model, ids, method, target=labels,
-                                                      layer="embedding", baseline=0))
+                                                      layer="embedding",
+                                                      **reference_options(method)))
                  for method in methods}
     return [ExplainedSentence(data.words(ids[i]), data.classes[int(labels[i])],
                               data.mask_test[i], {m: r[i] for m, r in relevance.items()})
             for i in range(len(ids))]
+
+
+def reference_options(method: str) -> dict[str, int]:
+    """The padding token (id 0) as the reference of a method that takes a ``baseline``
+    (given in input space: its embedding is the reference at the layer); none otherwise."""
+    takes = {option.name for option in wb.method_info(method).options}
+    return {"baseline": 0} if "baseline" in takes else {}
 
 
 def planted_share(sentences: Sequence[ExplainedSentence]) -> dict[str, float]:
