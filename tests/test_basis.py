@@ -416,3 +416,80 @@ def test_errors_name_the_bad_argument(conv_net, images):
     with pytest.raises(ValueError, match="data is empty"):
         wb.activations(conv_net, [], "1", progress=False)
     assert _hooks(conv_net) == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# Transformers: token sequences (N, T, D), features last
+
+
+class _Encoder(nn.Module):
+    """Token vectors (N, T, 8) -> two pre-norm encoder blocks -> a head on token 0."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        block = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(block, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.encoder(x)[:, 0])
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return _Encoder().eval()
+
+
+@pytest.fixture(scope="module")
+def sequences():
+    return torch.randn(40, 5, 8, generator=torch.Generator().manual_seed(2))
+
+
+def test_a_transformers_token_outputs_are_sampled_per_token_with_features_last(encoder,
+                                                                            sequences):
+    """In a model with attention, (N, T, D) is a token sequence: "positions" samples each
+    token's D features (not T "channels"), "pooled" their mean over the tokens."""
+    output = encoder.encoder.layers[0](sequences).detach().double()  # (40, 5, 8)
+    statistics = {spatial: wb.activations(encoder, sequences, "encoder.layers.0",
+                                          spatial=spatial, progress=False)["encoder.layers.0"]
+                  for spatial in ("positions", "pooled", "tokens", "tokens_pooled")}
+    assert statistics["positions"].spatial == "tokens" == statistics["tokens"].spatial
+    assert statistics["pooled"].spatial == "tokens_pooled"
+    assert statistics["positions"].count == 40 * 5 and statistics["pooled"].count == 40
+    for spatial, rows in (("positions", output.reshape(-1, 8)), ("pooled", output.mean(1))):
+        assert statistics[spatial].dimension == 8
+        # (the model's own pass may take PyTorch's fused encoder path: float32 round-off)
+        np.testing.assert_allclose(statistics[spatial].covariance.numpy(),
+                                   np.cov(rows.numpy(), rowvar=False), rtol=1e-5, atol=1e-7)
+
+
+def test_restricting_a_token_layer_projects_every_tokens_features(encoder, sequences):
+    basis = wb.fit_basis(encoder, sequences, "encoder.layers.0", kind="pca", progress=False)
+    output = encoder.encoder.layers[0](sequences).detach().double()
+    restricted = bases.restrict(output, basis, torch.arange(3))
+    assert restricted.shape == output.shape
+    residual = restricted - basis.mean
+    torch.testing.assert_close(residual @ basis.directions[3:].T, torch.zeros(40, 5, 5),
+                               atol=1e-12, rtol=0, check_dtype=False)
+    torch.testing.assert_close(bases.restrict(output, basis, torch.arange(8)), output)
+    curve = wb.ablation_curve(encoder, sequences, "encoder.layers.0", basis, [0, 8],
+                              progress=False)
+    assert curve.agreement[1] == 1.0 > curve.agreement[0]  # all kept: the network unchanged
+
+
+def test_token_layouts_need_token_sequences(conv_net, images):
+    with pytest.raises(ValueError, match="reads token sequences"):
+        wb.activations(conv_net, images, "1", spatial="tokens", progress=False)
+
+
+def test_a_transformers_default_layers_include_its_blocks_after_their_insides():
+    from workbench import models
+    from workbench.experiments.basis import default_layers
+
+    vit = models.vit(3, 4, 16, patch=8, depth=2, width=16, heads=2, mlp_width=32, seed=0)
+    assert default_layers(vit) == [
+        "encoder.layers.encoder_layer_0.mlp.1", "encoder.layers.encoder_layer_0",
+        "encoder.layers.encoder_layer_1.mlp.1", "encoder.layers.encoder_layer_1"]
+    assert default_layers(cnn(nn.ReLU)) == ["1", "4", "7"]

@@ -11,6 +11,7 @@ from torch import nn
 
 import workbench as wb
 from workbench import data as datasets
+from workbench import basis as wb_bases
 from workbench import models as wb_models
 from workbench.claims import t_interval
 from workbench.experiments import basis, patternnet, sanity, transformers, unified
@@ -666,6 +667,76 @@ def test_five_bases_over_seeds_compare_each_seed_at_its_pc_count():
     assert single[0]["variance_explained"] == f"{rows[0]['variance_explained']:.3f}"
     with pytest.raises(ValueError, match="layer '0' was not compared; compared layers: \\['1'\\]"):
         basis.kinds_over_seeds(runs, "0", ("pca",), progress=False)
+
+
+def test_nmf_is_offered_only_for_layers_without_negative_activations():
+    model = mlp(nn.ReLU, sizes=(8, 16, 12, 5))  # "0": a linear layer, "1": its ReLU
+    setting = basis.Setting(model, None, torch.randn(100, 8), torch.randn(20, 8), None)
+    run = basis.SeedRun(0, setting, {})
+    assert basis.applicable_kinds(run, "1") == list(wb_bases.KINDS)
+    assert "nmf" not in basis.applicable_kinds(run, "0")
+
+
+def test_the_focus_layers_name_the_zoo_models_and_default_to_every_layer():
+    chosen = ["a", "b", "c"]
+    assert basis.focus_layers("auto", "photos_vgg", chosen, "ablation") == [
+        "features.relu2_2", "features.relu3_2", "classifier.relu1"]
+    assert basis.focus_layers("auto", "photos_vit", chosen, "gallery") == [
+        "encoder.layers.encoder_layer_3.mlp.1", "encoder.layers.encoder_layer_3"]
+    assert basis.focus_layers("auto", "digits_cnn_relu", chosen, "ablation") == chosen
+    assert basis.focus_layers("b, c", "photos_vgg", chosen, "gallery") == ["b", "c"]
+    assert basis.focus_layers("", "photos_vgg", chosen, "gallery") == chosen
+    with pytest.raises(ValueError, match="purpose"):
+        basis.focus_layers("auto", "photos_vgg", chosen, "kinds")
+
+
+def test_the_zoo_vision_transformer_is_compared_on_its_residual_stream_and_mlp():
+    """Notebook 04's ViT choice: every block's output and MLP hidden layer, sampled per token
+    with the features last; the five-basis layer is the last block's output (no dense layer)."""
+    model, _ = wb_models.zoo("photos_vit", progress=False)
+    data = wb_models.zoo_data("photos_vit")
+    setting = basis.Setting(model, None, data.x_train[:200], data.x_test[:40], data.y_test[:40])
+    layers = basis.default_layers(model)
+    runs = basis.compare_over_seeds(lambda seed: setting, [0], layers, basis.ComparisonOptions(
+        points=3, ablation_layers=layers[-1:], progress=False))
+    comparisons = runs[0].comparisons
+    assert {c.bases["pca"].spatial for c in comparisons.values()} == {"tokens"}
+    assert comparisons[layers[-1]].dimension == 64 and comparisons[layers[-2]].dimension == 128
+    assert basis.first_dense_layer(comparisons) is None
+    assert basis.kinds_default_layer(comparisons) == layers[-1]
+    for comparison in comparisons.values():  # Ky Fan: PCs never need more directions
+        assert comparison.directions_needed["pca"] <= comparison.directions_needed["neurons"]
+
+
+def test_a_transformer_is_re_initialised_layer_by_layer_and_its_claims_read_the_cascade():
+    """Notebook 03's transformer part: ``transformer_init`` re-draws attention projections
+    (``_reset_parameters``) and a class token (no reset method); rollout ignores the head."""
+    from workbench.experiments import sanity_transformer
+    from workbench.randomization import summarize
+
+    vit = wb_models.vit(3, 4, 16, patch=8, depth=1, width=16, heads=2, mlp_width=16,
+                        seed=0).eval()
+    torch.nn.init.normal_(vit.heads.head.weight)  # torchvision starts it at zero (no gradient)
+    attention = vit.encoder.layers[0].self_attention
+    before = attention.in_proj_weight.detach().clone()
+    torch.manual_seed(1)
+    sanity_transformer.transformer_init(attention)
+    assert not torch.equal(before, attention.in_proj_weight)
+    sanity_transformer.transformer_init(vit)  # the root: its class token, drawn at std 0.02
+    token = vit.class_token.detach()
+    assert token.abs().max() > 0 and token.abs().max() <= 0.04
+    images = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    methods = {label: spec for label, spec in sanity_transformer.transformer_methods(4).items()
+               if label in ("Gradient", "Attention rollout")}
+    table = wb.sanity_check(vit, images, methods, mode="cascading",
+                            metrics=(sanity.CLAIM_METRIC,), target=torch.tensor([0, 1, 2]),
+                            seed=0, init=sanity_transformer.transformer_init,
+                            edge_baseline=False, progress=False)
+    made = sanity_transformer.claims({0: summarize(table)})
+    assert [c.statement.split(" ")[0] for c in made] == ["Gradient", "Attention", "Attention"]
+    assert made[-1].values[0] == pytest.approx(1.0, abs=1e-12)  # head re-drawn: rollout unchanged
+    with pytest.raises(ValueError, match="at least one seed"):
+        sanity_transformer.claims({})
 
 
 # -- transformers (notebook 06) ----------------------------------------------------------------

@@ -33,6 +33,11 @@ what a sample is: ``"positions"``, the C channels at every spatial position (one
 channel, shared over positions, as the layer's weights are); ``"pooled"``, the channels averaged
 over the positions (one C-vector per input). Either way the directions live in channel space, and
 restricting a conv layer's output to them acts on every position.
+
+In a transformer (a model with ``nn.MultiheadAttention``) a three-dimensional output is a token
+sequence (N, T, D) with its D features last (the residual stream, an MLP's hidden layer), and
+``"positions"`` and ``"pooled"`` become ``"tokens"`` (the D features of every token) and
+``"tokens_pooled"`` (averaged over the tokens); those two may also be asked for by name.
 """
 from __future__ import annotations
 
@@ -47,6 +52,7 @@ import torch
 from torch import nn
 
 from workbench import decompositions
+from workbench.attention import has_attention_layers
 from workbench.batching import progress_batches
 from workbench.checks import model_device
 from workbench.decompositions import (Coder, LinearCoder, RowSample, SampleOptions,
@@ -57,7 +63,9 @@ from workbench.shards import add_by_key, sum_statistics
 ORTHOGONAL_KINDS = ("pca", "neurons")
 SAMPLE_KINDS = ("ica", "nmf", "sparse")
 KINDS = ORTHOGONAL_KINDS + SAMPLE_KINDS
-SPATIAL = ("positions", "pooled")
+SPATIAL = ("positions", "pooled", "tokens", "tokens_pooled")
+#: layouts whose features are the last dimension (token sequences (N, T, D))
+TOKEN_LAYOUTS = {"positions": "tokens", "pooled": "tokens_pooled"}
 KEEP = ("top", "bottom")
 FILL = ("mean", "zero")
 
@@ -78,14 +86,47 @@ def to_model_device(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
 # Streaming activation statistics
 
 
+def features_last(output: torch.Tensor, spatial: str | None) -> torch.Tensor:
+    """``output`` with its features (channels) as the last dimension: conv (N, C, *spatial)
+    moved to (N, *spatial, C); token sequences (``spatial`` ``"tokens"`` or
+    ``"tokens_pooled"``) and (N, d) as they are."""
+    if output.dim() == 2 or spatial in TOKEN_LAYOUTS.values():
+        return output
+    return output.movedim(1, -1)
+
+
+def from_features_last(restricted: torch.Tensor, spatial: str | None) -> torch.Tensor:
+    """The inverse of :func:`features_last` (a contiguous tensor)."""
+    if restricted.dim() == 2 or spatial in TOKEN_LAYOUTS.values():
+        return restricted
+    return restricted.movedim(-1, 1).contiguous()
+
+
+def layout_of(model: nn.Module, output: torch.Tensor, spatial: str) -> str | None:
+    """The sampling of ``output`` for ``spatial``: None for (N, d); for a three-dimensional
+    output of a transformer the token layout ``spatial`` names (module docstring)."""
+    if output.dim() == 2:
+        return None
+    if spatial in TOKEN_LAYOUTS.values() and output.dim() != 3:
+        raise ValueError(f"spatial={spatial!r} reads token sequences (N, T, D); this layer "
+                         f"gives shape {tuple(output.shape)}")
+    if spatial in TOKEN_LAYOUTS and output.dim() == 3 and has_attention_layers(model):
+        return TOKEN_LAYOUTS[spatial]
+    return spatial
+
+
 def layer_rows(output: torch.Tensor, spatial: str | None) -> torch.Tensor:
     """The samples of a layer output as rows (n, d): (N, d) as it is; conv (N, C, *spatial)
-    per position (N * positions, C) or pooled over positions (N, C)."""
+    per position (N * positions, C) or pooled over positions (N, C); token sequences (N, T, D)
+    per token (N * T, D) or pooled over the tokens (N, D)."""
     if output.dim() == 2:
         return output
     if spatial == "pooled":
         return output.flatten(2).double().mean(2)  # float64 before the sum, as the statistics
-    return output.movedim(1, -1).reshape(-1, output.shape[1])
+    if spatial == "tokens_pooled":
+        return output.double().mean(1)
+    last = features_last(output, spatial)
+    return last.reshape(-1, last.shape[-1])
 
 
 @dataclass
@@ -164,7 +205,7 @@ def activations(model: nn.Module, data, layers: Layer | Sequence[Layer],
     ``data``: a tensor of inputs, or an iterable of input tensors or (inputs, labels) batches
     (e.g. a ``DataLoader``); it is read once, batch by batch, and each batch is moved to the
     model's device. Nothing is stacked: the statistics are float64 sums of size d x d per layer.
-    ``spatial`` (``"positions"`` or ``"pooled"``) applies to conv outputs, see the module doc.
+    ``spatial`` (``SPATIAL``) applies to conv outputs and token sequences, see the module doc.
     Each layer must run exactly once per forward pass. The model is used as it is (train/eval
     mode included), without gradients. ``data`` may also be ``workbench.shards.Shards``: each
     shard's statistics are then computed by a Dask worker (``scheduler``, ``workers``: see
@@ -205,7 +246,7 @@ def _activation_statistics(model: nn.Module, names: list[str], spatial: str, bat
                                  "(N, C, ...); choose a layer that does")
             calls[name] += 1
             if name not in statistics:
-                statistics[name] = empty(name, None if output.dim() == 2 else spatial,
+                statistics[name] = empty(name, layout_of(model, output, spatial),
                                          tuple(output.shape[1:]))
             statistics[name].add_rows(layer_rows(output, statistics[name].spatial),
                                       batch["inputs"])
@@ -491,7 +532,7 @@ def restrict(output: torch.Tensor, basis: Basis, kept: torch.Tensor, fill: str =
     For PCA the projection ``c + (a - c) V_K^T V_K``; for neurons the kept neurons, the others
     at their mean or zero. ``codes``: the centred codes of all directions, if already known.
     Same shape and dtype out."""
-    channels_last = output.movedim(1, -1) if output.dim() > 2 else output
+    channels_last = features_last(output, basis.spatial)
     if channels_last.shape[-1] != basis.features:
         raise ValueError(f"layer '{basis.layer}' gives {channels_last.shape[-1]} features per "
                          f"sample here, the basis has {basis.features}")
@@ -503,7 +544,7 @@ def restrict(output: torch.Tensor, basis: Basis, kept: torch.Tensor, fill: str =
     directions = basis.directions.to(output.device)[kept]
     centre = basis.mean.to(output.device) if fill == "mean" else 0
     restricted = (centre + codes @ directions).to(output.dtype)
-    return restricted.movedim(-1, 1).contiguous() if output.dim() > 2 else restricted
+    return from_features_last(restricted, basis.spatial)
 
 
 @dataclass(frozen=True)
@@ -641,8 +682,8 @@ def _restricted(output: torch.Tensor, basis: Basis, kept: torch.Tensor, fill: st
     """``restrict`` with the centred codes of ``output`` computed once per (basis, fill)."""
     key = (id(basis), fill)
     if key not in codes:
-        channels_last = output.movedim(1, -1) if output.dim() > 2 else output
-        codes[key] = basis.centred_codes(channels_last.double(), None, fill)
+        codes[key] = basis.centred_codes(features_last(output, basis.spatial).double(), None,
+                                         fill)
     return restrict(output, basis, kept, fill, codes[key])
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from workbench.basis import Basis, to_model_device
+from workbench.basis import Basis, features_last, to_model_device
 from workbench.batching import progress_batches
 from workbench.model_layers import captured_outputs, find_layer, single_output
 from workbench.checks import model_device
@@ -43,7 +43,7 @@ def direction_activation(model: nn.Module, inputs: torch.Tensor, basis: Basis,
     with captured_outputs(module, name) as outputs:
         model(inputs)
     output = single_output(outputs, name, module)
-    channels_last = output.movedim(1, -1) if output.dim() > 2 else output[:, None]
+    channels_last = features_last(output, basis.spatial) if output.dim() > 2 else output[:, None]
     scores = basis.centred_codes(channels_last.double(), directions)
     return scores.flatten(1, -2).mean(1)
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from workbench import basis as bases
 from workbench import features, plots
-from workbench.basis import AblationCurve, Basis
+from workbench.basis import AblationCurve, Basis, to_model_device
 from workbench.batching import progress_batches
 from workbench.claims import Claim, t_interval
 from workbench.decompositions import SampleOptions, SparseOptions
@@ -33,9 +33,22 @@ DIRECTION_LABELS = {"pca": "PC", "ica": "IC", "nmf": "factor", "sparse": "atom"}
 
 
 def default_layers(model: nn.Module) -> list[str]:
-    """The activation modules (ReLU, Tanh, ...) of ``model`` in order: the neurons' outputs."""
-    return [name for name, module in model.named_modules()
-            if name and isinstance(module, tuple(ACTIVATION_MODULES))]
+    """The activation modules (ReLU, Tanh, GELU, ...) of ``model`` in order: the neurons'
+    outputs; in a transformer also each attention block's output, the residual stream after the
+    block (a module with an ``nn.MultiheadAttention`` child: torchvision's ``EncoderBlock``,
+    ``nn.TransformerEncoderLayer``), listed after the layers inside it."""
+    names: list[str] = []
+    open_blocks: list[str] = []  # blocks whose inner layers are being listed
+    for name, module in model.named_modules():
+        while open_blocks and not name.startswith(open_blocks[-1] + "."):
+            names.append(open_blocks.pop())
+        if not name:
+            continue
+        if isinstance(module, tuple(ACTIVATION_MODULES)):
+            names.append(name)
+        elif any(isinstance(child, nn.MultiheadAttention) for child in module.children()):
+            open_blocks.append(name)
+    return names + open_blocks[::-1]
 
 
 def ablation_ks(dimension: int, points: int = 10) -> list[int]:
@@ -217,6 +230,29 @@ def layer_names(text: str, default: Sequence[str]) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()] or list(default)
 
 
+_VGG_FOCUS = {"ablation": ("features.relu2_2", "features.relu3_2", "classifier.relu1"),
+              "gallery": ("features.relu3_2", "classifier.relu1")}
+_VIT_FOCUS = {"ablation": ("encoder.layers.encoder_layer_1", "encoder.layers.encoder_layer_3.mlp.1",
+                           "encoder.layers.encoder_layer_3"),
+              "gallery": ("encoder.layers.encoder_layer_3.mlp.1", "encoder.layers.encoder_layer_3")}
+#: per zoo model, the layers notebook 04 ablates and shows when asked for "auto": a middle and
+#: a late layer and the first dense one (VGG-style nets); the residual stream after the second
+#: and last blocks and the last MLP's hidden layer (the vision transformer)
+FOCUS: dict[str, dict[str, tuple[str, ...]]] = {
+    "photos_vgg": _VGG_FOCUS, "digits32_vgg": _VGG_FOCUS, "photos_vit": _VIT_FOCUS}
+
+
+def focus_layers(text: str, model_name: str, chosen: Sequence[str], purpose: str) -> list[str]:
+    """The layers for ``purpose`` (``"ablation"`` or ``"gallery"``): ``"auto"`` is the zoo
+    model's ``FOCUS`` (every chosen layer for a model without one); otherwise as
+    :func:`layer_names` (empty: every chosen layer)."""
+    if purpose not in ("ablation", "gallery"):
+        raise ValueError(f"purpose must be 'ablation' or 'gallery', got {purpose!r}")
+    if text.strip() != "auto":
+        return layer_names(text, chosen)
+    return list(FOCUS.get(model_name, {}).get(purpose, chosen))
+
+
 @functools.lru_cache(maxsize=2)
 def _zoo_data(model_name: str):
     from workbench import models
@@ -266,6 +302,16 @@ def first_dense_layer(comparisons: dict[str, LayerComparison]) -> str | None:
     """The first layer whose outputs are vectors (N, d), e.g. AlexNet's fc1; None if none."""
     return next((layer for layer, c in comparisons.items()
                  if c.bases["pca"].spatial is None), None)
+
+
+def kinds_default_layer(comparisons: dict[str, LayerComparison]) -> str | None:
+    """Where the five-basis comparison runs by default: the first dense layer, or in a
+    transformer (no dense layer) the last layer whose samples are token vectors."""
+    dense = first_dense_layer(comparisons)
+    if dense is not None:
+        return dense
+    return next((layer for layer, c in reversed(comparisons.items())
+                 if c.bases["pca"].spatial == "tokens"), None)
 
 
 def pc_advantage(comparison: LayerComparison, curves: str, measure: str = "accuracy") -> float:
@@ -424,6 +470,18 @@ def compare_kinds(model: nn.Module, fitted: dict[str, Basis], test_inputs: torch
                       "agreement": curve.agreement[0], "zero_codes": zero_fraction,
                       "dead_directions": dead})
     return table
+
+
+def applicable_kinds(run: SeedRun, layer: str, rows: int = 256) -> list[str]:
+    """The bases that can be fitted to ``layer``: every kind, but NMF only where the layer's
+    activations on the first ``rows`` training inputs are non-negative (a ReLU's output, not a
+    transformer's residual stream or GELU)."""
+    model = run.setting.model
+    name, module = find_layer(model, layer)
+    with torch.no_grad(), captured_outputs(module, name) as outputs:
+        model(to_model_device(model, run.setting.fit_inputs[:rows]))
+    negative = bool(single_output(outputs, name, module).min() < 0)
+    return [kind for kind in bases.KINDS if not (negative and kind == "nmf")]
 
 
 def kinds_over_seeds(runs: Sequence[SeedRun], layer: str, kinds: Sequence[str] = bases.KINDS,
