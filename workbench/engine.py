@@ -13,6 +13,7 @@ import weakref
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
@@ -378,8 +379,15 @@ class RuleMode(_GuardingMode):
         inputs = bound["input"]
         dims = tuple(range(-len(bound["normalized_shape"]), 0))
         eps = bound["eps"] if bound["eps"] is not None else torch.finfo(inputs.dtype).eps
+        with_scale = None
+        if func is F.layer_norm:  # the same kernel F.layer_norm runs, with its 1 / std
+            def with_scale():
+                output, _, scale = torch.native_layer_norm(
+                    inputs, list(bound["normalized_shape"]), bound["weight"], bound["bias"],
+                    float(eps))
+                return output, scale
         call = NormalizationCall(lambda: func(*args, **kwargs), inputs, dims, bound["weight"],
-                                 float(eps), ops.NORMALIZATION_OPS[func])
+                                 float(eps), ops.NORMALIZATION_OPS[func], with_scale)
         return self.rules.normalization.apply(call)
 
     def _attention(self, func, args, kwargs):
@@ -423,9 +431,14 @@ class RuleMode(_GuardingMode):
     # -- helpers -------------------------------------------------------------------------------
 
     def _layer_of_parameters(self, args, kwargs) -> str | None:
-        for value in (*args, *kwargs.values()):
-            if isinstance(value, nn.Parameter) and id(value) in self.layer_of:
-                return self.layer_of[id(value)]
+        # (a live tensor's id is a parameter's id only if it is that parameter)
+        layer_of = self.layer_of
+        for value in args:
+            if id(value) in layer_of:
+                return layer_of[id(value)]
+        for value in kwargs.values():
+            if id(value) in layer_of:
+                return layer_of[id(value)]
         return None
 
     def _unsupported(self, func, reason: str):
@@ -461,13 +474,30 @@ def _positional(func, args, kwargs) -> dict:
     return bound
 
 
+def _is_parameter(value) -> bool:
+    """``isinstance(value, nn.Parameter)``, without the Python-level ``__instancecheck__`` of
+    ``nn.Parameter`` for the plain tensors and numbers that most arguments are."""
+    kind = type(value)
+    if kind is torch.Tensor or kind is nn.Parameter:
+        return kind is nn.Parameter
+    return isinstance(value, torch.Tensor) and isinstance(value, nn.Parameter)
+
+
 def _detach_parameters(value):
-    if isinstance(value, nn.Parameter):
+    """``value`` with every parameter in it (in lists, tuples and dicts) detached."""
+    kind = type(value)
+    if kind is tuple or kind is list or isinstance(value, (list, tuple)):
+        for item in value:  # (a loop, not any(...): this runs for every operation)
+            if _is_parameter(item) or isinstance(item, (list, tuple, dict)):
+                return kind(_detach_parameters(v) for v in value)
+        return value
+    if kind is dict:
+        for item in value.values():
+            if _is_parameter(item) or isinstance(item, (list, tuple, dict)):
+                return {k: _detach_parameters(v) for k, v in value.items()}
+        return value
+    if _is_parameter(value):
         return value.detach()
-    if isinstance(value, (list, tuple)) and any(isinstance(v, nn.Parameter) for v in value):
-        return type(value)(_detach_parameters(v) for v in value)
-    if isinstance(value, dict):
-        return {k: _detach_parameters(v) for k, v in value.items()}
     return value
 
 
@@ -493,12 +523,21 @@ def _replaced(value, swap: dict):
     return value
 
 
-def _any_requires_grad(args, kwargs) -> bool:
-    def walk(value) -> bool:
-        if isinstance(value, torch.Tensor):
-            return value.requires_grad
-        if isinstance(value, (list, tuple)):
-            return any(walk(v) for v in value)
-        return False
+def _requires_grad(value) -> bool:
+    """Whether ``value`` is, or a list or tuple holds, a tensor that requires grad."""
+    if isinstance(value, torch.Tensor):
+        return value.requires_grad
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            if _requires_grad(item):
+                return True
+    return False
 
-    return walk(args) or any(walk(v) for v in kwargs.values())
+
+def _any_requires_grad(args, kwargs) -> bool:
+    if _requires_grad(args):
+        return True
+    for value in kwargs.values():
+        if _requires_grad(value):
+            return True
+    return False

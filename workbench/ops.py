@@ -198,7 +198,9 @@ def op_name(func: Callable) -> str:
 
 
 @functools.cache
+@functools.lru_cache(maxsize=1024)
 def _signature(func: Callable) -> inspect.Signature | None:
+    """``func``'s signature (None if it has none), read once per function."""
     try:
         return inspect.signature(func)
     except (TypeError, ValueError):

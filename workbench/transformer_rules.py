@@ -131,6 +131,9 @@ class NormalizationCall:
     weight: torch.Tensor | None
     eps: float
     centred: bool
+    #: the same call returning ``(y, 1 / std)`` from one kernel (``torch.native_layer_norm``),
+    #: where there is one: the scale is then not recomputed in the backward
+    run_with_scale: Callable[[], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 class NormalizationRule:
@@ -162,19 +165,26 @@ class ConstantScaleRule(NormalizationRule):
 class _ConstantScale(torch.autograd.Function):
     @staticmethod
     def forward(ctx, inputs, call):
-        ctx.save_for_backward(inputs)
         ctx.call = call
+        if call.run_with_scale is not None:
+            output, scale = call.run_with_scale()
+            ctx.save_for_backward(scale)
+            return output
+        ctx.save_for_backward(inputs)
         return call.run()
 
     @staticmethod
     def backward(ctx, grad):
-        (inputs,) = ctx.saved_tensors
+        (saved,) = ctx.saved_tensors
         call = ctx.call
-        if call.centred:
-            spread = inputs.var(dim=call.dims, keepdim=True, unbiased=False)
+        if call.run_with_scale is not None:
+            scale = saved
+        elif call.centred:
+            scale = torch.rsqrt(saved.var(dim=call.dims, keepdim=True, unbiased=False)
+                                + call.eps)
         else:
-            spread = inputs.pow(2).mean(dim=call.dims, keepdim=True)
-        h = grad * torch.rsqrt(spread + call.eps)
+            scale = torch.rsqrt(saved.pow(2).mean(dim=call.dims, keepdim=True) + call.eps)
+        h = grad * scale
         if call.weight is not None:
             h = h * call.weight
         if call.centred:
