@@ -8,14 +8,16 @@ OUT ?= output
 
 .PHONY: install reproduce test chromium benchmark mutation clean
 
-# lxt (test-only): the AttnLRP authors' package, whose explicit relevance functions the tests
-# compare with; they need only torch, so lxt's declared dependencies (transformers,
-# bitsandbytes, open_clip) are left out
+# lxt (test and benchmark only): the AttnLRP authors' package. Its explicit relevance functions
+# need only torch; its efficient implementation (the tests' agreement on a torchvision ViT, the
+# transformers benchmark's lxt row) also needs Hugging Face transformers. lxt's other declared
+# dependencies (bitsandbytes, open_clip, accelerate) are left out.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test,dev]'
 	$(PY) -m pip install --no-deps 'lxt==2.1'
+	$(PY) -m pip install 'transformers>=4.45,<5'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -29,3 +29,19 @@ def test_parallel_signal_and_distractor_is_reported_not_raised():
     assert "must differ" in widget.errors.message
     widget.distractor_angle.value = 60.0  # and the widget keeps working
     assert widget.errors.message == "" and widget.result is not None
+
+
+def test_only_the_first_plot_of_a_preheated_kernel_carries_a_snapshot(monkeypatch):
+    """A preheated app kernel draws the toy's first plot as a PNG too (shown at first paint,
+    no plotly.js needed); the plots of later slider moves are drawn live."""
+    from widgets import toy_generator
+    from workbench import snapshots
+
+    asked = []
+    monkeypatch.setattr(snapshots, "requested", lambda: True)
+    monkeypatch.setattr(toy_generator, "figure_bundle",
+                        lambda figure, snapshot: asked.append(snapshot) or {"text/plain": ""})
+    widget = ToyGenerator(n=300)
+    widget.noise.value = 0.5
+    assert asked == [True, False] and widget.draws == 2
+    assert len(widget.figure.data) == 6

@@ -370,6 +370,45 @@ def test_attn_lrp_agrees_with_lxt(epsilon, tolerance):
     assert not torch.allclose(ours, x * _gradient(model, x, target))  # not the plain gradient
 
 
+_LXT_VIT = """
+import sys, torch
+from lxt.efficient import monkey_patch
+from torchvision.models import vision_transformer
+vit, x, target = torch.load(sys.argv[1], weights_only=False)
+monkey_patch(vision_transformer)  # changes torch.nn's classes: in this process only
+leaf = x.clone().requires_grad_()
+vit(leaf).gather(1, target[:, None]).sum().backward()
+torch.save(leaf.detach() * leaf.grad, sys.argv[2])
+"""
+
+
+def test_cp_lrp_agrees_with_lxts_efficient_implementation_on_a_torchvision_vit(tmp_path):
+    """lxt's own patch map for torchvision's ViT (``lxt.efficient``: CP-LRP inside attention,
+    identity rules for GELU and LayerNorm, plain linear layers) against ``cp_lrp`` with
+    epsilon 0, on the same random ViT. lxt patches ``torch.nn`` classes process-wide, so it runs
+    in a child process."""
+    pytest.importorskip("lxt.efficient", exc_type=ImportError)  # needs Hugging Face transformers
+    import subprocess
+    import sys
+
+    from workbench import models
+
+    vit = models.vit(3, 5, 16, patch=4, depth=2, width=32, heads=4, mlp_width=64,
+                     seed=0).double().eval()
+    nn.init.normal_(vit.heads.head.weight, std=0.5, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(3, 3, 16, 16, dtype=D, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 2, 4])
+    ours = wb.attribute(vit, x, "cp_lrp", target=target, epsilon=0.0)
+    torch.save((vit, x, target), tmp_path / "case.pt")
+    subprocess.run([sys.executable, "-c", _LXT_VIT, str(tmp_path / "case.pt"),
+                    str(tmp_path / "theirs.pt")], check=True, timeout=300)
+    theirs = torch.load(tmp_path / "theirs.pt")
+    cosine = F.cosine_similarity(ours.flatten(1), theirs.flatten(1))
+    assert bool((cosine >= 0.999999).all()), cosine
+    assert float((ours - theirs).abs().max()) <= 1e-6 * float(theirs.abs().max())
+    assert not torch.allclose(ours, x * _gradient(vit, x, target), atol=1e-3)
+
+
 def test_attention_rollout_is_the_product_of_mixed_attention_matrices():
     """Abnar & Zuidema 2020, section 3, from the weights nn.MultiheadAttention returns."""
     model = Classifier(layers=2).double().eval()

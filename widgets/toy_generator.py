@@ -13,10 +13,13 @@ import math
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
+from IPython.display import display
 
-from widgets._common import ErrorArea, sync_figure
+from widgets._common import ErrorArea
+from workbench import snapshots
 from workbench.experiments.patternnet import (ESTIMATOR_LABELS, ToyResult, toy_experiment,
                                               toy_figure)
+from workbench.reporting import figure_bundle
 
 
 def _unit(angle_degrees: float) -> tuple[float, float]:
@@ -25,7 +28,13 @@ def _unit(angle_degrees: float) -> tuple[float, float]:
 
 
 class ToyGenerator(widgets.VBox):
-    """Live linear toy: change a slider, see the filter, the patterns and ``rho`` move."""
+    """Live linear toy: change a slider, see the filter, the patterns and ``rho`` move.
+
+    The plot is a plotly figure shown in an ``Output`` area (``figure``: the one shown), not a
+    ``FigureWidget``: a page then loads plotly.js only when it draws a plot. In a preheated app
+    kernel (``workbench.snapshots.requested()``) the first plot also carries a PNG snapshot,
+    which the page shows at once and turns into the live plot when the pointer enters it.
+    """
 
     def __init__(self, n: int = 1000, seed: int = 0):
         self.signal_angle = widgets.FloatSlider(0.0, min=-180, max=180, step=5,
@@ -39,14 +48,18 @@ class ToyGenerator(widgets.VBox):
         self.errors = ErrorArea("wb-error")
         self.table = widgets.HTML()
         self.table.add_class("wb-toy-quality")
-        self.figure = go.FigureWidget()
+        self.figure_area = widgets.Output()
+        self.figure_area.add_class("wb-toy-figure")
+        self.figure: go.Figure | None = None
+        self.draws = 0
         self.result: ToyResult | None = None
         for slider in (self.signal_angle, self.distractor_angle, self.noise, self.strength):
             slider.continuous_update = False
             slider.observe(self.errors.guard(self._changed), names="value")
         controls = widgets.VBox([self.signal_angle, self.distractor_angle, self.noise,
                                  self.strength])
-        super().__init__([widgets.HBox([controls, self.table]), self.errors, self.figure])
+        super().__init__([widgets.HBox([controls, self.table]), self.errors,
+                          self.figure_area])
         self.add_class("wb-toy-generator")
         self.errors.guard(self.update)()
 
@@ -61,13 +74,7 @@ class ToyGenerator(widgets.VBox):
         self.result = toy_experiment(self.n, _unit(self.signal_angle.value),
                                      _unit(self.distractor_angle.value), self.noise.value,
                                      self.strength.value, self.seed)
-        fresh = toy_figure(self.result)
-        with self.figure.batch_update():
-            self.figure.data = ()
-            for trace in fresh.data:
-                self.figure.add_trace(trace)
-            self.figure.layout = fresh.layout
-        sync_figure(self.figure)
+        self._draw(toy_figure(self.result))
         rows = "".join(
             f"<tr><td>{html.escape(ESTIMATOR_LABELS[k])}</td><td>"
             f"{'undefined' if math.isnan(v) else f'{v:.3f}'}</td></tr>"
@@ -76,3 +83,12 @@ class ToyGenerator(widgets.VBox):
                             f"<p>PatternNet recovers the signal: cosine "
                             f"{self.result.signal_recovery:.3f}</p>")
         self.errors.clear()
+
+    def _draw(self, figure: go.Figure) -> None:
+        """Show ``figure`` in place of the last one (with a snapshot the first time, in a
+        preheated kernel: later plots are drawn while the reader watches)."""
+        bundle = figure_bundle(figure, snapshot=self.draws == 0 and snapshots.requested())
+        self.figure_area.clear_output(wait=True)
+        with self.figure_area:
+            display(bundle, raw=True)
+        self.figure, self.draws = figure, self.draws + 1
