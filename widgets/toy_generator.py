@@ -13,7 +13,6 @@ import math
 
 import ipywidgets as widgets
 import plotly.graph_objects as go
-from IPython.display import display
 
 from widgets._common import ErrorArea
 from workbench import snapshots
@@ -88,7 +87,8 @@ class ToyGenerator(widgets.VBox):
         """Show ``figure`` in place of the last one (with a snapshot the first time, in a
         preheated kernel: later plots are drawn while the reader watches)."""
         bundle = figure_bundle(figure, snapshot=self.draws == 0 and snapshots.requested())
-        self.figure_area.clear_output(wait=True)
-        with self.figure_area:
-            display(bundle, raw=True)
+        # the output set as the widget's state (as RecomputePanel draws), not captured from
+        # display(): no kernel output machinery runs while the notebook cell builds the widget
+        self.figure_area.outputs = ({"output_type": "display_data", "metadata": {},
+                                     "data": bundle},)
         self.figure, self.draws = figure, self.draws + 1
