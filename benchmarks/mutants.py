@@ -600,7 +600,7 @@ MUTATIONS: tuple[Mutation, ...] = (
         BASIS),
     Mutation(
         "basis-rows-without-movedim", "workbench/basis.py",
-        "return output.movedim(1, -1).reshape(-1, output.shape[1])",
+        "last = features_last(output, spatial)\n    return last.reshape(-1, last.shape[-1])",
         "return output.reshape(-1, output.shape[1])",
         "conv activations reshaped into rows without moving the channels last",
         BASIS),

@@ -21,6 +21,7 @@ import workbench as wb
 from workbench import models
 from workbench.claims import Claim
 from workbench.experiments.sanity import CLAIM_METRIC, CLAIM_THRESHOLD, stage_similarity
+from workbench.experiments.transformers import drawn_test_indices
 from workbench.randomization import summarize
 
 ROLLOUT = "Attention rollout"
@@ -54,10 +55,7 @@ def vit_images(model_name: str, n_images: int, seed: int, progress: bool = True
     images drawn under ``seed`` and their true labels."""
     model, info = models.zoo(model_name, seed=seed, device="cpu", progress=progress)
     data = models.zoo_data(model_name)
-    if not 1 <= n_images <= len(data.x_test):
-        raise ValueError(f"n_images must be in 1..{len(data.x_test)}, got {n_images}")
-    order = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))
-    chosen = order[:n_images]
+    chosen = drawn_test_indices(data, n_images, seed, "n_images")
     return model, info, data.x_test[chosen], data.y_test[chosen]
 
 

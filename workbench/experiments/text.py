@@ -3,7 +3,7 @@ class is decided by planted words (``workbench.text_data``), so each method's re
 checked against where the decision really is."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +49,15 @@ def planted_share(sentences: Sequence[ExplainedSentence]) -> dict[str, float]:
     """Per method, the mean over sentences of the share of positive relevance that falls on
     the planted words (1: all of it; the planted words' share of the tokens if uninformed)."""
     methods = sentences[0].relevance if sentences else {}
-    return {method: float(torch.stack([
-        s.relevance[method].clamp_min(0)[s.planted].sum()
-        / s.relevance[method].clamp_min(0).sum().clamp_min(1e-12) for s in sentences]).mean())
-        for method in methods}
+    return {method: planted_share_of([s.relevance[method] for s in sentences],
+                                     [s.planted for s in sentences])
+            for method in methods}
+
+
+def planted_share_of(relevance: Iterable[torch.Tensor], planted: Iterable[torch.Tensor]
+                     ) -> float:
+    """The mean over sentences (rows, or a ``(N, length)`` tensor) of the share of each
+    sentence's positive relevance on its planted words (``planted``: bool, same shapes)."""
+    return float(torch.stack([
+        row.clamp_min(0)[mask].sum() / row.clamp_min(0).sum().clamp_min(1e-12)
+        for row, mask in zip(relevance, planted, strict=True)]).mean())

@@ -72,18 +72,25 @@ class SeedResult:
                 "faithfulness": self.faithfulness, "random_curve": self.random_curve}
 
 
-def _method_options(method: str, options: Mapping[str, Any], protocol: Protocol) -> dict:
+def method_options(method: str, options: Mapping[str, Any], protocol: Any) -> dict:
+    """``options`` with the ``protocol``'s ``ig_steps`` for integrated gradients."""
     if method == "integrated_gradients":
         return {**options, "steps": protocol.ig_steps}
     return dict(options)
 
 
+def drawn_test_indices(data, count: int, seed: int, argument: str = "images") -> torch.Tensor:
+    """Indices of ``count`` test samples of ``data`` drawn without replacement under ``seed``;
+    ``argument`` names the count in the error for a count out of range."""
+    if not 1 <= count <= len(data.x_test):
+        raise ValueError(f"{argument} must be in 1..{len(data.x_test)}, got {count}")
+    order = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))
+    return order[:count]
+
+
 def explained_images(data, count: int, seed: int) -> torch.Tensor:
     """``count`` test images drawn without replacement under ``seed``."""
-    if not 1 <= count <= len(data.x_test):
-        raise ValueError(f"images must be in 1..{len(data.x_test)}, got {count}")
-    order = torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))
-    return data.x_test[order[:count]]
+    return data.x_test[drawn_test_indices(data, count, seed)]
 
 
 def run_seed(seed: int, protocol: Protocol = Protocol(),
@@ -99,7 +106,7 @@ def run_seed(seed: int, protocol: Protocol = Protocol(),
     maps, curves, faithfulness = {}, {}, {}
     for label, (method, options) in methods.items():
         maps[label] = wb.attribute(model, images, method, target=targets,
-                                   **_method_options(method, options, protocol))
+                                   **method_options(method, options, protocol))
         found = {order: metrics.degradation(model, images, maps[label], order=order,
                                             patch=protocol.patch, target=targets,
                                             replacement=protocol.replacement)

@@ -28,9 +28,9 @@ from torch import nn
 import workbench as wb
 from workbench import models
 from workbench.claims import Claim
-from workbench.experiments.text import ExplainedSentence, planted_share, reference_options
-from workbench.experiments.transformers import METHODS, ORDERING, ORDERS, SOURCE
-from workbench.text_data import TokenData
+from workbench.experiments.text import planted_share_of, reference_options
+from workbench.experiments.transformers import (METHODS, ORDERING, ORDERS, SOURCE,
+                                                drawn_test_indices, method_options)
 from workbench.text_view import token_relevance
 
 
@@ -88,13 +88,6 @@ def token_deletion(model: nn.Module, ids: torch.Tensor, relevance: torch.Tensor,
     return logits.gather(2, target[:, None, None].expand(n, length + 1, 1))[..., 0]
 
 
-def explained_sentences(data: TokenData, count: int, seed: int) -> torch.Tensor:
-    """Indices of ``count`` test sentences drawn without replacement under ``seed``."""
-    if not 1 <= count <= len(data.x_test):
-        raise ValueError(f"sentences must be in 1..{len(data.x_test)}, got {count}")
-    return torch.randperm(len(data.x_test), generator=torch.Generator().manual_seed(seed))[:count]
-
-
 def run_text_seed(seed: int, protocol: TextProtocol = TextProtocol(),
                   methods: Mapping[str, tuple[str, dict[str, Any]]] = METHODS,
                   progress: bool = True) -> TextSeedResult:
@@ -103,18 +96,14 @@ def run_text_seed(seed: int, protocol: TextProtocol = TextProtocol(),
     token-deletion curves."""
     model, info = models.zoo(protocol.model, seed=seed, device="cpu", progress=progress)
     data = models.zoo_data(protocol.model)
-    drawn = explained_sentences(data, protocol.sentences, seed)
+    drawn = drawn_test_indices(data, protocol.sentences, seed, "sentences")
     ids, targets, planted = data.x_test[drawn], data.y_test[drawn], data.mask_test[drawn]
     relevance, shares, curves, faithfulness = {}, {}, {}, {}
     for label, (method, options) in methods.items():
-        options = {**options, **({"steps": protocol.ig_steps}
-                                 if method == "integrated_gradients" else {})}
         relevance[label] = token_relevance(wb.attribute(
             model, ids, method, target=targets, layer="embedding", **reference_options(method),
-            **options)).float()
-        sentences = [ExplainedSentence([], "", planted[i], {label: relevance[label][i]})
-                     for i in range(len(ids))]
-        shares[label] = planted_share(sentences)[label]
+            **method_options(method, options, protocol))).float()
+        shares[label] = planted_share_of(relevance[label], planted)
         found = {order: token_deletion(model, ids, relevance[label], targets, order)
                  for order in ORDERS}
         curves[label] = {order: curve.mean(0).tolist() for order, curve in found.items()}
